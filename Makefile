@@ -1,0 +1,64 @@
+# stylize: every entry point a newcomer or an operator needs.
+# `make setup` then `make test` (or `make demo`) is the whole quick start.
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+WEIGHTS ?= imagenet
+SIZE   ?= 384
+ITERATIONS ?= 300
+PORT   ?= 50051
+METRICS_PORT ?= 9090
+IMAGE  ?= stylize
+TAG    ?= dev
+
+export PYTHONUNBUFFERED := 1
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: help setup proto run demo samples test bench reliability lint k8s-validate docker-build clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e ".[server,dev]"
+	touch $@
+
+setup: $(VENV)/.installed ## create .venv and install the project with the server and dev extras
+
+proto: $(VENV)/.installed ## regenerate the Python stubs from proto/ into client/stylize/v1
+	$(PY) scripts/gen_proto.py
+
+run: $(VENV)/.installed ## start the server on localhost (WEIGHTS=imagenet|PATH|random:SEED)
+	$(VENV)/bin/stylize-server --host 127.0.0.1 --port $(PORT) --metrics-port $(METRICS_PORT) --weights $(WEIGHTS)
+
+samples: $(VENV)/.installed ## draw the demo's content and style images into samples/generated
+	$(PY) scripts/make_samples.py samples/generated
+
+demo: $(VENV)/.installed ## start a server, stylize the sample pair into out/, stop the server
+	$(PY) scripts/demo.py --weights $(WEIGHTS) --size $(SIZE) --iterations $(ITERATIONS) --out out
+
+test: $(VENV)/.installed ## run the whole test suite
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed ## engine benchmarks: step vs floor, time to quality, memory (table + JSON)
+	$(PY) benchmarks/engine_bench.py --out benchmarks/results
+
+reliability: $(VENV)/.installed ## full reliability and security run (table + JSON)
+	$(PY) -m tests.reliability.run --out reliability-results
+
+lint: $(VENV)/.installed ## lint the Dockerfiles
+	$(VENV)/bin/hadolint deploy/docker/Dockerfile
+
+k8s-validate: $(VENV)/.installed ## render every kustomize overlay and validate it offline
+	$(PY) -m pytest tests/test_k8s.py -q
+
+docker-build: ## build the GPU image (VARIANT=cpu for the CPU one); needs a Docker engine
+	docker build -f deploy/docker/Dockerfile --build-arg VARIANT=$(or $(VARIANT),gpu) -t $(IMAGE):$(TAG) .
+
+clean:
+	rm -rf out benchmarks/results reliability-results .pytest_cache
