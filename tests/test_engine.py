@@ -1,0 +1,207 @@
+"""The engine end to end on the CPU at 32-64 px with seeded random weights."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from stylize_server import images
+from stylize_server.engine import Engine
+from stylize_server.errors import Cancelled, InvalidArgument
+from stylize_server.optimize import LossSpec
+from stylize_server.options import (
+    DEFAULT_STYLE_LAYERS,
+    Init,
+    JobOptions,
+    Optimizer,
+    Pooling,
+    StyleSource,
+    plan_scales,
+)
+
+
+def gradient_image(h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.stack([xx * 255 // max(1, w - 1), yy * 255 // max(1, h - 1), (xx + yy) * 127 // max(1, h + w - 2)],
+                    -1).astype(np.uint8)
+
+
+def blocky_image(seed: int, h: int = 64, w: int = 64, block: int = 8) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    cells = rng.integers(0, 256, (h // block, w // block, 3))
+    return cells.repeat(block, 0).repeat(block, 1).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine(weights="random:0")
+
+
+def job(**kw) -> JobOptions:
+    base = dict(content=gradient_image(64, 64), styles=[StyleSource(blocky_image(1))], size=64, iterations=30,
+                progress_interval=1)
+    base.update(kw)
+    return JobOptions(**base)
+
+
+@pytest.mark.parametrize("optimizer", list(Optimizer))
+def test_both_optimizers_lower_the_loss_by_a_large_factor(engine: Engine, optimizer: Optimizer) -> None:
+    totals: list[float] = []
+    result = engine.run(job(optimizer=optimizer), on_progress=lambda p: totals.append(p.losses.total))
+    assert len(totals) == 30 and result.iterations == 30
+    assert totals[0] / result.losses.total > 5.0, (optimizer, totals[0], result.losses.total)
+    assert result.image.shape == (64, 64, 3) and result.image.dtype == np.uint8
+    parts = result.losses
+    assert parts.total == pytest.approx(parts.content + parts.style + parts.tv, rel=1e-6)
+
+
+def test_progress_reports_every_k_iterations_and_the_last(engine: Engine) -> None:
+    seen = []
+    engine.run(job(iterations=23, progress_interval=5), on_progress=lambda p: seen.append(p))
+    assert [p.iteration for p in seen] == [5, 10, 15, 20, 23]
+    assert all(p.total_iterations == 23 for p in seen)
+    elapsed = [p.elapsed_seconds for p in seen]
+    assert elapsed == sorted(elapsed) and elapsed[0] > 0
+    image = seen[-1].image
+    assert image.shape == (64, 64, 3) and image.dtype == np.uint8
+
+
+def test_output_keeps_the_content_aspect_ratio(engine: Engine) -> None:
+    result = engine.run(job(content=gradient_image(40, 80), size=64, iterations=2))
+    assert result.image.shape == (32, 64, 3)
+
+
+def test_preserve_colors_keeps_the_content_chrominance(engine: Engine) -> None:
+    content = gradient_image(48, 48)
+    result = engine.run(job(content=content, size=48, iterations=10, preserve_colors=True))
+    out = images.rgb_to_ycbcr(result.image)
+    ref = images.rgb_to_ycbcr(content)
+    # Pixels that clipping to 0..255 left alone carry the content's chrominance
+    # up to uint8 rounding.
+    unclipped = np.all((result.image > 0) & (result.image < 255), axis=-1)
+    assert unclipped.mean() > 0.5
+    np.testing.assert_allclose(out[unclipped][:, 1:], ref[unclipped][:, 1:], atol=1.5)
+    # ... while the luminance is the optimized one, not the content's.
+    plain = engine.run(job(content=content, size=48, iterations=10))
+    both = unclipped & np.all((plain.image > 0) & (plain.image < 255), axis=-1)
+    np.testing.assert_allclose(out[both][:, 0], images.rgb_to_ycbcr(plain.image)[both][:, 0], atol=1.5)
+    assert np.abs(out[..., 0] - ref[..., 0]).mean() > 1.0
+
+
+def test_style_blend_weights_one_zero_give_the_single_style_targets(engine: Engine) -> None:
+    a, b = blocky_image(1), blocky_image(2)
+    spec = LossSpec((), tuple(n for n, _ in DEFAULT_STYLE_LAYERS), Pooling.AVG)
+    objective = engine._objective(spec)
+    single = engine._blended_grams(objective, job(styles=[StyleSource(a)]), 64, [1.0])
+    blended = engine._blended_grams(objective, job(styles=[StyleSource(a, 1.0), StyleSource(b, 0.0)]), 64, [1.0, 0.0])
+    for s, t in zip(single, blended):
+        np.testing.assert_array_equal(s.numpy(), t.numpy())
+    only_b = engine._blended_grams(objective, job(styles=[StyleSource(b)]), 64, [1.0])
+    mixed = engine._blended_grams(objective, job(styles=[StyleSource(a), StyleSource(b)]), 64, [0.5, 0.5])
+    for s_a, s_b, m in zip(single, only_b, mixed):
+        np.testing.assert_allclose(m.numpy(), 0.5 * s_a.numpy() + 0.5 * s_b.numpy(), rtol=1e-5)
+    # Through the public API: weights (1, 0) run exactly like the single style.
+    one = engine.run(job(iterations=5, styles=[StyleSource(a)]))
+    two = engine.run(job(iterations=5, styles=[StyleSource(a, 1.0), StyleSource(b, 0.0)]))
+    np.testing.assert_array_equal(one.image, two.image)
+
+
+def test_same_seed_gives_identical_output_and_another_seed_does_not(engine: Engine) -> None:
+    first = engine.run(job(init=Init.NOISE, seed=7, iterations=8))
+    again = engine.run(job(init=Init.NOISE, seed=7, iterations=8))
+    other = engine.run(job(init=Init.NOISE, seed=8, iterations=8))
+    np.testing.assert_array_equal(first.image, again.image)
+    assert first.losses == again.losses
+    assert not np.array_equal(first.image, other.image)
+
+
+@pytest.mark.parametrize("optimizer", list(Optimizer))
+def test_cancellation_stops_within_one_iteration(engine: Engine, optimizer: Optimizer) -> None:
+    stop = {"requested_at": None}
+    ran: list[int] = []
+
+    def on_progress(p) -> None:
+        if p.iteration == 5:
+            stop["requested_at"] = p.iteration
+
+    with pytest.raises(Cancelled):
+        engine.run(job(iterations=50, optimizer=optimizer), on_progress=on_progress,
+                   should_stop=lambda: stop["requested_at"] is not None,
+                   on_iteration=lambda i, dt: ran.append(i))
+    assert stop["requested_at"] == 5
+    assert max(ran) <= 6  # at most the one iteration already dispatched
+
+
+def test_init_options(engine: Engine) -> None:
+    style = blocky_image(3)
+    from_style = engine.run(job(init=Init.STYLE, iterations=1, styles=[StyleSource(style)], progress_interval=1),
+                            on_progress=None)
+    assert from_style.image.shape == (64, 64, 3)
+    init = blocky_image(4)
+    seen = []
+    engine.run(job(init=Init.IMAGE, init_image=init, iterations=1), on_progress=seen.append)
+    np.testing.assert_array_equal(seen[0].image, init)  # iteration 1 is evaluated at the initial image
+    with pytest.raises(InvalidArgument, match="init_image"):
+        engine.run(job(init=Init.IMAGE, init_image=None, iterations=1))
+
+
+def test_multiscale_plan_and_run(engine: Engine) -> None:
+    options = job(content=gradient_image(96, 96), size=96, iterations=12, multiscale=True, multiscale_min_size=32)
+    plan = plan_scales(options)
+    assert [s.size for s in plan] == [48, 96]  # doubling down to >= min size, coarse first
+    assert [s.iterations for s in plan] == [8, 4]  # shares 2:1
+    seen = []
+    result = engine.run(options, on_progress=seen.append)
+    assert result.iterations == 12 and result.image.shape == (96, 96, 3)
+    assert [p.scale_index for p in seen][:8] == [0] * 8 and [p.scale_index for p in seen][8:] == [1] * 4
+    assert seen[0].image.shape == (48, 48, 3) and seen[-1].image.shape == (96, 96, 3)
+
+
+def test_multiscale_is_on_by_default_above_256_only() -> None:
+    c = gradient_image(8, 8)
+    assert len(plan_scales(JobOptions(content=c, styles=[], size=256))) == 1
+    big = plan_scales(JobOptions(content=c, styles=[], size=1024, iterations=500))
+    assert [s.size for s in big] == [256, 512, 1024]
+    assert [s.iterations for s in big] == [250, 125, 125]
+    assert len(plan_scales(JobOptions(content=c, styles=[], size=1024, multiscale=False))) == 1
+
+
+def test_a_new_size_does_not_retrace_the_step(engine: Engine) -> None:
+    engine.run(job(iterations=2))
+    optimizer = engine._optimizer(LossSpec(("relu4_2",), tuple(n for n, _ in DEFAULT_STYLE_LAYERS), Pooling.AVG),
+                                  engine.resolve(job()))
+    before = optimizer._step.experimental_get_tracing_count()
+    engine.run(job(content=gradient_image(48, 40), size=48, iterations=2))
+    engine.run(job(content=gradient_image(32, 56), size=56, iterations=2))
+    assert optimizer._step.experimental_get_tracing_count() == before == 1
+
+
+def test_graph_ends_at_the_deepest_needed_layer(engine: Engine) -> None:
+    def conv_ops(layers: tuple[str, ...], pooling: Pooling) -> tuple[int, set[str]]:
+        fn = tf.function(lambda x: engine.vgg(x, layers, pooling))
+        graph = fn.get_concrete_function(tf.TensorSpec([1, None, None, 3], tf.float32)).graph
+        types = [op.type for op in graph.get_operations()]
+        return types.count("Conv2D"), {t for t in types if "Pool" in t}
+
+    assert conv_ops(("relu1_1",), Pooling.AVG) == (1, set())
+    assert conv_ops(("relu4_2",), Pooling.AVG) == (10, {"AvgPool"})
+    assert conv_ops(("relu1_1", "relu3_1", "conv4_1"), Pooling.MAX) == (9, {"MaxPool"})
+    assert conv_ops(("relu5_1",), Pooling.AVG)[0] == 13
+    feats = engine.vgg(tf.zeros([1, 32, 32, 3]), ("conv2_1", "relu2_1"), Pooling.AVG)
+    assert set(feats) == {"conv2_1", "relu2_1"}
+    np.testing.assert_allclose(feats["relu2_1"].numpy(), np.maximum(feats["conv2_1"].numpy(), 0))
+
+
+def test_invalid_options_name_the_field(engine: Engine) -> None:
+    with pytest.raises(InvalidArgument, match=r"style_layers: unknown layer 'relu9_9'"):
+        engine.run(job(style_layers=(("relu9_9", 1.0),)))
+    with pytest.raises(InvalidArgument, match=r"iterations: must be in \[1, 5000\]"):
+        engine.run(job(iterations=0))
+    with pytest.raises(InvalidArgument, match="content_weight"):
+        engine.run(job(content_weight=float("nan")))
+
+
+def test_model_info_reports_random_weights(engine: Engine) -> None:
+    info = engine.model_info
+    assert info.random_weights is True and info.weights_source == "random:0"
+    assert info.device_kind in ("CPU", "GPU") and info.default_pooling is Pooling.AVG
