@@ -96,6 +96,16 @@ class Result:
     scales: tuple[Scale, ...]
 
 
+def enable_memory_growth() -> None:
+    """Let TensorFlow take GPU memory as jobs need it instead of all at start,
+    so a pod's memory use tracks its work. Must run before the GPU is used."""
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialized: the setting can no longer change
+            log.debug("memory growth not changed on %s: device already initialized", gpu.name)
+
+
 def _device() -> tuple[str, str]:
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
@@ -121,6 +131,7 @@ class Engine:
 
     def __init__(self, weights: str = "imagenet", pooling: Pooling | str = Pooling.AVG, xla: bool = False,
                  limits: Limits | None = None) -> None:
+        enable_memory_growth()
         self.vgg = VGG19Features(weights)
         self.default_pooling = Pooling(pooling)
         self.xla = xla
