@@ -205,3 +205,14 @@ def test_model_info_reports_random_weights(engine: Engine) -> None:
     info = engine.model_info
     assert info.random_weights is True and info.weights_source == "random:0"
     assert info.device_kind in ("CPU", "GPU") and info.default_pooling is Pooling.AVG
+
+
+def test_thin_style_images_still_reach_block5(engine: Engine) -> None:
+    thin = blocky_image(5, h=8, w=256, block=8)
+    result = engine.run(job(styles=[StyleSource(thin)], iterations=3, style_scale=0.5))
+    assert np.isfinite(result.losses.total)
+
+
+def test_too_small_outputs_are_refused_with_the_limit(engine: Engine) -> None:
+    with pytest.raises(InvalidArgument, match=r"size: output 64x8 is too small; .* at least 16 px"):
+        engine.run(job(content=gradient_image(10, 80), size=64))

@@ -23,6 +23,7 @@ from . import images
 from .errors import InvalidArgument
 from .optimize import LBFGS, Adam, LossSpec, LoopHooks, Objective, Targets, deprocess, run_scale
 from .options import (
+    MIN_SIDE,
     Init,
     JobOptions,
     Limits,
@@ -272,7 +273,12 @@ class Engine:
         for style, weight in zip(options.styles, blend):
             if weight == 0:
                 continue
-            grams = objective.style_grams(_batch(images.fit_longest(style.image, style_size)))
+            resized = images.fit_longest(style.image, style_size)
+            if min(resized.shape[:2]) < MIN_SIDE:  # keep block 5 non-empty for thin styles
+                h, w = style.image.shape[:2]
+                resized = images.resize(style.image, (max(MIN_SIDE, round(h * MIN_SIDE / min(h, w))),
+                                                      max(MIN_SIDE, round(w * MIN_SIDE / min(h, w)))))
+            grams = objective.style_grams(_batch(resized))
             scaled = [weight * g for g in grams]
             blended = scaled if blended is None else [a + b for a, b in zip(blended, scaled)]
         assert blended is not None  # validate() guarantees a positive weight

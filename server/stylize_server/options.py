@@ -65,6 +65,7 @@ DEFAULT_STYLE_LAYERS: tuple[tuple[str, float], ...] = tuple(
 )
 DEFAULT_LEARNING_RATE = {Optimizer.LBFGS: 1.0, Optimizer.ADAM: 10.0}
 MULTISCALE_THRESHOLD = 256  # multi-scale is on by default above this size
+MIN_SIDE = 16  # the shorter side of any scale: 16 -> 1 px after VGG-19's four poolings
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,8 @@ def plan_scales(options: JobOptions) -> list[Scale]:
         s = options.size
         while s // 2 >= options.multiscale_min_size:
             s //= 2
+            if min(scaled_shape(options.content.shape[:2], s)) < MIN_SIDE:
+                break  # a very wide or tall image: no coarser scale is deep enough for VGG-19
             sizes.append(s)
         sizes.reverse()
     if options.iterations < len(sizes):  # fewer iterations than scales: keep the finest
@@ -268,8 +271,12 @@ def validate(options: JobOptions, limits: Limits) -> None:
             f"output {w}x{h} = {w * h} pixels exceeds the limit of {limits.max_pixels} pixels; "
             f"ask for a smaller size",
         )
-    if min(h, w) < 8:
-        raise InvalidArgument("size", f"output {w}x{h} is too thin; the shorter side must be at least 8 px")
+    if min(h, w) < MIN_SIDE:
+        raise InvalidArgument(
+            "size",
+            f"output {w}x{h} is too small; its shorter side must be at least {MIN_SIDE} px "
+            "(VGG-19 halves it four times before block 5)",
+        )
     _int_range("iterations", options.iterations, 1, limits.max_iterations)
     if options.learning_rate is not None:
         _finite("learning_rate", options.learning_rate, 1e-6, 1e4)
