@@ -302,7 +302,8 @@ def validate(options: JobOptions, limits: Limits) -> None:
                 f"style {i} at scale {options.style_scale:g} would be {sw}x{sh} pixels, over 4x the limit of "
                 f"{limits.max_pixels}",
             )
-    _int_range("multiscale_min_size", options.multiscale_min_size, 32, max(32, limits.max_side))
+    # Above `size` it only means "one scale", so it is not tied to max_side.
+    _int_range("multiscale_min_size", options.multiscale_min_size, 32, 65536)
     _int_range("progress_interval", options.progress_interval, 1, max(1, limits.max_iterations))
     _int_range("lbfgs_history", options.lbfgs_history, 1, 100)
     _int_range("preview_max_side", options.preview_max_side, 0, limits.max_side)
