@@ -109,10 +109,16 @@ def target_args(t: Targets) -> tuple:
 
 
 class LBFGS:
-    """L-BFGS without line search, as in torch7's optim.lbfgs (which
-    jcjohnson/neural-style uses): one gradient per iteration, first step scaled
-    by min(1, 1/|g|₁), then steps of `learning_rate` along the two-loop
-    direction. Curvature pairs with sᵀy <= 1e-10 are skipped.
+    """L-BFGS in the style of torch7's optim.lbfgs (which jcjohnson/neural-style
+    uses): one gradient per iteration, no line search, the first step scaled by
+    min(1, 1/|g|₁), then steps of `learning_rate` along the two-loop direction;
+    curvature pairs with sᵀy <= 1e-10 are skipped.
+
+    One safeguard replaces the line search at no cost in the usual case: a trial
+    point whose loss is higher than the last accepted one (or not finite) is
+    rejected and the step halved, so an early overshoot costs one iteration
+    instead of sending the image far away. Reported losses and images are the
+    accepted point's, so they never increase.
 
     The history is a list of `history` flat tensors, oldest first, that each
     step returns shifted: no copy of the history is ever made.
@@ -124,55 +130,65 @@ class LBFGS:
         hist = [FLAT] * history
         self._step = tf.function(
             self._step_impl,
-            input_signature=[IMAGE, FLAT, FLAT, hist, hist, tf.TensorSpec([history], tf.float32), SCALAR,
-                             tf.TensorSpec([], tf.bool), SCALAR, *objective.target_specs],
+            input_signature=[IMAGE, IMAGE, tf.TensorSpec([3], tf.float32), FLAT, FLAT, hist, hist,
+                             tf.TensorSpec([history], tf.float32), SCALAR, tf.TensorSpec([], tf.bool), SCALAR,
+                             *objective.target_specs],
             jit_compile=xla,
         )
 
     def init(self, x: tf.Tensor) -> tuple:
         zeros = tf.zeros([tf.size(x)], tf.float32)
         # Every empty history slot shares one zero tensor.
-        return (zeros, zeros, [zeros] * self.m, [zeros] * self.m, tf.zeros([self.m]), tf.constant(1.0),
-                tf.constant(True))
+        return (x, tf.zeros([3]), zeros, zeros, [zeros] * self.m, [zeros] * self.m, tf.zeros([self.m]),
+                tf.constant(1.0), tf.constant(True))
 
     def step(self, x: tf.Tensor, state: tuple, lr: tf.Tensor, targets: Targets):
-        g_prev, s_prev, S, Y, rho, gamma, first = state
-        out = self._step(x, g_prev, s_prev, S, Y, rho, gamma, first, lr, *target_args(targets))
-        x_new, g, s, S, Y, rho, gamma, terms = out
-        return x_new, (g, s, S, Y, rho, gamma, tf.constant(False)), terms
+        """-> (next trial point, state, accepted point's terms, accepted point)."""
+        x_new, *state = self._step(x, *state, lr, *target_args(targets))
+        return x_new, tuple(state), state[1], state[0]
 
-    def _step_impl(self, x, g_prev, s_prev, S, Y, rho, gamma, first, lr, content_t, style_t, cw, sw, weights):
+    def result(self, x_next: tf.Tensor, state: tuple) -> tf.Tensor:
+        return state[0]  # the best evaluated point; the next trial was never evaluated
+
+    def _step_impl(self, x, x_acc, terms_acc, g_acc, s_prev, S, Y, rho, gamma, first, lr,
+                   content_t, style_t, cw, sw, weights):
         terms, grad = self.objective.value_and_grad(x, (content_t, style_t, cw, sw, weights))
+        terms = tf.stack(terms[:3])
+        f = tf.reduce_sum(terms)
         g = tf.reshape(grad, [-1])
-        y_new = g - g_prev
-        ys = tf.tensordot(y_new, s_prev, 1)
-        accept = tf.logical_and(tf.logical_not(first), ys > 1e-10)
+        accept = tf.logical_or(first, tf.logical_and(tf.math.is_finite(f), f <= tf.reduce_sum(terms_acc)))
 
-        def push():
-            yy = tf.tensordot(y_new, y_new, 1)
-            return (list(S[1:]) + [s_prev], list(Y[1:]) + [y_new],
-                    tf.concat([rho[1:], [1.0 / ys]], 0), ys / yy)
+        def accepted():
+            y_new = g - g_acc
+            ys = tf.tensordot(y_new, s_prev, 1)
+            push = tf.logical_and(tf.logical_not(first), ys > 1e-10)
 
-        def keep():
-            return list(S), list(Y), rho, gamma
+            def with_pair():
+                yy = tf.tensordot(y_new, y_new, 1)
+                return (list(S[1:]) + [s_prev], list(Y[1:]) + [y_new],
+                        tf.concat([rho[1:], [1.0 / ys]], 0), ys / yy)
 
-        S, Y, rho, gamma = tf.cond(accept, push, keep)
+            S2, Y2, rho2, gamma2 = tf.cond(push, with_pair, lambda: (list(S), list(Y), rho, gamma))
+            # Two-loop recursion, newest pair first; empty slots have rho = 0.
+            q = g
+            alphas = [None] * self.m
+            for j in reversed(range(self.m)):
+                alphas[j] = rho2[j] * tf.tensordot(S2[j], q, 1)
+                q = q - alphas[j] * Y2[j]
+            r = gamma2 * q
+            for j in range(self.m):
+                beta = rho2[j] * tf.tensordot(Y2[j], r, 1)
+                r = r + (alphas[j] - beta) * S2[j]
+            step_size = tf.where(first, tf.minimum(1.0, 1.0 / tf.reduce_sum(tf.abs(g))) * lr, lr)
+            s = -step_size * r
+            return x + tf.reshape(s, tf.shape(x)), x, terms, g, s, S2, Y2, rho2, gamma2
 
-        # Two-loop recursion, newest pair first; empty slots have rho = 0.
-        q = g
-        alphas = [None] * self.m
-        for j in reversed(range(self.m)):
-            alphas[j] = rho[j] * tf.tensordot(S[j], q, 1)
-            q = q - alphas[j] * Y[j]
-        r = gamma * q
-        for j in range(self.m):
-            beta = rho[j] * tf.tensordot(Y[j], r, 1)
-            r = r + (alphas[j] - beta) * S[j]
-        direction = -r
-        step_size = tf.where(first, tf.minimum(1.0, 1.0 / tf.reduce_sum(tf.abs(g))) * lr, lr)
-        s = step_size * direction
-        x_new = x + tf.reshape(s, tf.shape(x))
-        return x_new, g, s, S, Y, rho, gamma, terms
+        def rejected():
+            s = 0.5 * s_prev
+            return x_acc + tf.reshape(s, tf.shape(x)), x_acc, terms_acc, g_acc, s, list(S), list(Y), rho, gamma
+
+        out = tf.cond(accept, accepted, rejected)
+        return (*out, tf.constant(False))
 
 
 class Adam:
@@ -192,9 +208,13 @@ class Adam:
         return tf.zeros_like(x), tf.zeros_like(x), tf.constant(0.0)
 
     def step(self, x: tf.Tensor, state: tuple, lr: tf.Tensor, targets: Targets):
+        """-> (next point, state, terms at `x`, `x`)."""
         m, v, t = state
         x_new, m, v, t, terms = self._step(x, m, v, t, lr, *target_args(targets))
-        return x_new, (m, v, t), terms
+        return x_new, (m, v, t), tf.stack(terms[:3]), x
+
+    def result(self, x_next: tf.Tensor, state: tuple) -> tf.Tensor:
+        return x_next
 
     def _step_impl(self, x, m, v, t, lr, content_t, style_t, cw, sw, weights):
         terms, g = self.objective.value_and_grad(x, (content_t, style_t, cw, sw, weights))
@@ -225,7 +245,7 @@ def run_scale(
     last_iteration: int,
     hooks: LoopHooks,
 ) -> tf.Tensor:
-    """Run `iterations` steps from `x`; return the final image tensor.
+    """Run `iterations` steps from `x`; return the image to keep.
 
     Iterations are numbered globally from `first_iteration` (1-based). The host
     reads the loss of iteration k only after iteration k+1 has been dispatched,
@@ -234,13 +254,14 @@ def run_scale(
     """
     lr = tf.constant(learning_rate, tf.float32)
     state = optimizer.init(x)
-    pending: tuple[int, tuple, tf.Tensor] | None = None
+    pending: tuple[int, tf.Tensor, tf.Tensor] | None = None
     last_time = time.perf_counter()
 
-    def settle(item: tuple[int, tuple, tf.Tensor]) -> None:
+    def settle(item: tuple[int, tf.Tensor, tf.Tensor]) -> None:
         nonlocal last_time
         iteration, terms, x_in = item
-        values = tuple(float(v) for v in terms)  # waits for that iteration only
+        parts = [float(v) for v in terms.numpy()]  # waits for that iteration only
+        values = (*parts, sum(parts))
         now = time.perf_counter()
         if hooks.on_iteration:
             hooks.on_iteration(iteration, now - last_time)
@@ -256,14 +277,13 @@ def run_scale(
     for k in range(iterations):
         if hooks.should_stop and hooks.should_stop():
             raise Cancelled(f"stopped before iteration {first_iteration + k}")
-        x_in = x
-        x, state, terms = optimizer.step(x, state, lr, targets)
+        x, state, terms, x_reported = optimizer.step(x, state, lr, targets)
         if pending is not None:
             settle(pending)
-        pending = (first_iteration + k, terms, x_in)
+        pending = (first_iteration + k, terms, x_reported)
     if pending is not None:
         settle(pending)
-    return x
+    return optimizer.result(x, state)
 
 
 def deprocess(x: tf.Tensor) -> np.ndarray:
