@@ -216,3 +216,12 @@ def test_thin_style_images_still_reach_block5(engine: Engine) -> None:
 def test_too_small_outputs_are_refused_with_the_limit(engine: Engine) -> None:
     with pytest.raises(InvalidArgument, match=r"size: output 64x8 is too small; .* at least 16 px"):
         engine.run(job(content=gradient_image(10, 80), size=64))
+
+
+def test_lbfgs_reports_a_loss_that_never_rises(engine: Engine) -> None:
+    # From noise the first curvature estimates overshoot; the rejected trials must not show.
+    totals: list[float] = []
+    result = engine.run(job(init=Init.NOISE, seed=3, iterations=30), on_progress=lambda p: totals.append(p.losses.total))
+    assert all(b <= a for a, b in zip(totals, totals[1:])), totals
+    assert result.losses.total == pytest.approx(totals[-1], rel=1e-4)
+    assert totals[0] / totals[-1] > 5.0
