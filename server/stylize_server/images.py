@@ -45,8 +45,14 @@ def decode(data: bytes, field: str, max_pixels: int) -> np.ndarray:
             rgb = _to_rgb(image)
     except (InvalidArgument, TooLarge):
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise TooLarge(field, f"image rejected as a decompression bomb ({exc})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Pillow refuses the header before we can read it: the image declares
+        # more than Pillow's own guard, which is far above any sane limit.
+        raise TooLarge(
+            field,
+            f"image declares more than {Image.MAX_IMAGE_PIXELS} pixels, over the limit of {max_pixels} pixels "
+            "(rejected from its header as a decompression bomb)",
+        ) from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad bytes
         raise InvalidArgument(
             field, f"cannot decode image ({type(exc).__name__}: {exc}); expected PNG, JPEG or WebP bytes"
