@@ -1,0 +1,106 @@
+"""Prometheus metrics of the server: the metric objects (in prometheus-client's
+one global registry, the only global state of the server), the HTTP `/metrics`
+endpoint, and the device-memory gauge read from TensorFlow at scrape time.
+
+Gauges that several in-process servers may share (tests run many) are moved with
+inc()/dec(), never set(), so they stay correct when summed.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Callable
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+# Buckets span CPU test jobs (sub-second) to long GPU jobs (minutes).
+_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 180, 300, 600, float("inf"))
+_WAIT_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, float("inf"))
+_ITERATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, float("inf"))
+
+REQUESTS = Counter(
+    "stylize_requests",
+    "Stylize calls by final gRPC status code.",
+    ["code"],
+)
+JOBS_IN_PROGRESS = Gauge("stylize_jobs_in_progress", "Jobs running on the device now.")
+QUEUE_DEPTH = Gauge("stylize_queue_depth", "Jobs waiting for a slot now.")
+QUEUE_WAIT = Histogram(
+    "stylize_queue_wait_seconds", "Time from admission to a slot on the device.", buckets=_WAIT_BUCKETS
+)
+JOB_DURATION = Histogram(
+    "stylize_job_duration_seconds",
+    "Run time of a job on the device (any outcome).",
+    buckets=_DURATION_BUCKETS,
+)
+ITERATION = Histogram(
+    "stylize_iteration_seconds", "Time of one optimization iteration.", buckets=_ITERATION_BUCKETS
+)
+ITERATIONS = Counter("stylize_iterations", "Optimization iterations run, over all jobs.")
+JOBS_CANCELLED = Counter(
+    "stylize_jobs_cancelled",
+    "Jobs stopped before their end: client (cancel/disconnect), deadline, time_limit "
+    "(--max-job-seconds), shutdown (drained).",
+    ["reason"],
+)
+MODEL_LOAD = Gauge("stylize_model_load_seconds", "Time it took to load VGG-19 at start-up.")
+
+CANCEL_REASONS = ("client", "deadline", "time_limit", "shutdown")
+for _reason in CANCEL_REASONS:  # export zeros so rate() works before the first cancel
+    JOBS_CANCELLED.labels(reason=_reason)
+
+
+class _DeviceMemoryCollector(Collector):
+    """stylize_device_memory_bytes, asked of the engine at scrape time.
+
+    Absent (no sample) where TensorFlow does not report device memory (CPU)."""
+
+    def __init__(self) -> None:
+        self._source: Callable[[], int | None] | None = None
+        self._lock = threading.Lock()
+
+    def set_source(self, source: Callable[[], int | None] | None) -> None:
+        with self._lock:
+            self._source = source
+
+    def collect(self):  # type: ignore[override]
+        with self._lock:
+            source = self._source
+        family = GaugeMetricFamily(
+            "stylize_device_memory_bytes", "Device memory TensorFlow has in use (GPU only)."
+        )
+        if source is not None:
+            try:
+                value = source()
+            except Exception:  # noqa: BLE001 - a scrape must never fail because of the device
+                value = None
+            if value is not None:
+                family.add_metric([], float(value))
+        yield family
+
+    def describe(self):  # type: ignore[override]
+        return []
+
+
+DEVICE_MEMORY = _DeviceMemoryCollector()
+REGISTRY.register(DEVICE_MEMORY)
+
+
+class MetricsEndpoint:
+    """The `/metrics` HTTP server of one Server; port 0 picks a free port."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._httpd: WSGIServer
+        self._thread: threading.Thread
+        self._httpd, self._thread = start_http_server(port, addr=host)
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_port)
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)

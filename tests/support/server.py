@@ -1,0 +1,389 @@
+"""Real stylize servers for tests, on 127.0.0.1 with free ports.
+
+In-process (fast; shares one already-loaded random-weights Engine):
+
+    from tests.support.server import running_server, small_request
+    with running_server(max_concurrent_jobs=1) as srv:      # any ServerConfig field
+        frames = list(srv.stub().Stylize(small_request(), timeout=60))
+        srv.metrics_port, srv.address, srv.channel(), srv.server (the Server)
+
+As a subprocess of `stylize-server` (for signals and exit codes):
+
+    from tests.support.server import server_process
+    with server_process("--max-concurrent-jobs", "1") as proc:
+        proc.address, proc.metrics_port, proc.popen, proc.records (parsed JSON log lines)
+        proc.popen.send_signal(signal.SIGTERM); proc.wait_exit(60)
+
+Requests: `small_request(**fields)` builds a StylizeRequest with a 40x32
+content image and a 32x32 style image at size 32, 5 iterations, progress every
+iteration; keyword arguments set any StylizeRequest field (e.g. size=64,
+iterations=2000, output_format=stylize_pb2.OUTPUT_FORMAT_JPEG).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import grpc
+
+from stylize.v1 import stylize_pb2, stylize_pb2_grpc
+
+from .images import png_bytes
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TEST_WEIGHTS = "random:0"
+TEST_SIZE = 32
+
+_engine_lock = threading.Lock()
+_engine: Any = None
+
+
+def shared_engine() -> Any:
+    """One Engine(weights="random:0") per test process, warmed at 32 px,
+    created on first use (loading VGG-19 costs seconds)."""
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            from stylize_server.engine import Engine
+
+            engine = Engine(weights=TEST_WEIGHTS, pooling="avg")
+            engine.warm_up(sizes=(TEST_SIZE,), iterations=1)
+            _engine = engine
+        return _engine
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (prefer port 0 where a server can take it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_config(**overrides: Any):
+    """A ServerConfig for tests: loopback, free ports, random weights, small
+    limits, no warm-up, short grace. Keyword arguments override any field."""
+    from stylize_server.config import ServerConfig
+
+    base = ServerConfig(
+        host="127.0.0.1",
+        port=0,
+        metrics_port=0,
+        weights=TEST_WEIGHTS,
+        max_concurrent_jobs=2,
+        queue_size=4,
+        max_pixels=128 * 128,
+        max_side=256,
+        max_iterations=5000,
+        max_styles=3,
+        max_input_pixels=512 * 512,
+        max_message_mb=2.0,
+        max_job_seconds=120.0,
+        grace_seconds=30.0,
+        log_format="text",
+        warmup_sizes=(),
+    )
+    return base.replace(**overrides)
+
+
+@dataclass
+class ServerHandle:
+    """A running in-process server and the channels opened to it."""
+
+    server: Any  # stylize_server.app.Server
+    _channels: list[grpc.Channel] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def metrics_port(self) -> int:
+        return self.server.metrics_port
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def channel(
+        self, credentials: grpc.ChannelCredentials | None = None, options: Sequence[tuple[str, Any]] = ()
+    ) -> grpc.Channel:
+        """A new channel to the server, closed when the server context exits.
+        Receives up to 64 MiB by default; `options` are extra channel args."""
+        opts = [("grpc.max_receive_message_length", 64 * 1024 * 1024), *options]
+        if credentials is not None:
+            ch = grpc.secure_channel(self.address, credentials, options=opts)
+        else:
+            ch = grpc.insecure_channel(self.address, options=opts)
+        self._channels.append(ch)
+        return ch
+
+    def stub(self, channel: grpc.Channel | None = None) -> stylize_pb2_grpc.StyleTransferStub:
+        return stylize_pb2_grpc.StyleTransferStub(channel or self.channel())
+
+    def close_channels(self) -> None:
+        for ch in self._channels:
+            ch.close()
+        self._channels.clear()
+
+
+@contextlib.contextmanager
+def running_server(engine: Any = None, wait_ready: bool = True, **overrides: Any) -> Iterator[ServerHandle]:
+    """Start a real in-process Server on 127.0.0.1 (free gRPC and metrics
+    ports) with `test_config(**overrides)` and the shared Engine (or `engine`;
+    pass engine_loader=... in `overrides` to control loading yourself). Stops
+    it (grace 0) on exit."""
+    from stylize_server.app import Server
+
+    loader = overrides.pop("engine_loader", None)
+    config = test_config(**overrides)
+    if loader is None and engine is None:
+        engine = shared_engine()
+    server = Server(config, engine=engine, engine_loader=loader)
+    server.start(wait_ready=wait_ready, timeout=120)
+    handle = ServerHandle(server)
+    try:
+        yield handle
+    finally:
+        handle.close_channels()
+        server.stop(grace=0)
+
+
+def small_request(**fields: Any) -> stylize_pb2.StylizeRequest:
+    """A valid StylizeRequest that runs in well under a second on a CPU."""
+    request = stylize_pb2.StylizeRequest(
+        content=stylize_pb2.Image(data=png_bytes(40, 32, seed=1)),
+        styles=[stylize_pb2.StyleImage(image=stylize_pb2.Image(data=png_bytes(32, 32, seed=2)))],
+        size=TEST_SIZE,
+        iterations=5,
+        progress_interval=1,
+    )
+    for name, value in fields.items():
+        if name == "styles":
+            del request.styles[:]
+            request.styles.extend(value)
+        elif name in ("content_layers", "style_layers"):
+            getattr(request, name).extend(value)
+        elif name in ("content", "init_image"):
+            getattr(request, name).CopyFrom(value)
+        else:
+            setattr(request, name, value)
+    return request
+
+
+def frame_kinds(frames: list[stylize_pb2.StylizeResponse]) -> list[str]:
+    return [f.WhichOneof("frame") for f in frames]
+
+
+# ------------------------------------------------------------- subprocess
+@dataclass
+class ServerProcess:
+    """A `stylize-server` child process and what it logged (JSON lines)."""
+
+    popen: subprocess.Popen
+    port: int = 0
+    metrics_port: int = 0
+    lines: list[str] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _read(self) -> None:
+        assert self.popen.stderr is not None
+        for raw in self.popen.stderr:
+            line = raw.rstrip("\n")
+            with self._changed:
+                self.lines.append(line)
+                if line.startswith("{"):
+                    try:
+                        self.records.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        pass
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for_event(self, event: str, timeout: float = 120) -> dict:
+        """The first log record with this `event`; raises with the log on timeout or exit."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for rec in self.records:
+                    if rec.get("event") == event:
+                        return rec
+                if self.popen.poll() is not None and self.popen.stderr is not None and self.popen.stderr.closed:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait(min(left, 0.5))
+                if self.popen.poll() is not None and not any(r.get("event") == event for r in self.records):
+                    # Give the reader a moment to drain the pipe, then give up.
+                    self._changed.wait(0.5)
+                    if not any(r.get("event") == event for r in self.records):
+                        break
+        tail = "\n".join(self.lines[-40:])
+        raise AssertionError(f"server never logged {event!r} (exit code {self.popen.poll()}); log tail:\n{tail}")
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        return self.popen.wait(timeout)
+
+
+def server_command() -> list[str]:
+    exe = shutil.which("stylize-server", path=str(pathlib.Path(sys.executable).parent))
+    if exe:
+        return [exe]
+    return [sys.executable, "-m", "stylize_server.app"]
+
+
+@contextlib.contextmanager
+def server_process(*args: str, env: dict[str, str] | None = None, ready_timeout: float = 120) -> Iterator[ServerProcess]:
+    """Run `stylize-server --host 127.0.0.1 --port 0 --metrics-port 0
+    --log-format json --weights random:0 *args`, wait until it logs "serving"
+    (ports are read from that line), yield it, and kill it on exit if it is
+    still running. Extra `args` come last and so win over those flags (e.g.
+    "--weights", path); the fixed flags win over `env` (a rendered ConfigMap
+    may name a weights file that is not on this machine).
+
+    Other test defaults come as environment variables, so that both `env` and
+    `args` override them: STYLIZE_WARMUP_SIZES=32, STYLIZE_MAX_PIXELS=16384,
+    STYLIZE_MAX_SIDE=256, STYLIZE_GRACE_SECONDS=60."""
+    cmd = server_command() + [
+        "--host", "127.0.0.1",
+        "--port", "0",
+        "--metrics-port", "0",
+        "--log-format", "json",
+        "--weights", TEST_WEIGHTS,
+        *args,
+    ]
+    child_env = dict(os.environ)
+    child_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    child_env.update({
+        "STYLIZE_WARMUP_SIZES": str(TEST_SIZE),
+        "STYLIZE_MAX_PIXELS": str(128 * 128),
+        "STYLIZE_MAX_SIDE": "256",
+        "STYLIZE_GRACE_SECONDS": "60",
+    })
+    child_env.update(env or {})
+    popen = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=child_env, cwd=ROOT,
+    )
+    proc = ServerProcess(popen)
+    reader = threading.Thread(target=proc._read, name="server-log-reader", daemon=True)
+    reader.start()
+    try:
+        ready = proc.wait_for_event("serving", ready_timeout)
+        proc.port, proc.metrics_port = int(ready["port"]), int(ready["metrics_port"])
+        yield proc
+    finally:
+        if popen.poll() is None:
+            popen.send_signal(signal.SIGKILL)
+            popen.wait(10)
+        reader.join(timeout=5)
+
+
+# ----------------------------------------------------------- stream reader
+class StreamReader:
+    """Reads a Stylize call's frames on a background thread, so a test can wait
+    for an observable event (a frame, the end) instead of for wall time.
+
+        reader = StreamReader(stub.Stylize(request, timeout=60))
+        reader.wait_for(lambda f: f.HasField("progress"))
+        reader.call.cancel()
+        reader.wait_done()  # -> grpc.StatusCode
+    """
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+        self.frames: list[stylize_pb2.StylizeResponse] = []
+        self.code: grpc.StatusCode | None = None
+        self.details: str = ""
+        self._cond = threading.Condition()
+        self._done = False
+        self._thread = threading.Thread(target=self._read, name="stream-reader", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        code, details = grpc.StatusCode.OK, ""
+        try:
+            for frame in self.call:
+                with self._cond:
+                    self.frames.append(frame)
+                    self._cond.notify_all()
+        except grpc.RpcError as exc:
+            code, details = exc.code(), exc.details() or ""
+        with self._cond:
+            self.code, self.details, self._done = code, details, True
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Any, timeout: float = 60) -> stylize_pb2.StylizeResponse:
+        """The first frame (already read or still to come) for which predicate holds."""
+        with self._cond:
+            seen = 0
+            deadline = time.monotonic() + timeout
+            while True:
+                for frame in self.frames[seen:]:
+                    if predicate(frame):
+                        return frame
+                seen = len(self.frames)
+                if self._done:
+                    raise AssertionError(
+                        f"stream ended ({self.code}: {self.details}) without the frame; got {frame_kinds(self.frames)}"
+                    )
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no such frame within {timeout} s; got {frame_kinds(self.frames)}")
+                self._cond.wait(left)
+
+    def wait_done(self, timeout: float = 60) -> grpc.StatusCode:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._done, timeout):
+                raise AssertionError(f"stream still open after {timeout} s; got {frame_kinds(self.frames)}")
+            assert self.code is not None
+            return self.code
+
+    def kinds(self) -> list[str]:
+        with self._cond:
+            return frame_kinds(self.frames)
+
+
+def is_kind(kind: str) -> Any:
+    """Predicate for StreamReader.wait_for: lambda frame: frame is a `kind` frame."""
+    return lambda frame: frame.WhichOneof("frame") == kind
+
+
+def long_request(**fields: Any) -> stylize_pb2.StylizeRequest:
+    """A job that runs for minutes at 64 px unless stopped: for cancel, queue
+    and drain tests, which stop it once its frames show it is running."""
+    defaults: dict[str, Any] = {"size": 64, "iterations": 4000, "progress_interval": 1}
+    defaults.update(fields)
+    return small_request(**defaults)
+
+
+def collapse(kinds: list[str]) -> list[str]:
+    """Frame kinds with runs collapsed: ["queued", "started", "progress", "result"].
+    Progress (and queued) frames may be coalesced when a client reads slower
+    than the job runs, so tests compare the order, not the count."""
+    out: list[str] = []
+    for kind in kinds:
+        if not out or out[-1] != kind:
+            out.append(kind)
+    return out

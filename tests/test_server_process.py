@@ -1,0 +1,54 @@
+"""`stylize-server` as a real process: it logs structured JSON, serves, and on
+SIGTERM (or SIGINT) drains: a running job's stream completes, then the process
+exits 0."""
+from __future__ import annotations
+
+import signal
+
+import grpc
+import pytest
+
+from stylize.v1 import stylize_pb2_grpc
+from tests.support.server import StreamReader, is_kind, server_process, small_request
+
+
+@pytest.mark.slow
+def test_sigterm_with_a_job_running_completes_the_stream_then_exits_0():
+    with server_process("--max-concurrent-jobs", "1") as proc:
+        assert proc.wait_for_event("serving")["random_weights"] is True
+        with grpc.insecure_channel(proc.address) as channel:
+            stub = stylize_pb2_grpc.StyleTransferStub(channel)
+            job = StreamReader(stub.Stylize(small_request(iterations=150, request_id="sigterm-job"), timeout=120))
+            job.wait_for(is_kind("progress"))
+            proc.popen.send_signal(signal.SIGTERM)
+            assert job.wait_done(120) == grpc.StatusCode.OK, job.details
+            assert job.frames[-1].result.iterations == 150
+        assert proc.wait_exit(60) == 0
+
+    events = [r.get("event") for r in proc.records]
+    assert "draining" in events and events[-1] == "stopped"
+    started = [r for r in proc.records if r.get("event") == "job started"]
+    ended = [r for r in proc.records if r.get("event") == "job ended"]
+    assert [r["request_id"] for r in started] == ["sigterm-job"]
+    assert ended[0]["request_id"] == "sigterm-job" and ended[0]["code"] == "OK"
+    assert ended[0]["iterations_done"] == 150 and ended[0]["width"] == 32 and ended[0]["height"] == 26
+    assert ended[0]["compute_s"] > 0 and "queue_wait_s" in ended[0]
+    # The log never carries image bytes.
+    assert all(len(line) < 2000 for line in proc.lines)
+
+
+@pytest.mark.slow
+def test_sigint_when_idle_exits_0():
+    with server_process() as proc:
+        proc.popen.send_signal(signal.SIGINT)
+        assert proc.wait_exit(60) == 0
+    assert proc.records[-1]["event"] == "stopped"
+
+
+def test_bad_weights_exit_1_with_a_clear_message(tmp_path):
+    missing = tmp_path / "missing.h5"
+    with pytest.raises(AssertionError) as caught:
+        with server_process("--weights", str(missing), ready_timeout=60):
+            pass
+    assert "exit code 1" in str(caught.value)
+    assert "could not be loaded" in str(caught.value)
