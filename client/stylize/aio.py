@@ -1,0 +1,203 @@
+"""The asyncio client: `AsyncStyleTransferClient`, the same API and events as
+the sync `StyleTransferClient`, on `grpc.aio`.
+
+    async with AsyncStyleTransferClient("localhost:50051") as client:
+        async for event in client.stylize("photo.jpg", ["starry.jpg"], size=256):
+            ...
+
+Cancelling the task that iterates (or leaving the `async for` early) cancels
+the call, and the server stops the job.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
+
+import grpc
+import grpc.aio
+
+from stylize.v1 import stylize_pb2, stylize_pb2_grpc
+
+from . import health as _health
+from .client import DEFAULT_UNARY_TIMEOUT, format_for_path
+from .connection import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_TARGET,
+    RetryPolicy,
+    TLSConfig,
+    auth_metadata,
+    channel_options,
+)
+from .errors import DeadlineExceeded, ServerError, error_from_rpc, error_from_status
+from .events import Event, Result, event_from_frame
+from .request import ImageInput, build_request
+
+
+class AsyncStyleTransferClient:
+    """asyncio twin of `stylize.StyleTransferClient` (same arguments)."""
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        token: str | None = None,
+        tls: TLSConfig | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.retry = retry if retry is not None else RetryPolicy()
+        self._metadata = auth_metadata(token)
+        extra = list(options)
+        if tls is not None and tls.server_name:
+            extra.append(("grpc.ssl_target_name_override", tls.server_name))
+        opts = channel_options(max_message_bytes, extra)
+        if tls is not None:
+            self._channel = grpc.aio.secure_channel(target, tls.credentials(), options=opts)
+        else:
+            self._channel = grpc.aio.insecure_channel(target, options=opts)
+        self._stub = stylize_pb2_grpc.StyleTransferStub(self._channel)
+        self._health_check = self._channel.unary_unary(
+            _health.HEALTH_CHECK_METHOD, request_serializer=None, response_deserializer=None
+        )
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> "AsyncStyleTransferClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def stylize(
+        self,
+        content: ImageInput,
+        styles: ImageInput | Sequence[ImageInput],
+        *,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        **options: Any,
+    ) -> AsyncIterator[Event]:
+        """Async iterator of the job's events; `Result` comes after the stream closed OK."""
+        request = build_request(content, styles, **options)
+        return self.stylize_request(request, timeout=timeout, retry=retry)
+
+    async def stylize_request(
+        self,
+        request: stylize_pb2.StylizeRequest,
+        *,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> AsyncIterator[Event]:
+        policy = retry if retry is not None else self.retry
+        budget = timeout if timeout is not None else self.timeout
+        deadline = None if budget is None else time.monotonic() + budget
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise DeadlineExceeded(
+                    f"deadline exceeded: no answer within {budget:g} s",
+                    code=grpc.StatusCode.DEADLINE_EXCEEDED,
+                    attempts=attempt,
+                )
+            call = self._stub.Stylize(request, timeout=remaining, metadata=self._metadata)
+            received = False
+            result: Result | None = None
+            try:
+                async for frame in call:
+                    received = True
+                    event = event_from_frame(frame)
+                    if isinstance(event, Result):
+                        result = event
+                    else:
+                        yield event
+            except grpc.RpcError as exc:
+                code, details = exc.code(), exc.details()  # type: ignore[attr-defined]
+                if not received and policy.should_retry(code, details, attempt):
+                    delay = policy.delay(attempt)
+                    if deadline is None or time.monotonic() + delay < deadline:
+                        await asyncio.sleep(delay)
+                        continue
+                raise error_from_status(code, details, self.target, attempt) from exc
+            finally:
+                # The consumer left early or the task was cancelled: stop the job.
+                if not call.done():
+                    call.cancel()
+            if result is None:
+                raise ServerError(
+                    "server error: the stream ended without a result", code=grpc.StatusCode.INTERNAL, attempts=attempt
+                )
+            yield result
+            return
+
+    async def stylize_to_file(
+        self,
+        content: ImageInput,
+        styles: ImageInput | Sequence[ImageInput],
+        output: str | os.PathLike[str],
+        *,
+        on_event: Callable[[Event], Any] | None = None,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> Result:
+        """Run a job to the end and write the image to `output` (see the sync client)."""
+        if options.get("output_format") is None:
+            options["output_format"] = format_for_path(output)
+        result: Result | None = None
+        events = self.stylize(content, styles, timeout=timeout, **options)
+        try:
+            async for event in events:
+                if on_event is not None:
+                    maybe = on_event(event)
+                    if asyncio.iscoroutine(maybe):
+                        await maybe
+                if isinstance(event, Result):
+                    result = event
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+        assert result is not None
+        result.save(output)
+        return result
+
+    async def server_info(self, *, timeout: float | None = None) -> stylize_pb2.ServerInfo:
+        return await self._unary(
+            lambda t: self._stub.GetServerInfo(stylize_pb2.GetServerInfoRequest(), timeout=t, metadata=self._metadata),
+            timeout,
+        )
+
+    async def health(self, service: str = "", *, timeout: float | None = None) -> str:
+        try:
+            data = await self._unary(
+                lambda t: self._health_check(_health.encode_request(service), timeout=t, metadata=self._metadata),
+                timeout,
+            )
+        except ServerError as exc:
+            if exc.code == grpc.StatusCode.NOT_FOUND:
+                return "SERVICE_UNKNOWN"
+            raise
+        return _health.decode_response(data)
+
+    async def _unary(self, call: Callable[[float], Awaitable[Any]], timeout: float | None) -> Any:
+        budget = timeout if timeout is not None else (self.timeout or DEFAULT_UNARY_TIMEOUT)
+        deadline = time.monotonic() + budget
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await call(max(0.001, deadline - time.monotonic()))
+            except grpc.RpcError as exc:
+                code, details = exc.code(), exc.details()  # type: ignore[attr-defined]
+                if self.retry.should_retry(code, details, attempt):
+                    delay = self.retry.delay(attempt)
+                    if time.monotonic() + delay < deadline:
+                        await asyncio.sleep(delay)
+                        continue
+                raise error_from_rpc(exc, self.target, attempt) from exc

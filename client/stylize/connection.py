@@ -1,0 +1,127 @@
+"""How the clients connect and retry, shared by the sync and asyncio clients:
+TLS settings, the bearer token, channel options, and the retry policy.
+
+Channel options are sized for large images (send/receive limits far above
+gRPC's 4 MiB default) and select round-robin load balancing, so a
+`dns:///stylize-headless.ns.svc:50051` target spreads streams over every pod of
+a headless Kubernetes Service instead of pinning them to the first address.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import grpc
+
+DEFAULT_TARGET = "localhost:50051"
+DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+# A retryable RESOURCE_EXHAUSTED means "queue full". The same code also answers
+# a request that is too large, which no amount of waiting fixes.
+_TOO_LARGE_HINTS = ("larger than", "too large", "exceeds", "message size", "max_message")
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """TLS for the channel: `ca` verifies the server (None: system roots);
+    `cert` + `key` present a client certificate (mutual TLS). Paths or PEM bytes."""
+
+    ca: str | os.PathLike[str] | bytes | None = None
+    cert: str | os.PathLike[str] | bytes | None = None
+    key: str | os.PathLike[str] | bytes | None = None
+    server_name: str | None = None  # overrides the name checked against the server's certificate
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("tls: a client certificate needs both cert and key")
+        return grpc.ssl_channel_credentials(
+            root_certificates=_pem(self.ca), private_key=_pem(self.key), certificate_chain=_pem(self.cert)
+        )
+
+
+def _pem(value: str | os.PathLike[str] | bytes | None) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return Path(value).read_bytes()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of a call that failed before its first response frame.
+
+    Delays grow exponentially (initial_backoff * multiplier**n, capped at
+    max_backoff) with full jitter: each delay is uniform in [0, that bound], so
+    many clients turned away by one full queue do not come back in lockstep.
+    Only failures before the stream has started are retried: after the first
+    frame the job ran on the server and a retry would start it over.
+    """
+
+    max_attempts: int = 5
+    initial_backoff: float = 0.5
+    max_backoff: float = 10.0
+    multiplier: float = 2.0
+    retry_codes: frozenset[grpc.StatusCode] = field(
+        default_factory=lambda: frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+    )
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("RetryPolicy.max_attempts must be at least 1")
+        if self.initial_backoff < 0 or self.max_backoff < 0 or self.multiplier < 1:
+            raise ValueError("RetryPolicy: backoffs must be >= 0 and multiplier >= 1")
+
+    @classmethod
+    def none(cls) -> "RetryPolicy":
+        """A policy that never retries."""
+        return cls(max_attempts=1)
+
+    def should_retry(self, code: grpc.StatusCode | None, details: str | None, attempt: int) -> bool:
+        """Whether attempt number `attempt` (1-based), failed with `code`, gets another try."""
+        if attempt >= self.max_attempts or code not in self.retry_codes:
+            return False
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            text = (details or "").lower()
+            if any(hint in text for hint in _TOO_LARGE_HINTS):
+                return False
+        return True
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt `attempt` (1-based)."""
+        bound = min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
+        return (rng or random).uniform(0.0, bound)
+
+
+def channel_options(
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, extra: Sequence[tuple[str, Any]] = ()
+) -> list[tuple[str, Any]]:
+    """Options for a channel to a stylize server; `extra` entries override these."""
+    # No retryPolicy here: retries are ours (RetryPolicy), because only we know
+    # that a stream which has started must not be replayed.
+    service_config = {"loadBalancingConfig": [{"round_robin": {}}]}
+    opts: dict[str, Any] = {
+        "grpc.max_send_message_length": max_message_bytes,
+        "grpc.max_receive_message_length": max_message_bytes,
+        "grpc.service_config": json.dumps(service_config),
+        "grpc.primary_user_agent": "stylize-client",
+    }
+    opts.update(dict(extra))
+    return list(opts.items())
+
+
+def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    """Call metadata carrying the bearer token (sent on plaintext and TLS channels alike)."""
+    if not token:
+        return ()
+    return (("authorization", f"Bearer {token}"),)
+
+
+def read_token_file(path: str | os.PathLike[str]) -> str:
+    """The token in `path`, surrounding whitespace removed; ValueError if empty."""
+    token = Path(path).read_text().strip()
+    if not token:
+        raise ValueError(f"token file {path} is empty")
+    return token

@@ -1,0 +1,357 @@
+"""The Python client (sync and asyncio) against a real in-process server on
+127.0.0.1 with random weights, at 32-48 px: events, image inputs, errors,
+retries, deadlines, cancellation, dns:/// targets.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+
+import grpc
+import numpy as np
+import pytest
+from PIL import Image
+
+from stylize import (
+    AsyncStyleTransferClient,
+    Cancelled,
+    ConnectError,
+    DeadlineExceeded,
+    InvalidArgument,
+    Overloaded,
+    Progress,
+    Queued,
+    Result,
+    RetryPolicy,
+    Started,
+    StyleTransferClient,
+    Unauthenticated,
+)
+from tests.support.images import image_array, png_bytes
+from tests.support.metrics import scrape, value, wait_for_value
+from tests.support.server import free_port, running_server
+
+# Small, fast jobs; multiscale_min_size is given so that a test server with a
+# small max_side accepts it whatever its default coarsest scale.
+FAST = dict(size=32, iterations=4, progress_interval=1, multiscale_min_size=32)
+CONTENT = png_bytes(40, 32, seed=1)
+STYLE = png_bytes(32, 32, seed=2)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server(max_concurrent_jobs=2, queue_size=4) as srv:
+        yield srv
+
+
+@pytest.fixture()
+def client(server):
+    with StyleTransferClient(server.address, timeout=120) as c:
+        yield c
+
+
+def kinds(events) -> list[str]:
+    return [type(e).__name__ for e in events]
+
+
+def test_sync_stream_yields_typed_events_in_order(client):
+    events = list(client.stylize(CONTENT, [STYLE], **FAST))
+    names = kinds(events)
+    assert names[0] == "Started"
+    assert names[-1] == "Result"
+    assert set(names[1:-1]) == {"Progress"}
+    started, result = events[0], events[-1]
+    assert isinstance(started, Started) and isinstance(result, Result)
+    assert (started.width, started.height) == (32, 26)
+    assert started.total_iterations == 4 and started.scale_sizes == (32,)
+    progress = [e for e in events if isinstance(e, Progress)]
+    # The server may coalesce progress frames a slow reader has not taken yet,
+    # but they stay in order and the last iteration is always reported.
+    iterations = [p.iteration for p in progress]
+    assert iterations == sorted(set(iterations)) and iterations[-1] == 4
+    assert all(p.total_iterations == 4 and p.preview is None for p in progress)
+    assert result.iterations == 4 and result.mime_type == "image/png"
+    img = result.to_pil()
+    assert img.format == "PNG" and img.size == (32, 26)
+
+
+def test_images_as_path_pil_and_array_with_previews(client, tmp_path):
+    content_path = tmp_path / "content.png"
+    content_path.write_bytes(CONTENT)
+    style_pil = Image.fromarray(image_array(32, 32, seed=3))
+    style_array = image_array(24, 32, seed=4)
+    events = list(
+        client.stylize(
+            content_path, [style_pil, style_array], style_weights=[0.7, 0.3], preview_max_side=16, **FAST
+        )
+    )
+    started = events[0]
+    assert isinstance(started, Started)
+    assert started.options["style_blend_weights"] == pytest.approx([0.7, 0.3], abs=1e-6)
+    previews = [e for e in events if isinstance(e, Progress) and e.preview is not None]
+    assert previews, "previews were asked for"
+    assert max(previews[0].preview_image().size) <= 16
+
+
+def test_stylize_to_file_takes_the_format_from_the_extension(client, tmp_path):
+    seen: list[object] = []
+    out = tmp_path / "out.jpg"
+    result = client.stylize_to_file(CONTENT, STYLE, out, on_event=seen.append, **FAST)
+    assert result.mime_type == "image/jpeg"
+    with Image.open(out) as img:
+        assert img.format == "JPEG" and img.size == (32, 26)
+    assert isinstance(seen[-1], Result) and kinds(seen).count("Progress") >= 1
+
+
+def test_asyncio_client_streams_the_same_events_as_the_sync_one(server, client):
+    opts = dict(FAST, init="noise", seed=7)
+    sync_events = list(client.stylize(CONTENT, [STYLE], **opts))
+
+    async def collect():
+        async with AsyncStyleTransferClient(server.address, timeout=120) as aclient:
+            assert await aclient.health() == "SERVING"
+            return [e async for e in aclient.stylize(CONTENT, [STYLE], **opts)]
+
+    async_events = asyncio.run(collect())
+    def squeeze(names):  # one entry per run of equal kinds
+        return [n for i, n in enumerate(names) if i == 0 or names[i - 1] != n]
+
+    assert squeeze(kinds(async_events)) == squeeze(kinds(sync_events)) == ["Started", "Progress", "Result"]
+
+    def shape(e):  # what must agree between two runs of one job (not timings, ids)
+        if isinstance(e, Started):
+            return (e.width, e.height, e.total_iterations, e.scale_sizes, e.scale_iterations)
+        if isinstance(e, Progress):
+            return ("progress",)  # which iterations arrive depends on coalescing
+        if isinstance(e, Result):
+            return (e.width, e.height, e.iterations, e.mime_type)
+        return ()
+
+    assert squeeze([shape(e) for e in async_events]) == squeeze([shape(e) for e in sync_events])
+    assert async_events[-2].iteration == sync_events[-2].iteration == 4
+    assert async_events[-1].losses.total == pytest.approx(sync_events[-1].losses.total, rel=0.05)
+
+
+def test_server_info_and_health(client):
+    info = client.server_info()
+    assert info.model.name == "vgg19"
+    assert info.model.random_weights is True
+    assert 16 <= info.limits.max_side < 4096 and info.limits.max_styles >= 1
+    assert client.health() == "SERVING"
+    assert client.health("stylize.v1.StyleTransfer") == "SERVING"
+
+
+def test_invalid_argument_names_the_field_and_is_not_retried(client):
+    max_side = client.server_info().limits.max_side
+    stream = client.stylize(CONTENT, STYLE, **dict(FAST, size=4096))
+    with pytest.raises(InvalidArgument) as info:
+        list(stream)
+    assert info.value.details.startswith("size") and str(max_side) in info.value.details
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert stream.attempts == 1
+
+
+def test_unknown_option_and_mismatched_style_weights_fail_locally(client):
+    with pytest.raises(TypeError, match="colour"):
+        client.stylize(CONTENT, STYLE, colour=True)
+    with pytest.raises(ValueError, match="style_weights"):
+        client.stylize(CONTENT, [STYLE, STYLE], style_weights=[1.0])
+    with pytest.raises(FileNotFoundError, match="content"):
+        client.stylize("/nonexistent/content.png", STYLE)
+
+
+def test_deadline_exceeded_stops_a_long_job(client):
+    stream = client.stylize(CONTENT, STYLE, timeout=1.0, **dict(FAST, iterations=4000))
+    with pytest.raises(DeadlineExceeded):
+        list(stream)
+
+
+def test_cancel_from_another_thread_stops_the_job_on_the_server(server, client):
+    before = value(scrape(server.metrics_port), "stylize_jobs_cancelled_total", reason="client")
+    stream = client.stylize(CONTENT, STYLE, **dict(FAST, iterations=4000))
+    with pytest.raises(Cancelled):
+        for event in stream:
+            if isinstance(event, Progress):
+                threading.Thread(target=stream.cancel).start()
+    wait_for_value(server.metrics_port, "stylize_jobs_cancelled_total", lambda v: v >= before + 1, reason="client")
+
+
+def test_cannot_connect_raises_connect_error_after_the_retries():
+    port = free_port()
+    policy = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02)
+    with StyleTransferClient(f"127.0.0.1:{port}", retry=policy, timeout=30) as client:
+        stream = client.stylize(CONTENT, STYLE, **FAST)
+        with pytest.raises(ConnectError) as info:
+            list(stream)
+    assert stream.attempts == 3 and info.value.attempts == 3
+    assert f"127.0.0.1:{port}" in str(info.value)
+
+
+def test_dns_target_with_round_robin(server):
+    with StyleTransferClient(f"dns:///localhost:{server.port}", timeout=120) as client:
+        assert client.health() == "SERVING"
+        events = list(client.stylize(CONTENT, STYLE, **FAST))
+    assert isinstance(events[-1], Result)
+
+
+def test_token_is_sent_and_a_wrong_one_is_refused(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token\n")
+    with running_server(auth_token_file=str(token_file)) as srv:
+        with StyleTransferClient(srv.address, token="s3cret-token", timeout=60) as good:
+            assert good.server_info().model.name == "vgg19"
+            assert isinstance(list(good.stylize(CONTENT, STYLE, **FAST))[-1], Result)
+        with StyleTransferClient(srv.address, token="wrong", timeout=60) as bad:
+            with pytest.raises(Unauthenticated):
+                list(bad.stylize(CONTENT, STYLE, **FAST))
+        with StyleTransferClient(srv.address, timeout=60) as anonymous:
+            with pytest.raises(Unauthenticated):
+                anonymous.server_info()
+
+
+def _start_blocker(address: str):
+    """A long job holding the only slot; returns (stream, started event, thread)."""
+    client = StyleTransferClient(address, timeout=120)
+    stream = client.stylize(CONTENT, STYLE, **dict(FAST, iterations=4000))
+    started = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for event in stream:
+                if isinstance(event, Started):
+                    started.set()
+        except BaseException as exc:  # the blocker ends by being cancelled
+            errors.append(exc)
+        finally:
+            started.set()
+            client.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(60)
+    return stream, thread, errors
+
+
+def test_retry_on_resource_exhausted_succeeds_once_the_server_frees_up():
+    with running_server(max_concurrent_jobs=1, queue_size=0) as srv:
+        blocker, thread, errors = _start_blocker(srv.address)
+        rejected_before = value(scrape(srv.metrics_port), "stylize_requests_total", code="RESOURCE_EXHAUSTED")
+
+        # Without retries the full server answers at once.
+        with StyleTransferClient(srv.address, retry=RetryPolicy.none(), timeout=60) as impatient:
+            with pytest.raises(Overloaded) as info:
+                list(impatient.stylize(CONTENT, STYLE, **FAST))
+        assert "queue is full" in info.value.details
+
+        policy = RetryPolicy(max_attempts=200, initial_backoff=0.05, max_backoff=0.2)
+        outcome: dict[str, object] = {}
+        with StyleTransferClient(srv.address, retry=policy, timeout=120) as patient:
+            stream = patient.stylize(CONTENT, STYLE, **FAST)
+
+            def run() -> None:
+                outcome["events"] = list(stream)
+
+            runner = threading.Thread(target=run)
+            runner.start()
+            # Free the slot only once the patient client has been turned away too.
+            wait_for_value(
+                srv.metrics_port, "stylize_requests_total", lambda v: v >= rejected_before + 2, code="RESOURCE_EXHAUSTED"
+            )
+            blocker.cancel()
+            runner.join(120)
+        thread.join(30)
+        assert isinstance(outcome["events"][-1], Result)  # type: ignore[index]
+        assert stream.attempts >= 2
+        assert errors and isinstance(errors[0], Cancelled)
+
+
+def test_queued_events_come_first_while_the_job_waits():
+    with running_server(max_concurrent_jobs=1, queue_size=2) as srv:
+        blocker, thread, errors = _start_blocker(srv.address)
+        events: list[object] = []
+        queued = threading.Event()
+        with StyleTransferClient(srv.address, timeout=120) as waiting:
+            stream = waiting.stylize(CONTENT, STYLE, **FAST)
+
+            def run() -> None:
+                for event in stream:
+                    events.append(event)
+                    if isinstance(event, Queued):
+                        queued.set()
+
+            runner = threading.Thread(target=run)
+            runner.start()
+            assert queued.wait(60)
+            blocker.cancel()
+            runner.join(120)
+        thread.join(30)
+    names = kinds(events)
+    first_started = names.index("Started")
+    assert first_started >= 1 and set(names[:first_started]) == {"Queued"}
+    assert events[0] == Queued(position=1, queue_depth=1)
+    assert names[-1] == "Result"
+    assert events[first_started].queue_wait_seconds > 0
+
+
+def test_asyncio_cancellation_and_errors(server):
+    async def main():
+        async with AsyncStyleTransferClient(server.address, timeout=120) as aclient:
+            with pytest.raises(InvalidArgument):
+                async for _ in aclient.stylize(CONTENT, STYLE, **dict(FAST, iterations=0)):
+                    pass
+            before = value(scrape(server.metrics_port), "stylize_jobs_cancelled_total", reason="client")
+            seen = asyncio.Event()
+
+            async def consume():
+                async for event in aclient.stylize(CONTENT, STYLE, **dict(FAST, iterations=4000)):
+                    if isinstance(event, Progress):
+                        seen.set()
+
+            task = asyncio.create_task(consume())
+            await asyncio.wait_for(seen.wait(), 60)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return before
+
+    before = asyncio.run(main())
+    wait_for_value(server.metrics_port, "stylize_jobs_cancelled_total", lambda v: v >= before + 1, reason="client")
+
+
+# ------------------------------------------------------------ no server needed
+
+
+def test_retry_policy_full_jitter_bounds_and_codes():
+    policy = RetryPolicy(max_attempts=4, initial_backoff=0.5, max_backoff=3.0, multiplier=2.0)
+    import random
+
+    rng = random.Random(1)
+    for attempt, bound in ((1, 0.5), (2, 1.0), (3, 2.0), (4, 3.0), (9, 3.0)):
+        delays = [policy.delay(attempt, rng) for _ in range(200)]
+        assert all(0.0 <= d <= bound for d in delays)
+        assert max(delays) > bound * 0.8 and min(delays) < bound * 0.2  # spread over the whole range
+    UNAVAILABLE, EXHAUSTED = grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert policy.should_retry(UNAVAILABLE, "connection refused", 1)
+    assert policy.should_retry(EXHAUSTED, "the queue is full: 1 job(s) running", 3)
+    assert not policy.should_retry(EXHAUSTED, "the queue is full", 4)  # attempts used up
+    assert not policy.should_retry(EXHAUSTED, "Received message larger than max (5 vs. 4)", 1)
+    assert not policy.should_retry(grpc.StatusCode.INVALID_ARGUMENT, "size: ...", 1)
+    assert not policy.should_retry(grpc.StatusCode.INTERNAL, "", 1)
+    assert not RetryPolicy.none().should_retry(UNAVAILABLE, "", 1)
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=0)
+
+
+def test_in_memory_images_are_sent_as_lossless_png():
+    from stylize import build_request
+
+    array = image_array(20, 10, seed=5)
+    request = build_request(array, [Image.fromarray(array).convert("RGBA")], init=Image.fromarray(array))
+    for data in (request.content.data, request.styles[0].image.data, request.init_image.data):
+        with Image.open(io.BytesIO(data)) as img:
+            assert img.format == "PNG"
+            assert np.array_equal(np.asarray(img.convert("RGB")), array)
+    assert request.init == 4  # INIT_IMAGE
+    assert not request.HasField("size")  # unset options stay unset: the server's defaults apply
