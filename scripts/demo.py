@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""`make demo`: from a fresh checkout to a stylized picture in one command.
+
+Draws the sample pair (scripts/make_samples.py), starts `stylize-server` on a
+free loopback port, waits until its gRPC health check says SERVING, stylizes
+the pair with the `stylize` CLI (result, preview frames, time-lapse GIF, loss
+plot), stops the server with SIGTERM and says where everything is.
+
+    python scripts/demo.py [--weights imagenet|PATH|random:SEED] [--size 384] [--iterations 300] [--out out]
+
+With `--weights random:SEED` it runs offline, but the network then has random
+filters and the result is not a painting: the demo says so loudly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_samples import write_samples  # noqa: E402  (a sibling script, not a package)
+
+BIN = Path(sys.executable).parent
+SERVER_STOP_SECONDS = 60
+
+
+class DemoError(RuntimeError):
+    """A step of the demo failed; the message says which and shows the evidence."""
+
+
+@dataclass(frozen=True)
+class Outputs:
+    result: Path
+    frames: Path
+    timelapse: Path
+    loss_plot: Path | None
+    server_log: Path
+
+
+def console_script(name: str, module: str) -> list[str]:
+    """The venv's console script if installed, else the module's main()."""
+    script = BIN / name
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+def warn_random_weights(weights: str) -> None:
+    line = "!" * 78
+    print(
+        f"\n{line}\n"
+        f"!!  WEIGHTS={weights}: VGG-19 runs with RANDOM filters.\n"
+        "!!  Everything works end to end, but the result is NOT an artistic painting.\n"
+        "!!  For a real result: make demo WEIGHTS=imagenet (downloads ~80 MB once)\n"
+        "!!  or WEIGHTS=/path/to/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5\n"
+        f"{line}\n",
+        file=sys.stderr, flush=True,
+    )
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no server log)"
+
+
+def wait_until_serving(address: str, server: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    """Poll the standard gRPC health service until SERVING; fail fast if the
+    server process exits (bad weights, port in use, ...)."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            if server.poll() is not None:
+                raise DemoError(
+                    f"the server exited with code {server.returncode} before it was ready; "
+                    f"its log ({log}):\n{tail(log)}"
+                )
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass  # not listening yet
+            if time.monotonic() > deadline:
+                raise DemoError(f"the server was not SERVING after {timeout:.0f} s; its log ({log}):\n{tail(log)}")
+            time.sleep(0.5)
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> int | None:
+    """SIGTERM (graceful drain), then SIGKILL if it does not exit in time."""
+    if server.poll() is not None:
+        return server.returncode
+    server.send_signal(signal.SIGTERM)
+    try:
+        return server.wait(timeout=SERVER_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        say(f"the server did not stop within {SERVER_STOP_SECONDS} s of SIGTERM; killing it")
+        server.kill()
+        server.wait()
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default="imagenet", help="imagenet, a path to the notop .h5 file, or random:SEED")
+    parser.add_argument("--size", type=int, default=384, help="longest side of the result in pixels (default 384)")
+    parser.add_argument("--iterations", type=int, default=300, help="optimization iterations (default 300)")
+    parser.add_argument("--save-every", type=int, default=0,
+                        help="keep a preview frame every K iterations (default: about 30 frames)")
+    parser.add_argument("--out", type=Path, default=Path("out"), help="output directory (default out/)")
+    parser.add_argument("--sample-size", type=int, default=512, help="width of the drawn sample images")
+    parser.add_argument("--ready-timeout", type=float, default=600,
+                        help="seconds to wait for the server to load the model (default 600)")
+    parser.add_argument("--no-loss-plot", action="store_true", help="skip the loss plot (needs matplotlib)")
+    args = parser.parse_args(argv)
+    if args.size < 16 or args.iterations < 1:
+        parser.error("--size must be at least 16 and --iterations at least 1")
+    save_every = args.save_every or max(1, args.iterations // 30)
+    random_weights = args.weights.startswith("random")
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    outputs = Outputs(
+        result=out / "result.png",
+        frames=out / "frames",
+        timelapse=out / "timelapse.gif",
+        loss_plot=None if args.no_loss_plot or importlib.util.find_spec("matplotlib") is None else out / "losses.png",
+        server_log=out / "server.log",
+    )
+    # Frames of an earlier, longer run would otherwise end up mixed in.
+    shutil.rmtree(outputs.frames, ignore_errors=True)
+
+    if random_weights:
+        warn_random_weights(args.weights)
+
+    samples = write_samples(out / "samples", args.sample_size)
+    say(f"samples: {samples.content} (content), {samples.style} (style)")
+
+    port, metrics_port = free_port(), free_port()
+    address = f"127.0.0.1:{port}"
+    server_cmd = console_script("stylize-server", "stylize_server.app") + [
+        "--host", "127.0.0.1", "--port", str(port), "--metrics-port", str(metrics_port),
+        "--weights", args.weights, "--warmup-sizes", "", "--log-format", "text",
+    ]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+    env.pop("STYLIZE_AUTH_TOKEN_FILE", None)  # the demo server is loopback-only and open
+    say(f"starting the server on {address} (weights {args.weights}); log: {outputs.server_log}")
+    started = time.monotonic()
+    with outputs.server_log.open("wb") as log_file:
+        server = subprocess.Popen(server_cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
+    cli_rc = 1
+    failure: DemoError | None = None
+    try:
+        wait_until_serving(address, server, outputs.server_log, args.ready_timeout)
+        say(f"server SERVING after {time.monotonic() - started:.1f} s")
+
+        cli_cmd = console_script("stylize", "stylize.cli") + [
+            "run", str(samples.content), str(samples.style), "-o", str(outputs.result),
+            "--server", address, "--size", str(args.size), "--iterations", str(args.iterations),
+            "--save-every", str(save_every), "--frames-dir", str(outputs.frames),
+            "--timelapse", str(outputs.timelapse),
+        ]
+        if outputs.loss_plot is not None:
+            cli_cmd += ["--loss-plot", str(outputs.loss_plot)]
+        say("$ " + shlex.join(cli_cmd))
+        cli_rc = subprocess.call(cli_cmd, env=env)
+    except DemoError as exc:
+        failure = exc
+    except KeyboardInterrupt:
+        cli_rc = 130
+    finally:
+        if server.poll() is None:
+            say("stopping the server (SIGTERM)")
+            server_rc = stop_server(server)
+            if server_rc not in (0, None):
+                say(f"the server exited with code {server_rc} after SIGTERM; see {outputs.server_log}")
+
+    if failure is not None:
+        print(f"[demo] {failure}", file=sys.stderr)
+        return 1
+    if cli_rc == 130:
+        say("interrupted: the job was cancelled and the server stopped")
+        return cli_rc
+    if cli_rc != 0:
+        print(f"[demo] the stylize CLI failed (exit code {cli_rc}); server log tail:\n{tail(outputs.server_log)}",
+              file=sys.stderr)
+        return cli_rc
+
+    frames = sorted(outputs.frames.glob("*.png"))
+    say("done. Outputs:")
+    print(f"  result      {outputs.result}")
+    print(f"  frames      {outputs.frames}/ ({len(frames)} PNGs, one every {save_every} iterations)")
+    print(f"  time-lapse  {outputs.timelapse}")
+    if outputs.loss_plot is not None:
+        print(f"  loss plot   {outputs.loss_plot}")
+    print(f"  samples     {samples.content.parent}/")
+    print(f"  server log  {outputs.server_log}")
+    if random_weights:
+        warn_random_weights(args.weights)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
