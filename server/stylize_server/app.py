@@ -105,7 +105,7 @@ def load_engine(config: ServerConfig):
     from .engine import Engine
 
     # The engine re-validates every job: it must know the server's limits.
-    return Engine(weights=config.weights, pooling=config.pooling, limits=config.limits)
+    return Engine(weights=config.weights, pooling=config.pooling, limits=config.limits, xla=config.xla)
 
 
 # ------------------------------------------------------------------ server

@@ -68,6 +68,7 @@ class ServerConfig:
     log_format: str = "json"
     log_level: str = "INFO"
     warmup_sizes: tuple[int, ...] = (256, 512)
+    xla: bool = False  # measured slower on the CPU (make bench); try it on your GPU
 
     def replace(self, **changes: object) -> "ServerConfig":
         return dataclasses.replace(self, **changes)
@@ -169,6 +170,15 @@ def _optional_path(text: str) -> str | None:
     return text or None
 
 
+def parse_bool(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 # (field, flag, type, help). The env var is STYLIZE_ + the field name upper-cased.
 _FLAGS: tuple[tuple[str, str, object, str], ...] = (
     ("host", "--host", str, "address to listen on"),
@@ -199,6 +209,7 @@ _FLAGS: tuple[tuple[str, str, object, str], ...] = (
     ("log_format", "--log-format", str, "json (one object per line) or text"),
     ("log_level", "--log-level", str, "DEBUG, INFO, WARNING or ERROR"),
     ("warmup_sizes", "--warmup-sizes", parse_sizes, 'sizes compiled before serving, e.g. "256,512" ("" = none)'),
+    ("xla", "--xla", parse_bool, "compile the optimization steps with XLA (true/false); `make bench` shows if it helps"),
 )
 
 
