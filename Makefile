@@ -11,7 +11,8 @@ ITERATIONS ?= 300
 PORT   ?= 50051
 METRICS_PORT ?= 9090
 IMAGE  ?= stylize
-TAG    ?= dev
+VARIANT ?= gpu
+TAG    ?= 0.1.0-$(VARIANT)
 
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -57,8 +58,8 @@ lint: $(VENV)/.installed ## lint the Dockerfiles
 k8s-validate: $(VENV)/.installed ## render every kustomize overlay and validate it offline
 	$(PY) -m pytest tests/test_k8s.py -q
 
-docker-build: ## build the GPU image (VARIANT=cpu for the CPU one); needs a Docker engine
-	docker build -f deploy/docker/Dockerfile --build-arg VARIANT=$(or $(VARIANT),gpu) -t $(IMAGE):$(TAG) .
+docker-build: ## build the GPU image (VARIANT=cpu for the CPU one); needs a Docker engine and internet
+	DOCKER_BUILDKIT=1 docker build -f deploy/docker/Dockerfile --build-arg VARIANT=$(VARIANT) -t $(IMAGE):$(TAG) .
 
 clean:
 	rm -rf out benchmarks/results reliability-results .pytest_cache
