@@ -8,6 +8,7 @@ PIP    := $(PY) -m pip
 WEIGHTS ?= imagenet
 SIZE   ?= 384
 ITERATIONS ?= 300
+OUT    ?= out
 PORT   ?= 50051
 METRICS_PORT ?= 9090
 IMAGE  ?= stylize
@@ -41,7 +42,7 @@ samples: $(VENV)/.installed ## draw the demo's content and style images into sam
 	$(PY) scripts/make_samples.py samples/generated
 
 demo: $(VENV)/.installed ## start a server, stylize the sample pair into out/, stop the server
-	$(PY) scripts/demo.py --weights $(WEIGHTS) --size $(SIZE) --iterations $(ITERATIONS) --out out
+	$(PY) scripts/demo.py --weights $(WEIGHTS) --size $(SIZE) --iterations $(ITERATIONS) --out $(OUT)
 
 test: $(VENV)/.installed ## run the whole test suite
 	$(PY) -m pytest
