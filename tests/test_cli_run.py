@@ -17,12 +17,10 @@ import struct
 import subprocess
 import sys
 import termios
-import threading
 
 import pytest
 from PIL import Image
 
-from stylize import Cancelled, Started, StyleTransferClient
 from stylize.cli import (
     EXIT_CONNECT,
     EXIT_DEADLINE,
@@ -38,6 +36,7 @@ from stylize.cli import (
 )
 from tests.support.images import garbage_bytes, jpeg_bytes, png_bytes
 from tests.support.metrics import scrape, value, wait_for_value
+from tests.support.client import hold_slot
 from tests.support.server import free_port, running_server
 
 FAST = ["--size", "32", "--iterations", "4", "--multiscale-min-size", "32"]
@@ -285,25 +284,8 @@ def test_exit_code_unauthenticated_and_token_file(images, tmp_path):
 
 def _hold_the_only_slot(address: str):
     """Start a long job; returns (stream, thread) once it runs."""
-    client = StyleTransferClient(address, timeout=120)
-    stream = client.stylize(png_bytes(40, 32, seed=1), png_bytes(32, 32, seed=2), size=32, iterations=4000,
-                            multiscale_min_size=32)
-    started = threading.Event()
-
-    def run() -> None:
-        try:
-            for event in stream:
-                if isinstance(event, Started):
-                    started.set()
-        except Cancelled:
-            pass
-        finally:
-            started.set()
-            client.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(60)
+    stream, thread, _ = hold_slot(address, png_bytes(40, 32, seed=1), png_bytes(32, 32, seed=2), size=32,
+                                  iterations=4000, multiscale_min_size=32)
     return stream, thread
 
 

@@ -28,6 +28,7 @@ from stylize import (
     StyleTransferClient,
     Unauthenticated,
 )
+from tests.support.client import hold_slot
 from tests.support.images import image_array, png_bytes
 from tests.support.metrics import scrape, value, wait_for_value
 from tests.support.server import free_port, running_server
@@ -211,27 +212,8 @@ def test_token_is_sent_and_a_wrong_one_is_refused(tmp_path):
 
 
 def _start_blocker(address: str):
-    """A long job holding the only slot; returns (stream, started event, thread)."""
-    client = StyleTransferClient(address, timeout=120)
-    stream = client.stylize(CONTENT, STYLE, **dict(FAST, iterations=4000))
-    started = threading.Event()
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            for event in stream:
-                if isinstance(event, Started):
-                    started.set()
-        except BaseException as exc:  # the blocker ends by being cancelled
-            errors.append(exc)
-        finally:
-            started.set()
-            client.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(60)
-    return stream, thread, errors
+    """A long job holding the only slot; returns (stream, thread, errors)."""
+    return hold_slot(address, CONTENT, STYLE, **dict(FAST, iterations=4000))
 
 
 def test_retry_on_resource_exhausted_succeeds_once_the_server_frees_up():

@@ -30,7 +30,7 @@ from .connection import (
     RetryPolicy,
     TLSConfig,
     auth_metadata,
-    channel_options,
+    open_channel,
 )
 from .errors import Cancelled, DeadlineExceeded, ServerError, error_from_rpc, error_from_status
 from .events import Event, Result, event_from_frame
@@ -177,14 +177,7 @@ class StyleTransferClient:
         self.timeout = timeout
         self.retry = retry if retry is not None else RetryPolicy()
         self._metadata = auth_metadata(token)
-        extra = list(options)
-        if tls is not None and tls.server_name:
-            extra.append(("grpc.ssl_target_name_override", tls.server_name))
-        opts = channel_options(max_message_bytes, extra)
-        if tls is not None:
-            self._channel = grpc.secure_channel(target, tls.credentials(), options=opts)
-        else:
-            self._channel = grpc.insecure_channel(target, options=opts)
+        self._channel = open_channel(grpc, target, tls, max_message_bytes, options)
         self._stub = stylize_pb2_grpc.StyleTransferStub(self._channel)
         self._health_check = self._channel.unary_unary(
             _health.HEALTH_CHECK_METHOD, request_serializer=None, response_deserializer=None

@@ -112,6 +112,23 @@ def channel_options(
     return list(opts.items())
 
 
+def open_channel(
+    channels: Any,
+    target: str,
+    tls: "TLSConfig | None",
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    extra: Sequence[tuple[str, Any]] = (),
+) -> Any:
+    """A channel from `channels` (the `grpc` module, or `grpc.aio`), TLS or plaintext."""
+    extra = list(extra)
+    if tls is not None and tls.server_name:
+        extra.append(("grpc.ssl_target_name_override", tls.server_name))
+    opts = channel_options(max_message_bytes, extra)
+    if tls is not None:
+        return channels.secure_channel(target, tls.credentials(), options=opts)
+    return channels.insecure_channel(target, options=opts)
+
+
 def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
     """Call metadata carrying the bearer token (sent on plaintext and TLS channels alike)."""
     if not token:
