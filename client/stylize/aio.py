@@ -18,46 +18,20 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 import grpc
 import grpc.aio
 
-from stylize.v1 import stylize_pb2, stylize_pb2_grpc
+from stylize.v1 import stylize_pb2
 
 from . import health as _health
 from .client import DEFAULT_UNARY_TIMEOUT, format_for_path
-from .connection import (
-    DEFAULT_MAX_MESSAGE_BYTES,
-    DEFAULT_TARGET,
-    RetryPolicy,
-    TLSConfig,
-    auth_metadata,
-    open_channel,
-)
+from .connection import ClientChannel, RetryPolicy
 from .errors import DeadlineExceeded, ServerError, error_from_rpc, error_from_status
 from .events import Event, Result, event_from_frame
 from .request import ImageInput, build_request
 
 
-class AsyncStyleTransferClient:
+class AsyncStyleTransferClient(ClientChannel):
     """asyncio twin of `stylize.StyleTransferClient` (same arguments)."""
 
-    def __init__(
-        self,
-        target: str = DEFAULT_TARGET,
-        *,
-        token: str | None = None,
-        tls: TLSConfig | None = None,
-        timeout: float | None = None,
-        retry: RetryPolicy | None = None,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        options: Sequence[tuple[str, Any]] = (),
-    ) -> None:
-        self.target = target
-        self.timeout = timeout
-        self.retry = retry if retry is not None else RetryPolicy()
-        self._metadata = auth_metadata(token)
-        self._channel = open_channel(grpc.aio, target, tls, max_message_bytes, options)
-        self._stub = stylize_pb2_grpc.StyleTransferStub(self._channel)
-        self._health_check = self._channel.unary_unary(
-            _health.HEALTH_CHECK_METHOD, request_serializer=None, response_deserializer=None
-        )
+    _grpc = grpc.aio
 
     async def close(self) -> None:
         await self._channel.close()

@@ -24,14 +24,7 @@ import grpc
 from stylize.v1 import stylize_pb2, stylize_pb2_grpc
 
 from . import health as _health
-from .connection import (
-    DEFAULT_MAX_MESSAGE_BYTES,
-    DEFAULT_TARGET,
-    RetryPolicy,
-    TLSConfig,
-    auth_metadata,
-    open_channel,
-)
+from .connection import ClientChannel, RetryPolicy, TLSConfig
 from .errors import Cancelled, DeadlineExceeded, ServerError, error_from_rpc, error_from_status
 from .events import Event, Result, event_from_frame
 from .request import ImageInput, build_request
@@ -152,7 +145,7 @@ class StylizeStream:
             return
 
 
-class StyleTransferClient:
+class StyleTransferClient(ClientChannel):
     """A client of one stylize server (or, with `dns:///`, of all its pods).
 
     target:  "host:port", "dns:///name:port" (round-robin over all addresses), ...
@@ -161,27 +154,6 @@ class StyleTransferClient:
     timeout: default deadline in seconds of each call, retries included (None: none).
     retry:   RetryPolicy for failures before a stream has started.
     """
-
-    def __init__(
-        self,
-        target: str = DEFAULT_TARGET,
-        *,
-        token: str | None = None,
-        tls: TLSConfig | None = None,
-        timeout: float | None = None,
-        retry: RetryPolicy | None = None,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        options: Sequence[tuple[str, Any]] = (),
-    ) -> None:
-        self.target = target
-        self.timeout = timeout
-        self.retry = retry if retry is not None else RetryPolicy()
-        self._metadata = auth_metadata(token)
-        self._channel = open_channel(grpc, target, tls, max_message_bytes, options)
-        self._stub = stylize_pb2_grpc.StyleTransferStub(self._channel)
-        self._health_check = self._channel.unary_unary(
-            _health.HEALTH_CHECK_METHOD, request_serializer=None, response_deserializer=None
-        )
 
     # -- lifecycle --------------------------------------------------------
     def close(self) -> None:

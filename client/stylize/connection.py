@@ -17,6 +17,10 @@ from typing import Any, Sequence
 
 import grpc
 
+from stylize.v1 import stylize_pb2_grpc
+
+from . import health as _health
+
 DEFAULT_TARGET = "localhost:50051"
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
@@ -142,3 +146,32 @@ def read_token_file(path: str | os.PathLike[str]) -> str:
     if not token:
         raise ValueError(f"token file {path} is empty")
     return token
+
+
+class ClientChannel:
+    """What the sync and asyncio clients share: the channel, its stub, the
+    health method, the token and the call defaults. `_grpc` is the module that
+    makes channels (`grpc` or `grpc.aio`)."""
+
+    _grpc: Any = grpc
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        token: str | None = None,
+        tls: TLSConfig | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.retry = retry if retry is not None else RetryPolicy()
+        self._metadata = auth_metadata(token)
+        self._channel = open_channel(self._grpc, target, tls, max_message_bytes, options)
+        self._stub = stylize_pb2_grpc.StyleTransferStub(self._channel)
+        self._health_check = self._channel.unary_unary(
+            _health.HEALTH_CHECK_METHOD, request_serializer=None, response_deserializer=None
+        )
