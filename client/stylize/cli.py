@@ -72,21 +72,21 @@ class UsageError(Exception):
     """A problem with the command line or a local file (exit code 2)."""
 
 
+_EXIT_CODES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], int], ...] = (
+    (ConnectError, EXIT_CONNECT),
+    (Unauthenticated, EXIT_UNAUTHENTICATED),
+    (InvalidArgument, EXIT_INVALID_ARGUMENT),
+    (Overloaded, EXIT_OVERLOADED),
+    (DeadlineExceeded, EXIT_DEADLINE),
+    (KeyboardInterrupt, EXIT_INTERRUPTED),
+    ((UsageError, MissingExtra, OSError, ValueError, TypeError), EXIT_USAGE),
+)
+
+
 def exit_code_for(error: BaseException) -> int:
-    if isinstance(error, ConnectError):
-        return EXIT_CONNECT
-    if isinstance(error, Unauthenticated):
-        return EXIT_UNAUTHENTICATED
-    if isinstance(error, InvalidArgument):
-        return EXIT_INVALID_ARGUMENT
-    if isinstance(error, Overloaded):
-        return EXIT_OVERLOADED
-    if isinstance(error, DeadlineExceeded):
-        return EXIT_DEADLINE
-    if isinstance(error, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
-    if isinstance(error, (UsageError, MissingExtra, OSError, ValueError, TypeError)):
-        return EXIT_USAGE
+    for kinds, code in _EXIT_CODES:
+        if isinstance(error, kinds):
+            return code
     return EXIT_SERVER_ERROR  # ServerError, Cancelled by the server, anything else
 
 
