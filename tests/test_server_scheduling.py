@@ -82,6 +82,12 @@ def test_full_queue_is_resource_exhausted_at_once(engine):
         assert "queue is full" in refused.details and "capacity 1" in refused.details
         assert refused.frames == []
         wait_for_value(srv.metrics_port, "stylize_requests_total", lambda v: v >= 1, code="RESOURCE_EXHAUSTED")
+        # A full pod answers before decoding anything: even bytes that are no image get the queue's answer.
+        garbage = small_request()
+        garbage.content.data = b"not an image at all"
+        undecoded = StreamReader(stub.Stylize(garbage, timeout=120))
+        assert undecoded.wait_done() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "queue is full" in undecoded.details
 
         waiting.call.cancel()
         running.call.cancel()

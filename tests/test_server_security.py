@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from stylize.v1 import stylize_pb2 as pb
@@ -57,12 +58,17 @@ def test_auth_on_refuses_calls_without_the_token(engine, token_file):
         _ok(stub, auth)
         assert stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=10, metadata=auth).model.name == "vgg19"
 
-        # Probes and discovery stay open.
+        # Probes stay open; reflection, like every RPC but health, needs the token.
         health = health_pb2_grpc.HealthStub(srv.channel())
         for service in ("", "stylize.v1.StyleTransfer"):
             reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
-        assert "stylize.v1.StyleTransfer" in ProtoReflectionDescriptorDatabase(srv.channel()).get_services()
+        reflection = reflection_pb2_grpc.ServerReflectionStub(srv.channel())
+        ask = reflection_pb2.ServerReflectionRequest(list_services="")
+        code, _ = _code(lambda: list(reflection.ServerReflectionInfo(iter([ask]), timeout=10)))
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        replies = list(reflection.ServerReflectionInfo(iter([ask]), timeout=10, metadata=auth))
+        assert "stylize.v1.StyleTransfer" in {s.name for s in replies[0].list_services_response.service}
 
 
 def test_auth_off_needs_no_token(server):

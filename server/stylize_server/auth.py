@@ -1,7 +1,7 @@
 """Bearer-token authentication as a gRPC server interceptor.
 
-With a token configured, every call except health checks and reflection must
-carry the metadata `authorization: Bearer <token>`; anything else is answered
+With a token configured, every call except health checks must carry the
+metadata `authorization: Bearer <token>`; anything else is answered
 UNAUTHENTICATED before the handler runs. The comparison is constant-time
 (hmac.compare_digest over bytes), and the token never appears in a log or an
 error message.
@@ -13,12 +13,9 @@ from typing import Callable
 
 import grpc
 
-# Probes (kubelet gRPC probes, load balancers) and grpcurl discovery stay open.
-OPEN_PREFIXES = (
-    "/grpc.health.v1.Health/",
-    "/grpc.reflection.v1alpha.ServerReflection/",
-    "/grpc.reflection.v1.ServerReflection/",
-)
+# Probes (kubelet gRPC probes, load balancers) stay open. Reflection does not:
+# it describes the API to anyone, so grpcurl needs the token like any client.
+OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 
 
 def _deny_handler(handler: grpc.RpcMethodHandler | None, message: str) -> grpc.RpcMethodHandler:

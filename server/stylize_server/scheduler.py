@@ -113,6 +113,22 @@ class Scheduler:
             return len(self._running)
 
     # ---------------------------------------------------------- admission
+    def check_room(self) -> None:
+        """Raise QueueFull / Unavailable now if `submit` would, so a caller can
+        refuse a request before paying to decode its images. `submit` checks
+        again under the same lock: this is an early answer, not a reservation."""
+        with self._cond:
+            if self._closed:
+                raise Unavailable("the server is shutting down and accepts no new jobs; retry on another replica")
+            if len(self._running) >= self.max_concurrent and len(self._queue) >= self.queue_size:
+                raise self._queue_full_locked()
+
+    def _queue_full_locked(self) -> QueueFull:
+        return QueueFull(
+            f"the queue is full: {len(self._running)} job(s) running and {len(self._queue)} queued "
+            f"(capacity {self.queue_size}); retry later with backoff"
+        )
+
     def submit(self, options: JobOptions, events: JobEvents, deadline: float | None = None) -> Job:
         """Admit a job: start it now if a slot is free, else queue it (and send
         its position). Raises QueueFull when the queue is full, Unavailable
@@ -127,10 +143,7 @@ class Scheduler:
                 thread.start()
                 return job
             if len(self._queue) >= self.queue_size:
-                raise QueueFull(
-                    f"the queue is full: {len(self._running)} job(s) running and {len(self._queue)} queued "
-                    f"(capacity {self.queue_size}); retry later with backoff"
-                )
+                raise self._queue_full_locked()
             self._queue.append(job)
             metrics.QUEUE_DEPTH.inc()
             events.queued(len(self._queue), len(self._queue))
@@ -232,14 +245,20 @@ class Scheduler:
 
     def _worker(self, job: Job | None) -> None:
         while job is not None:
-            self._run(job)
+            result, error = self._run(job)
             with self._cond:
                 self._running.discard(job)
                 metrics.JOBS_IN_PROGRESS.dec()
-                job = None if self._closed else self._next_locked()
+                finished, job = job, (None if self._closed else self._next_locked())
                 self._cond.notify_all()
+            # The slot is free before the caller hears of its result, so a
+            # caller that resubmits at once is never refused for its own slot.
+            try:
+                finished.events.finished(result, error)
+            except Exception:  # noqa: BLE001
+                log.exception("job %s: finished event failed", finished.options.request_id)
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job) -> tuple[Any | None, BaseException | None]:
         started = job.started_at if job.started_at is not None else time.monotonic()
         time_limit = started + self.max_job_seconds
 
@@ -277,7 +296,4 @@ class Scheduler:
             job.finished_at = time.monotonic()
             metrics.JOB_DURATION.observe(job.finished_at - started)
             job.state = JobState.DONE
-        try:
-            job.events.finished(result, error)
-        except Exception:  # noqa: BLE001
-            log.exception("job %s: finished event failed", job.options.request_id)
+        return result, error

@@ -155,6 +155,7 @@ class StyleTransferServicer(pb_grpc.StyleTransferServicer):
         options: JobOptions | None = None
         try:
             scheduler = self._ready_scheduler()
+            scheduler.check_room()  # a full pod answers before decoding any image
             options = convert.request_to_options(request, self._state.limits)
             outcome["request_id"] = options.request_id
             yield from self._run_job(options, scheduler, context, outcome)
