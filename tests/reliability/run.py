@@ -1,0 +1,184 @@
+"""The full reliability and security run behind `make reliability`.
+
+    python -m tests.reliability.run --out reliability-results [--profile full|fast] [--only load,fuzz]
+
+Runs every scenario against real `stylize-server` subprocesses (random
+weights, loopback, small images), prints a table, and writes
+`OUT/reliability.json` (every figure and check) and `OUT/reliability.md` (the
+table for the README). Exit status 1 when a hard check failed; soft checks
+(timings, and the reflection question) are shown as WARN.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import pathlib
+import platform
+import sys
+import time
+from typing import Callable
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tests.reliability import cancel, faults, fuzz, load, memory, security  # noqa: E402
+from tests.reliability.harness import PROFILES, Profile, ScenarioResult, main_server_args, spawn_server  # noqa: E402
+
+# Scenarios on the shared server, in order (memory last but one: it reports
+# growth after everything else has warmed the process; the log scan last).
+SHARED: tuple[tuple[str, Callable[..., ScenarioResult]], ...] = (
+    ("load", load.run_load),
+    ("overload", load.run_overload),
+    ("rejection", load.run_rejection_cost),
+    ("cancel", cancel.run_cancel_storm),
+    ("stalled", faults.run_stalled_client),
+    ("slow", faults.run_slow_clients),
+    ("fuzz", fuzz.run_fuzz),
+    ("limit", security.run_message_limit),
+    ("memory", memory.run_memory),
+    ("logs", security.run_log_scan),
+)
+OWN_SERVER: tuple[tuple[str, Callable[[Profile], ScenarioResult]], ...] = (
+    ("sigterm", faults.run_sigterm),
+    ("sigkill", faults.run_sigkill),
+    ("security", security.run_security),
+)
+NAMES = [n for n, _ in SHARED] + [n for n, _ in OWN_SERVER]
+
+# The figures shown in the table (all of them go to the JSON).
+HEADLINE: dict[str, tuple[str, ...]] = {
+    "load": ("clients", "jobs_completed", "jobs_per_second", "queue_wait_p50_ms", "queue_wait_p95_ms",
+             "job_time_p50_ms", "job_time_p95_ms", "rejected"),
+    "overload": ("clients", "jobs_completed", "rejected", "reject_p50_ms", "reject_p99_ms", "job_time_p50_ms",
+                 "job_time_vs_load_p50", "rss_growth_mb"),
+    "rejection cost": ("reject_tiny_p50_ms", "reject_1mpx_jpeg_p50_ms", "ratio"),
+    "cancellation storm": ("clients", "stopped_while_queued", "stopped_while_running", "server_counted_cancelled",
+                           "slots_free_after_ms", "next_jobs_ok"),
+    "stalled client": ("iterations", "progress_frames_after_stall", "unbuffered_would_be_mb", "rss_growth_mb"),
+    "slow clients": ("slow_clients", "frame_delay_ms", "progress_frames_received", "fast_jobs_meanwhile"),
+    "fuzzed input": ("requests", "codes", "failures"),
+    "message size limit": ("limit_bytes", "at_limit", "one_byte_over"),
+    "memory over time": ("jobs", "rss_after_warmup_mb", "rss_end_mb", "rss_growth_mb", "rss_growth_second_half_mb",
+                         "rss_per_novel_shape_kb"),
+    "no image bytes in logs": ("log_lines", "found"),
+    "SIGTERM drain": ("running_completed", "queued_codes", "late_call_code", "exit_code", "exit_after_signal_ms"),
+    "SIGKILL and restart": ("killed_stream_code", "retry_attempts", "recovered_after_ms", "retry_code"),
+    "security: token, mTLS, logs": ("refused_cases", "let_in", "health_without_token", "reflection_without_token",
+                                    "tls", "secrets_found_in_log"),
+}
+
+
+def _status(result: ScenarioResult) -> str:
+    if result.hard_failures:
+        return "FAIL"
+    return "WARN" if result.soft_failures else "PASS"
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def headline(result: ScenarioResult) -> str:
+    keys = HEADLINE.get(result.name) or tuple(k for k in result.figures if not k.startswith("_"))
+    return "; ".join(f"{k.replace('_', ' ')} {_fmt(result.figures[k])}" for k in keys if k in result.figures)
+
+
+def markdown(results: list[ScenarioResult], profile: Profile, seconds: float) -> str:
+    lines = [
+        f"Reliability run (`make reliability`, profile {profile.name}), {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d}, "
+        f"{platform.machine()} {os.cpu_count()} CPUs, random weights, loopback, {seconds:.0f} s in all.",
+        "",
+        "| Scenario | Result | Figures |",
+        "|---|---|---|",
+    ]
+    for r in results:
+        lines.append(f"| {r.name} | {_status(r)} | {headline(r)} |")
+    notes = [(r.name, c) for r in results for c in r.checks if not c.ok]
+    if notes:
+        lines += ["", "Checks that did not hold:", ""]
+        lines += [f"- {name}: {'(soft) ' if c.soft else ''}{c.name}: {c.detail}" for name, c in notes]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(results: list[ScenarioResult]) -> None:
+    width = max(len(r.name) for r in results)
+    print()
+    print(f"{'scenario':<{width}}  result   secs  figures")
+    print(f"{'-' * width}  ------  -----  -------")
+    for r in results:
+        print(f"{r.name:<{width}}  {_status(r):<6}  {r.seconds:5.1f}  {headline(r)}")
+        for c in r.checks:
+            if not c.ok:
+                print(f"{'':<{width}}  {'warn' if c.soft else 'FAILED'}: {c.name}: {c.detail[:300]}")
+    print()
+
+
+def run(profile: Profile, only: set[str]) -> list[ScenarioResult]:
+    results: list[ScenarioResult] = []
+
+    def done(r: ScenarioResult) -> None:
+        results.append(r)
+        print(f"[{_status(r)}] {r.name} ({r.seconds:.1f} s): {headline(r)}", flush=True)
+
+    shared = [(n, f) for n, f in SHARED if n in only]
+    if shared:
+        with spawn_server(*main_server_args(profile)) as server:
+            load_result = None
+            for name, fn in shared:
+                if name == "overload":
+                    r = fn(server, profile, load_result)
+                else:
+                    r = fn(server, profile)
+                if name == "load":
+                    load_result = r
+                done(r)
+    for name, fn in OWN_SERVER:
+        if name in only:
+            done(fn(profile))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="reliability-results", help="folder for reliability.json and .md")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    parser.add_argument("--only", default="", help=f"comma list of scenarios: {','.join(NAMES)}")
+    args = parser.parse_args(argv)
+    only = {s.strip() for s in args.only.split(",") if s.strip()} or set(NAMES)
+    unknown = only - set(NAMES)
+    if unknown:
+        parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {NAMES}")
+    profile = PROFILES[args.profile]
+    t0 = time.monotonic()
+    results = run(profile, only)
+    seconds = time.monotonic() - t0
+    print_table(results)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "profile": profile.name,
+        "settings": profile.__dict__,
+        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(seconds, 1),
+        "machine": {"cpus": os.cpu_count(), "arch": platform.machine(), "python": platform.python_version()},
+        "passed": all(not r.hard_failures for r in results),
+        "scenarios": [r.to_json() for r in results],
+    }
+    (out / "reliability.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out / "reliability.md").write_text(markdown(results, profile, seconds))
+    print(f"wrote {out / 'reliability.json'} and {out / 'reliability.md'} ({seconds:.0f} s)")
+    return 0 if report["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

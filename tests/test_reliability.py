@@ -1,0 +1,93 @@
+"""The fast part of the reliability and security suite (issue 6), in `make test`.
+
+The scenarios of `tests/reliability/` at the FAST profile, against real
+`stylize-server` subprocesses (random weights, loopback, 32-64 px): load,
+overload, a cancellation storm, stalled and slow clients, a few hundred
+fuzzed requests, the message-size limit, memory over 30 jobs, image bytes in
+logs, SIGTERM, SIGKILL and restart, token and mTLS. Each test fails on any
+failed hard check; timing checks (soft) are left to `make reliability`.
+"""
+from __future__ import annotations
+
+import pytest
+
+from tests.reliability import cancel, faults, fuzz, load, memory, security
+from tests.reliability.harness import FAST, ServerProc, main_server_args, spawn_server
+
+pytestmark = pytest.mark.slow
+
+
+# Tests with their own servers come first, so that at most two servers are
+# alive at once (the shared one starts with the first test that needs it).
+def test_sigterm_drains_running_and_refuses_queued() -> None:
+    faults.run_sigterm(FAST).assert_ok()
+
+
+def test_sigkill_mid_stream_then_retry_against_restarted_server() -> None:
+    faults.run_sigkill(FAST).assert_ok()
+
+
+def test_token_and_mtls_let_nobody_in_and_logs_keep_secrets() -> None:
+    security.run_security(FAST).assert_ok()
+
+
+@pytest.fixture(scope="module")
+def shared_server():
+    with spawn_server(*main_server_args(FAST)) as server:
+        yield server
+
+
+def test_load_then_overload(shared_server: ServerProc) -> None:
+    loaded = load.run_load(shared_server, FAST)
+    loaded.assert_ok()
+    overloaded = load.run_overload(shared_server, FAST, loaded)
+    overloaded.assert_ok()
+    assert overloaded.figures["rejected"] > 0
+
+
+def test_cancellation_storm_frees_every_slot(shared_server: ServerProc) -> None:
+    result = cancel.run_cancel_storm(shared_server, FAST)
+    result.assert_ok()
+    assert result.figures["stopped_while_queued"] > 0 and result.figures["stopped_while_running"] > 0
+
+
+def test_stalled_client_is_not_buffered_and_job_ends(shared_server: ServerProc) -> None:
+    faults.run_stalled_client(shared_server, FAST).assert_ok()
+
+
+def test_slow_clients_get_whole_results(shared_server: ServerProc) -> None:
+    faults.run_slow_clients(shared_server, FAST).assert_ok()
+
+
+def test_fuzzed_requests_get_clean_status_codes(shared_server: ServerProc) -> None:
+    result = fuzz.run_fuzz(shared_server, FAST)
+    result.assert_ok()
+    assert result.figures["requests"] >= FAST.fuzz_examples
+
+
+def test_message_of_exactly_the_limit_is_served_one_byte_more_is_refused(shared_server: ServerProc) -> None:
+    security.run_message_limit(shared_server, FAST).assert_ok()
+
+
+def test_memory_flat_over_mixed_jobs(shared_server: ServerProc) -> None:
+    memory.run_memory(shared_server, FAST).assert_ok()
+
+
+def test_no_image_bytes_in_server_output(shared_server: ServerProc) -> None:
+    # Runs after the tests above in this module, so the output holds their traffic.
+    security.run_log_scan(shared_server, FAST).assert_ok()
+
+
+def test_defaults_valid_under_small_max_side() -> None:
+    """Regression: a request that leaves multiscale_min_size unset must be
+    valid on a server whose --max-side is below that option's default (256).
+    It was not (every small-limit server refused every default request), and
+    the suite's servers run with --max-side 128."""
+    from stylize_server import convert
+    from stylize_server.options import Limits
+
+    from tests.reliability.harness import make_request
+
+    limits = Limits(max_pixels=128 * 128, max_side=128, max_iterations=100, max_styles=2, max_input_pixels=1 << 20)
+    options = convert.request_to_options(make_request(size=32, iterations=2), limits)
+    assert options.size == 32
