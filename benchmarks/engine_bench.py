@@ -157,8 +157,9 @@ def worker_quality(size: int, weights: str, baseline_iterations: int, engine_ite
 
     baseline_step()  # trace, then restart from the content image
     image.assign(content[None].astype(np.float32) / 255.0)
-    for v in adam.variables:
-        v.assign(tf.zeros_like(v))
+    for v in adam.variables:  # moments and step count; the learning rate stays
+        if "learning_rate" not in v.name:
+            v.assign(tf.zeros_like(v))
     curve = []
     start = time.perf_counter()
     for i in range(baseline_iterations):
