@@ -58,3 +58,23 @@ def test_tv_loss_matches_numpy(rng: np.random.Generator) -> None:
     assert losses.tv_loss(tf.constant(x)).numpy() == pytest.approx(expected, rel=1e-5)
     flat = np.full((1, 4, 4, 3), 17.0, np.float32)
     assert losses.tv_loss(tf.constant(flat)).numpy() == 0.0
+
+
+def test_gram_gradient_matches_the_analytic_one(rng: np.random.Generator) -> None:
+    # gram() writes its gradient out by hand (one matmul instead of two); check it.
+    f = rng.normal(size=(1, 3, 4, 5)).astype(np.float32)
+    w = rng.normal(size=(5, 5)).astype(np.float32)  # not symmetric: both halves of dG must count
+    x = tf.constant(f)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = tf.reduce_sum(losses.gram(x) * w)
+    got = tape.gradient(y, x).numpy()
+    flat = f.reshape(-1, 5).astype(np.float64)
+    expected = (flat @ (w + w.T) / f.size).reshape(f.shape)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    # ... and the autodiff of the plain formula agrees.
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        flat_t = tf.reshape(x, [-1, 5])
+        plain = tf.reduce_sum(tf.matmul(flat_t, flat_t, transpose_a=True) / f.size * w)
+    np.testing.assert_allclose(got, tape.gradient(plain, x).numpy(), rtol=1e-5, atol=1e-6)

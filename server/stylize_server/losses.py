@@ -12,13 +12,22 @@ from __future__ import annotations
 import tensorflow as tf
 
 
-def gram(features: tf.Tensor) -> tf.Tensor:
-    """Gram matrix of a [1, H, W, C] feature map, normalized by its element count."""
+@tf.custom_gradient
+def gram(features: tf.Tensor):
+    """Gram matrix of a [1, H, W, C] feature map, normalized by its element count.
+
+    The gradient is written out because FᵀF has the same tensor on both sides:
+    d(FᵀF)/dF · dG = F(dG + dGᵀ), one matmul where autodiff would do two.
+    """
     shape = tf.shape(features)
-    channels = shape[-1]
-    flat = tf.reshape(features, [-1, channels])
+    flat = tf.reshape(features, [-1, shape[-1]])
     n = tf.cast(tf.size(features), features.dtype)
-    return tf.matmul(flat, flat, transpose_a=True) / n
+    g = tf.matmul(flat, flat, transpose_a=True) / n
+
+    def backward(dg: tf.Tensor) -> tf.Tensor:
+        return tf.reshape(tf.matmul(flat, (dg + tf.transpose(dg)) / n), shape)
+
+    return g, backward
 
 
 def content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
