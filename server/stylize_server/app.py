@@ -86,22 +86,9 @@ def setup_logging(log_format: str = "json", level: str = "INFO") -> None:
 
 
 # ------------------------------------------------------------------ engine
-def enable_gpu_memory_growth() -> None:
-    """Allocate GPU memory as jobs need it, not all of it at start (so the
-    pod's usage is visible and a sidecar can share the card). Must run before
-    anything touches the GPU."""
-    import tensorflow as tf
-
-    for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError as exc:  # the GPU was already initialized
-            log.warning("could not turn on memory growth", extra={"fields": {"gpu": gpu.name, "error": str(exc)}})
-
-
 def load_engine(config: ServerConfig):
-    """Load VGG-19 as configured; raises WeightsError."""
-    enable_gpu_memory_growth()
+    """Load VGG-19 as configured (the Engine turns GPU memory growth on before
+    anything touches the GPU); raises WeightsError."""
     from .engine import Engine
 
     # The engine re-validates every job: it must know the server's limits.

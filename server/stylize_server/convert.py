@@ -31,7 +31,7 @@ from .options import (
     blend_weights,
     plan_scales,
     resolve,
-    scaled_shape,
+    style_side,
     validate,
 )
 
@@ -69,14 +69,6 @@ def _layers(field: str, layers: Sequence[pb.LayerWeight], default: tuple[tuple[s
     if not layers:
         return default
     return tuple((lw.layer, float(lw.weight) if lw.HasField("weight") else 1.0) for lw in layers)
-
-
-def _shrink(image: np.ndarray, longest: int) -> np.ndarray:
-    """Shrink (never enlarge) to `longest`, so that a queued job holds no more
-    pixels than it will use, whatever the size of the upload."""
-    if max(image.shape[:2]) <= longest:
-        return image
-    return images.fit_longest(image, longest)
 
 
 def request_to_options(request: pb.StylizeRequest, limits: Limits) -> JobOptions:
@@ -148,16 +140,17 @@ def request_to_options(request: pb.StylizeRequest, limits: Limits) -> JobOptions
     validate(options, limits)
 
     # Validated: now drop the pixels the job will never use (content and init
-    # image to the output shape, styles to their largest scale).
+    # image to the output shape, styles to their largest scale), so a queued
+    # job holds no more than it will use, whatever the size of the upload.
     out_h, out_w = options.output_shape
-    style_longest = max(16, round(options.size * options.style_scale))
+    style_longest = style_side(options.size, options.style_scale)
     shrunk_content = options.content
     if out_h * out_w < content.shape[0] * content.shape[1]:
         shrunk_content = images.resize(content, (out_h, out_w))
     return options.replace(
         content=shrunk_content,
-        styles=tuple(StyleSource(_shrink(s.image, style_longest), s.weight) for s in options.styles),
-        init_image=None if init_image is None else _shrink(init_image, max(out_h, out_w)),
+        styles=tuple(StyleSource(images.shrink(s.image, style_longest), s.weight) for s in options.styles),
+        init_image=None if init_image is None else images.shrink(init_image, max(out_h, out_w)),
     )
 
 
@@ -175,7 +168,7 @@ def resolved_to_proto(options: JobOptions, default_pooling: Pooling = Pooling.AV
         tv_weight=resolved.tv_weight,
         content_layers=[pb.LayerWeight(layer=n, weight=w) for n, w in resolved.content_layers],
         style_layers=[pb.LayerWeight(layer=n, weight=w) for n, w in resolved.style_layers],
-        pooling=_POOLINGS_BACK[Pooling(resolved.pooling)],
+        pooling=pooling_to_proto(resolved.pooling),
         init=_INITS_BACK[resolved.init],
         seed=resolved.seed,
         style_scale=resolved.style_scale,
@@ -191,6 +184,10 @@ def resolved_to_proto(options: JobOptions, default_pooling: Pooling = Pooling.AV
     )
 
 
+def pooling_to_proto(pooling: Pooling | str) -> int:
+    return _POOLINGS_BACK[Pooling(pooling)]
+
+
 def default_options() -> JobOptions:
     """JobOptions with every default and placeholder images (for ServerInfo.defaults)."""
     pixel = np.zeros((1, 1, 3), np.uint8)
@@ -201,12 +198,6 @@ def losses_to_proto(losses) -> pb.Losses:
     return pb.Losses(
         content=float(losses.content), style=float(losses.style), tv=float(losses.tv), total=float(losses.total)
     )
-
-
-def output_size(options: JobOptions) -> tuple[int, int]:
-    """(width, height) of the job's output."""
-    h, w = scaled_shape(options.content.shape[:2], options.size)
-    return w, h
 
 
 def progress_to_proto(progress, preview_max_side: int) -> pb.Progress:
@@ -224,7 +215,7 @@ def progress_to_proto(progress, preview_max_side: int) -> pb.Progress:
         scale_index=int(progress.scale_index),
     )
     if preview_max_side > 0:
-        small = images.preview(progress.image, preview_max_side)
+        small = images.shrink(progress.image, preview_max_side)
         frame.preview.data = images.encode(small, "png")
         frame.preview_height, frame.preview_width = int(small.shape[0]), int(small.shape[1])
     return frame

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from . import images
 from .errors import InvalidArgument
-from .optimize import LBFGS, Adam, LossSpec, LoopHooks, Objective, Targets, deprocess, run_scale
+from .optimize import LBFGS, Adam, LossSpec, LoopHooks, Objective, Targets, run_scale, target_args
 from .options import (
     MIN_SIDE,
     Init,
@@ -35,6 +35,7 @@ from .options import (
     plan_scales,
     resolve,
     scaled_shape,
+    style_side,
     validate,
 )
 from .vgg import IMAGENET_MEAN_RGB, VGG19Features
@@ -104,7 +105,7 @@ def enable_memory_growth() -> None:
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:  # already initialized: the setting can no longer change
-            log.debug("memory growth not changed on %s: device already initialized", gpu.name)
+            log.warning("could not turn on memory growth on %s: the GPU was already initialized", gpu.name)
 
 
 def _device() -> tuple[str, str]:
@@ -258,26 +259,22 @@ class Engine:
             done += scale.iterations
 
         assert x is not None
-        final_terms = [float(v) for v in objective.terms(x, *_target_tuple(targets))]
+        final_terms = [float(v) for v in objective.terms(x, *target_args(targets))]
         final = Losses(*final_terms, total=sum(final_terms))
-        content_full = images.resize(options.content, options.output_shape)
-        image = _render(x, preserve=options.preserve_colors, content=content_full)
+        image = render(x)  # the last scale is the output size
         return Result(image=image, losses=final, iterations=done, compute_seconds=time.perf_counter() - start,
                       options=options, scales=scales)
 
     def _blended_grams(self, objective: Objective, options: JobOptions, size: int,
                        blend: list[float]) -> tuple[tf.Tensor, ...]:
         """Style Gram targets at this scale, blended by the styles' weights."""
-        style_size = max(16, round(size * options.style_scale))
+        longest = style_side(size, options.style_scale)
         blended: list[tf.Tensor] | None = None
         for style, weight in zip(options.styles, blend):
             if weight == 0:
                 continue
-            resized = images.fit_longest(style.image, style_size)
-            if min(resized.shape[:2]) < MIN_SIDE:  # keep block 5 non-empty for thin styles
-                h, w = style.image.shape[:2]
-                resized = images.resize(style.image, (max(MIN_SIDE, round(h * MIN_SIDE / min(h, w))),
-                                                      max(MIN_SIDE, round(w * MIN_SIDE / min(h, w)))))
+            # A thin style keeps MIN_SIDE on its shorter side, so block 5 is never empty.
+            resized = images.fit_longest(style.image, longest, min_side=MIN_SIDE)
             grams = objective.style_grams(_batch(resized))
             scaled = [weight * g for g in grams]
             blended = scaled if blended is None else [a + b for a, b in zip(blended, scaled)]
@@ -306,12 +303,9 @@ def _batch(image: np.ndarray) -> tf.Tensor:
     return tf.constant(image[None].astype(np.float32))
 
 
-def _target_tuple(t: Targets) -> tuple:
-    return (list(t.content), list(t.style), t.content_layer_weights, t.style_layer_weights, t.loss_weights)
-
-
 def _render(x: tf.Tensor, preserve: bool, content: np.ndarray) -> np.ndarray:
-    image = deprocess(x)
+    """[1, H, W, 3] float RGB -> H×W×3 uint8, colours preserved if asked."""
+    image = images.to_uint8(x[0].numpy())
     if preserve:
         image = images.to_uint8(images.transfer_luminance(image, content))
     return image

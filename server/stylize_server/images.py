@@ -81,10 +81,12 @@ def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.LANCZOS), dtype=np.uint8)
 
 
-def fit_longest(image: np.ndarray, longest: int) -> np.ndarray:
-    """Resize so that the longest side is `longest`, keeping the aspect ratio."""
+def fit_longest(image: np.ndarray, longest: int, min_side: int = 0) -> np.ndarray:
+    """Resize so that the longest side is `longest`, keeping the aspect ratio,
+    unless that would make the shorter side less than `min_side`: then the
+    shorter side is `min_side`."""
     h, w = image.shape[:2]
-    scale = longest / max(h, w)
+    scale = max(longest / max(h, w), min_side / min(h, w))
     return resize(image, (max(1, round(h * scale)), max(1, round(w * scale))))
 
 
@@ -103,7 +105,7 @@ def encode(image: np.ndarray, fmt: Literal["png", "jpeg", "webp"] | str, quality
     return buf.getvalue()
 
 
-def preview(image: np.ndarray, max_side: int) -> np.ndarray:
+def shrink(image: np.ndarray, max_side: int) -> np.ndarray:
     """Shrink (never enlarge) so that the longest side is at most `max_side`."""
     if max(image.shape[:2]) <= max_side:
         return image

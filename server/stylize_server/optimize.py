@@ -284,8 +284,3 @@ def run_scale(
     if pending is not None:
         settle(pending)
     return optimizer.result(x, state)
-
-
-def deprocess(x: tf.Tensor) -> np.ndarray:
-    """[1, H, W, 3] float RGB -> H×W×3 uint8."""
-    return np.clip(np.rint(x[0].numpy()), 0, 255).astype(np.uint8)

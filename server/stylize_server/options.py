@@ -142,6 +142,11 @@ class Scale:
     iterations: int
 
 
+def style_side(size: int, style_scale: float) -> int:
+    """Longest side of the style images for an output of longest side `size`."""
+    return max(MIN_SIDE, round(size * style_scale))
+
+
 def layer_index(name: str) -> int:
     """Position of a conv/relu layer in the network (conv before its relu)."""
     kind, _, rest = name.partition("_")  # "relu4", "2"
@@ -295,7 +300,7 @@ def validate(options: JobOptions, limits: Limits) -> None:
         raise InvalidArgument("seed", f"must be in [0, 2^63), got {options.seed}")
     _finite("style_scale", options.style_scale, 0.1, 4.0)
     for i, style in enumerate(options.styles):
-        sh, sw = scaled_shape(style.image.shape[:2], round(options.size * options.style_scale))
+        sh, sw = scaled_shape(style.image.shape[:2], style_side(options.size, options.style_scale))
         if sh * sw > 4 * limits.max_pixels:
             raise InvalidArgument(
                 "style_scale",

@@ -195,7 +195,7 @@ class StyleTransferServicer(pb_grpc.StyleTransferServicer):
 
         if not context.add_callback(on_done):
             on_done()  # the call had already ended
-        width, height = convert.output_size(options)
+        height, width = options.output_shape
         preview_side = options.preview_max_side
         while True:
             item = frames.get()
@@ -262,7 +262,7 @@ class StyleTransferServicer(pb_grpc.StyleTransferServicer):
             "seconds": round(seconds, 4),
         }
         if options is not None:
-            w, h = convert.output_size(options)
+            h, w = options.output_shape
             fields.update(width=w, height=h, iterations_requested=options.iterations)
         if job is not None:
             fields.update(
@@ -303,7 +303,7 @@ class StyleTransferServicer(pb_grpc.StyleTransferServicer):
                     name=model.name,
                     weights_source=str(model.weights_source),
                     random_weights=bool(model.random_weights),
-                    default_pooling=pb.POOLING_MAX if Pooling(model.default_pooling) is Pooling.MAX else pb.POOLING_AVG,
+                    default_pooling=convert.pooling_to_proto(model.default_pooling),
                     load_seconds=float(model.load_seconds),
                 )
             )
