@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
@@ -22,8 +21,8 @@ from stylize.v1 import stylize_pb2
 
 from . import health as _health
 from .client import DEFAULT_UNARY_TIMEOUT, format_for_path
-from .connection import ClientChannel, RetryPolicy
-from .errors import DeadlineExceeded, ServerError, error_from_rpc, error_from_status
+from .connection import CallBudget, ClientChannel, RetryPolicy
+from .errors import ServerError, error_from_rpc, error_from_status
 from .events import Event, Result, event_from_frame
 from .request import ImageInput, build_request
 
@@ -62,19 +61,10 @@ class AsyncStyleTransferClient(ClientChannel):
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> AsyncIterator[Event]:
-        policy = retry if retry is not None else self.retry
-        budget = timeout if timeout is not None else self.timeout
-        deadline = None if budget is None else time.monotonic() + budget
-        attempt = 0
+        budget = CallBudget(timeout if timeout is not None else self.timeout,
+                            retry if retry is not None else self.retry)
         while True:
-            attempt += 1
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise DeadlineExceeded(
-                    f"deadline exceeded: no answer within {budget:g} s",
-                    code=grpc.StatusCode.DEADLINE_EXCEEDED,
-                    attempts=attempt,
-                )
+            remaining = budget.next_attempt()
             call = self._stub.Stylize(request, timeout=remaining, metadata=self._metadata)
             received = False
             result: Result | None = None
@@ -88,19 +78,19 @@ class AsyncStyleTransferClient(ClientChannel):
                         yield event
             except grpc.RpcError as exc:
                 code, details = exc.code(), exc.details()  # type: ignore[attr-defined]
-                if not received and policy.should_retry(code, details, attempt):
-                    delay = policy.delay(attempt)
-                    if deadline is None or time.monotonic() + delay < deadline:
-                        await asyncio.sleep(delay)
-                        continue
-                raise error_from_status(code, details, self.target, attempt) from exc
+                delay = budget.retry_delay(code, details, received)
+                if delay is not None:
+                    await asyncio.sleep(delay)
+                    continue
+                raise error_from_status(code, details, self.target, budget.attempts) from exc
             finally:
                 # The consumer left early or the task was cancelled: stop the job.
                 if not call.done():
                     call.cancel()
             if result is None:
                 raise ServerError(
-                    "server error: the stream ended without a result", code=grpc.StatusCode.INTERNAL, attempts=attempt
+                    "server error: the stream ended without a result", code=grpc.StatusCode.INTERNAL,
+                    attempts=budget.attempts,
                 )
             yield result
             return
@@ -153,18 +143,14 @@ class AsyncStyleTransferClient(ClientChannel):
         return _health.decode_response(data)
 
     async def _unary(self, call: Callable[[float], Awaitable[Any]], timeout: float | None) -> Any:
-        budget = timeout if timeout is not None else (self.timeout or DEFAULT_UNARY_TIMEOUT)
-        deadline = time.monotonic() + budget
-        attempt = 0
+        budget = CallBudget(timeout if timeout is not None else (self.timeout or DEFAULT_UNARY_TIMEOUT), self.retry)
         while True:
-            attempt += 1
+            remaining = budget.next_attempt()
             try:
-                return await call(max(0.001, deadline - time.monotonic()))
+                return await call(max(0.001, remaining or 0.0))
             except grpc.RpcError as exc:
-                code, details = exc.code(), exc.details()  # type: ignore[attr-defined]
-                if self.retry.should_retry(code, details, attempt):
-                    delay = self.retry.delay(attempt)
-                    if time.monotonic() + delay < deadline:
-                        await asyncio.sleep(delay)
-                        continue
-                raise error_from_rpc(exc, self.target, attempt) from exc
+                delay = budget.retry_delay(exc.code(), exc.details(), received=False)  # type: ignore[attr-defined]
+                if delay is not None:
+                    await asyncio.sleep(delay)
+                    continue
+                raise error_from_rpc(exc, self.target, budget.attempts) from exc

@@ -24,8 +24,8 @@ import grpc
 from stylize.v1 import stylize_pb2, stylize_pb2_grpc
 
 from . import health as _health
-from .connection import ClientChannel, RetryPolicy, TLSConfig
-from .errors import Cancelled, DeadlineExceeded, ServerError, error_from_rpc, error_from_status
+from .connection import CallBudget, ClientChannel, RetryPolicy, TLSConfig
+from .errors import Cancelled, ServerError, error_from_rpc, error_from_status
 from .events import Event, Result, event_from_frame
 from .request import ImageInput, build_request
 
@@ -52,19 +52,20 @@ class StylizeStream:
         timeout: float | None,
         metadata: Sequence[tuple[str, str]],
         retry: RetryPolicy,
-        sleep: Callable[[float], Any] | None = None,
     ) -> None:
         self._stub = stub
         self._request = request
         self._target = target
-        self._timeout = timeout
         self._metadata = tuple(metadata)
-        self._retry = retry
         self._lock = threading.Lock()
         self._cancelled = threading.Event()
         self._call: grpc.Call | None = None
+        self._budget = CallBudget(timeout, retry)
         self._events = self._run()
-        self.attempts = 0
+
+    @property
+    def attempts(self) -> int:
+        return self._budget.attempts
 
     def __iter__(self) -> Iterator[Event]:
         return self
@@ -92,18 +93,11 @@ class StylizeStream:
         return Cancelled("cancelled by the client", code=grpc.StatusCode.CANCELLED, attempts=self.attempts)
 
     def _run(self) -> Iterator[Event]:
-        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        budget = self._budget
         while True:
-            self.attempts += 1
+            remaining = budget.next_attempt()
             if self._cancelled.is_set():
                 raise self._cancelled_error()
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise DeadlineExceeded(
-                    f"deadline exceeded: no answer within {self._timeout:g} s",
-                    code=grpc.StatusCode.DEADLINE_EXCEEDED,
-                    attempts=self.attempts,
-                )
             call = self._stub.Stylize(self._request, timeout=remaining, metadata=self._metadata)
             with self._lock:
                 self._call = call
@@ -123,12 +117,11 @@ class StylizeStream:
                 if self._cancelled.is_set():
                     raise self._cancelled_error() from exc
                 code, details = call.code(), call.details()
-                if not received and self._retry.should_retry(code, details, self.attempts):
-                    delay = self._retry.delay(self.attempts)
-                    if deadline is None or time.monotonic() + delay < deadline:
-                        if self._cancelled.wait(delay):
-                            raise self._cancelled_error() from exc
-                        continue
+                delay = budget.retry_delay(code, details, received)
+                if delay is not None:
+                    if self._cancelled.wait(delay):
+                        raise self._cancelled_error() from exc
+                    continue
                 raise error_from_status(code, details, self._target, self.attempts) from exc
             finally:
                 # Reached with the call still running only when the consumer
@@ -256,21 +249,17 @@ class StyleTransferClient(ClientChannel):
 
     def _unary(self, call: Callable[[float], Any], timeout: float | None) -> Any:
         """A unary call with the retry policy: a unary call is safe to repeat."""
-        budget = timeout if timeout is not None else (self.timeout or DEFAULT_UNARY_TIMEOUT)
-        deadline = time.monotonic() + budget
-        attempt = 0
+        budget = CallBudget(timeout if timeout is not None else (self.timeout or DEFAULT_UNARY_TIMEOUT), self.retry)
         while True:
-            attempt += 1
+            remaining = budget.next_attempt()
             try:
-                return call(max(0.001, deadline - time.monotonic()))
+                return call(max(0.001, remaining or 0.0))
             except grpc.RpcError as exc:
-                code, details = exc.code(), exc.details()  # type: ignore[attr-defined]
-                if self.retry.should_retry(code, details, attempt):
-                    delay = self.retry.delay(attempt)
-                    if time.monotonic() + delay < deadline:
-                        time.sleep(delay)
-                        continue
-                raise error_from_rpc(exc, self.target, attempt) from exc
+                delay = budget.retry_delay(exc.code(), exc.details(), received=False)  # type: ignore[attr-defined]
+                if delay is not None:
+                    time.sleep(delay)
+                    continue
+                raise error_from_rpc(exc, self.target, budget.attempts) from exc
 
 
 def format_for_path(path: str | os.PathLike[str]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,6 +21,7 @@ import grpc
 from stylize.v1 import stylize_pb2_grpc
 
 from . import health as _health
+from .errors import DeadlineExceeded
 
 DEFAULT_TARGET = "localhost:50051"
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
@@ -97,6 +99,43 @@ class RetryPolicy:
         """Seconds to wait after failed attempt `attempt` (1-based)."""
         bound = min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
         return (rng or random).uniform(0.0, bound)
+
+
+class CallBudget:
+    """One logical call's attempts and deadline, the bookkeeping that the sync
+    and asyncio retry loops share. `timeout` covers every attempt together."""
+
+    def __init__(self, timeout: float | None, policy: RetryPolicy) -> None:
+        self.timeout = timeout
+        self.policy = policy
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.attempts = 0
+
+    def next_attempt(self) -> float | None:
+        """Count a new attempt and return its timeout (None: no deadline);
+        raise DeadlineExceeded when the budget is spent."""
+        self.attempts += 1
+        if self.deadline is None:
+            return None
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineExceeded(
+                f"deadline exceeded: no answer within {self.timeout:g} s",
+                code=grpc.StatusCode.DEADLINE_EXCEEDED,
+                attempts=self.attempts,
+            )
+        return remaining
+
+    def retry_delay(self, code: grpc.StatusCode | None, details: str | None, received: bool) -> float | None:
+        """Seconds to wait before retrying a failed attempt, or None when it
+        must not be retried: the stream had started, the policy says no, or the
+        wait would outlast the deadline."""
+        if received or not self.policy.should_retry(code, details, self.attempts):
+            return None
+        delay = self.policy.delay(self.attempts)
+        if self.deadline is not None and time.monotonic() + delay >= self.deadline:
+            return None
+        return delay
 
 
 def channel_options(
