@@ -124,7 +124,7 @@ def worker_quality(size: int, weights: str, baseline_iterations: int, engine_ite
     import tensorflow as tf
 
     from stylize_server.engine import Engine
-    from stylize_server.optimize import LossSpec, Targets, target_args
+    from stylize_server.optimize import LossSpec, target_args
     from stylize_server.options import JobOptions, Optimizer, StyleSource, resolve
 
     engine = Engine(weights=weights)
@@ -133,14 +133,7 @@ def worker_quality(size: int, weights: str, baseline_iterations: int, engine_ite
     spec = LossSpec(tuple(n for n, _ in options.content_layers), tuple(n for n, _ in options.style_layers),
                     options.pooling)
     objective = engine._objective(spec)
-    targets = Targets(
-        content=tuple(objective.content_features(tf.constant(content[None], tf.float32))),
-        style=tuple(objective.style_grams(tf.constant(style[None], tf.float32))),
-        content_layer_weights=tf.constant([w for _, w in options.content_layers], tf.float32),
-        style_layer_weights=tf.constant([w for _, w in options.style_layers], tf.float32),
-        loss_weights=tf.constant([options.content_weight, options.style_weight, options.tv_weight], tf.float32),
-    )
-    args = target_args(targets)
+    args = target_args(engine.targets(objective, options, content, size))
 
     # The TensorFlow tutorial's loop: a 0..1 image variable, Adam(0.02, 0.99, 0.1), clip after each step.
     image = tf.Variable(content[None].astype(np.float32) / 255.0)

@@ -222,23 +222,13 @@ class Engine:
         optimizer = self._optimizer(spec, options)
         scales = tuple(plan_scales(options))
         total = sum(s.iterations for s in scales)
-        blend = blend_weights(options.styles)
-        content_weights = tf.constant([w for _, w in options.content_layers], tf.float32, shape=[len(spec.content_layers)])
-        style_weights = tf.constant([w for _, w in options.style_layers], tf.float32, shape=[len(spec.style_layers)])
-        loss_weights = tf.constant([options.content_weight, options.style_weight, options.tv_weight], tf.float32)
 
         x: tf.Tensor | None = None
         done = 0
         for index, scale in enumerate(scales):
             shape = scaled_shape(options.content.shape[:2], scale.size)
             content = images.resize(options.content, shape)
-            targets = Targets(
-                content=tuple(objective.content_features(_batch(content))) if spec.content_layers else (),
-                style=self._blended_grams(objective, options, scale.size, blend) if spec.style_layers else (),
-                content_layer_weights=content_weights,
-                style_layer_weights=style_weights,
-                loss_weights=loss_weights,
-            )
+            targets = self.targets(objective, options, content, scale.size)
             if x is None:
                 x = self._initial_image(options, shape, content)
             else:
@@ -264,6 +254,20 @@ class Engine:
         image = render(x)  # the last scale is the output size
         return Result(image=image, losses=final, iterations=done, compute_seconds=time.perf_counter() - start,
                       options=options, scales=scales)
+
+    def targets(self, objective: Objective, options: JobOptions, content: np.ndarray, size: int) -> Targets:
+        """The objective's inputs at one scale: `content` already resized to it."""
+        spec = objective.spec
+        return Targets(
+            content=tuple(objective.content_features(_batch(content))) if spec.content_layers else (),
+            style=(self._blended_grams(objective, options, size, blend_weights(options.styles))
+                   if spec.style_layers else ()),
+            content_layer_weights=tf.constant([w for _, w in options.content_layers], tf.float32,
+                                              shape=[len(spec.content_layers)]),
+            style_layer_weights=tf.constant([w for _, w in options.style_layers], tf.float32,
+                                            shape=[len(spec.style_layers)]),
+            loss_weights=tf.constant([options.content_weight, options.style_weight, options.tv_weight], tf.float32),
+        )
 
     def _blended_grams(self, objective: Objective, options: JobOptions, size: int,
                        blend: list[float]) -> tuple[tf.Tensor, ...]:
