@@ -15,9 +15,7 @@ import math
 import os
 import pathlib
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -38,6 +36,7 @@ if str(ROOT) not in sys.path:
 
 from tests.support.images import image_array, encode  # noqa: E402
 from tests.support.metrics import scrape, value  # noqa: E402
+from tests.support.server import free_port, server_command  # noqa: E402
 
 WEIGHTS = "random:0"
 SERVICE = "stylize.v1.StyleTransfer"
@@ -177,17 +176,6 @@ def ms(seconds: float | None) -> float | None:
 
 
 # ------------------------------------------------------------------- server
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def server_command() -> list[str]:
-    exe = shutil.which("stylize-server", path=str(pathlib.Path(sys.executable).parent))
-    return [exe] if exe else [sys.executable, "-m", "stylize_server.app"]
-
-
 class ServerProc:
     """A `stylize-server` child: its stdout and stderr (kept whole, for the
     secrets-in-logs check), its JSON log records, its memory, and channels."""
