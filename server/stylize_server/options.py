@@ -130,11 +130,6 @@ class JobOptions:
         """(height, width) of the output: the content scaled to `size`."""
         return scaled_shape(self.content.shape[:2], self.size)
 
-    @property
-    def deepest_layer(self) -> str:
-        names = [n for n, _ in self.content_layers + self.style_layers]
-        return max(names, key=layer_index)
-
 
 @dataclass(frozen=True)
 class Scale:
@@ -160,6 +155,11 @@ def scaled_shape(shape: Sequence[int], longest: int) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
+def multiscale_on(options: JobOptions) -> bool:
+    """`multiscale` as asked, or by default on above MULTISCALE_THRESHOLD."""
+    return options.size > MULTISCALE_THRESHOLD if options.multiscale is None else options.multiscale
+
+
 def plan_scales(options: JobOptions) -> list[Scale]:
     """The coarse-to-fine schedule.
 
@@ -169,11 +169,8 @@ def plan_scales(options: JobOptions) -> list[Scale]:
     forms, gets twice the share of each finer scale; rounding goes to the
     coarsest. Every scale gets at least one iteration while the budget lasts.
     """
-    multiscale = options.multiscale
-    if multiscale is None:
-        multiscale = options.size > MULTISCALE_THRESHOLD
     sizes = [options.size]
-    if multiscale:
+    if multiscale_on(options):
         s = options.size
         while s // 2 >= options.multiscale_min_size:
             s //= 2
@@ -193,9 +190,6 @@ def plan_scales(options: JobOptions) -> list[Scale]:
 
 def resolve(options: JobOptions, default_pooling: Pooling = Pooling.AVG) -> JobOptions:
     """Fill the fields left at None with their defaults."""
-    multiscale = options.multiscale
-    if multiscale is None:
-        multiscale = options.size > MULTISCALE_THRESHOLD
     return options.replace(
         learning_rate=(
             options.learning_rate
@@ -203,7 +197,7 @@ def resolve(options: JobOptions, default_pooling: Pooling = Pooling.AVG) -> JobO
             else DEFAULT_LEARNING_RATE[options.optimizer]
         ),
         pooling=options.pooling or default_pooling,
-        multiscale=multiscale,
+        multiscale=multiscale_on(options),
     )
 
 
