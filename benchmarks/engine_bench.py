@@ -16,6 +16,7 @@
 Prints a table and writes JSON to --out. Runs on random weights by default
 (--weights imagenet or PATH for the real ones).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,7 @@ def sample_images(size: int):
         from make_samples import content_image, style_image  # type: ignore[import-not-found]
 
         return content_image(size, size), style_image(size, size)
-    except Exception:  # noqa: BLE001 - fall back to plain synthetic images
+    except Exception:
         import numpy as np
 
         yy, xx = np.mgrid[0:size, 0:size]
@@ -60,15 +61,15 @@ def worker_step(size: int, weights: str, rounds: int, per_round: int, xla: bool)
     import numpy as np
     import tensorflow as tf
 
-    from stylize_server.engine import Engine
-    from stylize_server.options import JobOptions, StyleSource
-    from stylize_server.vgg import needed_layers
+    from stylize_server.engine import Engine, RunHooks
+    from stylize_server.layout import needed_layers
+    from stylize_server.options import Inputs, JobOptions, StyleSource
 
     engine = Engine(weights=weights, xla=False)
     engine_xla = Engine(weights=weights, xla=True) if xla else None
     content, style = sample_images(size)
-    options = JobOptions(content=content, styles=[StyleSource(style)], size=size, iterations=per_round + 1,
-                         multiscale=False, progress_interval=1000)
+    options = JobOptions(size=size, iterations=per_round + 1, multiscale=False)
+    inputs = Inputs(content, (StyleSource(style),))
     layers = needed_layers([n for n, _ in options.content_layers], [n for n, _ in options.style_layers])
 
     @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
@@ -85,13 +86,13 @@ def worker_step(size: int, weights: str, rounds: int, per_round: int, xla: bool)
         floor_step(x)[0].numpy()  # warm
         t = time.perf_counter()
         for _ in range(per_round):
-            total, grad = floor_step(x)
+            total, _grad = floor_step(x)
             float(total)
         return (time.perf_counter() - t) / per_round
 
     def time_engine(e) -> float:
         times: list[float] = []
-        e.run(options, on_iteration=lambda i, dt: times.append(dt))
+        e.run(e.plan(options, inputs), RunHooks(on_iteration=lambda i, dt: times.append(dt)))
         return statistics.median(times[1:])  # the first includes the one-off targets
 
     time_engine(engine)  # trace
@@ -123,17 +124,22 @@ def worker_quality(size: int, weights: str, baseline_iterations: int, engine_ite
     import numpy as np
     import tensorflow as tf
 
-    from stylize_server.engine import Engine
+    from stylize_server.engine import Engine, RunHooks
     from stylize_server.optimize import LossSpec, target_args
-    from stylize_server.options import JobOptions, Optimizer, StyleSource, resolve
+    from stylize_server.options import Inputs, JobOptions, Optimizer, StyleSource, resolve
 
     engine = Engine(weights=weights)
     content, style = sample_images(size)
-    options = resolve(JobOptions(content=content, styles=[StyleSource(style)], size=size, multiscale=False))
-    spec = LossSpec(tuple(n for n, _ in options.content_layers), tuple(n for n, _ in options.style_layers),
-                    options.pooling)
+    inputs = Inputs(content, (StyleSource(style),))
+    options = resolve(JobOptions(size=size, multiscale=False))
+    assert options.pooling is not None
+    spec = LossSpec(
+        tuple(n for n, _ in options.content_layers), tuple(n for n, _ in options.style_layers), options.pooling
+    )
     objective = engine._objective(spec)
-    args = target_args(engine.targets(objective, options, content, size))
+    targets = engine.targets(objective, options, inputs, content, lambda: False)
+    assert targets is not None
+    args = target_args(targets)
 
     # The TensorFlow tutorial's loop: a 0..1 image variable, Adam(0.02, 0.99, 0.1), clip after each step.
     image = tf.Variable(content[None].astype(np.float32) / 255.0)
@@ -155,28 +161,33 @@ def worker_quality(size: int, weights: str, baseline_iterations: int, engine_ite
             v.assign(tf.zeros_like(v))
     curve = []
     start = time.perf_counter()
-    for i in range(baseline_iterations):
+    for _i in range(baseline_iterations):
         total = float(baseline_step())
         curve.append((time.perf_counter() - start, total))
     baseline_seconds, baseline_loss = curve[-1]
 
     def engine_curve(multiscale: bool) -> tuple[list[tuple[float, float, int]], float]:
-        run_options = JobOptions(content=content, styles=[StyleSource(style)], size=size,
-                                 iterations=engine_iterations, optimizer=Optimizer.LBFGS, multiscale=multiscale,
-                                 multiscale_min_size=size // 2, progress_interval=1)
-        engine.run(run_options.replace(iterations=3))  # trace outside the clock
+        run_options = JobOptions(
+            size=size,
+            iterations=engine_iterations,
+            optimizer=Optimizer.LBFGS,
+            multiscale=multiscale,
+            multiscale_min_size=size // 2,
+        )
+        engine.run(engine.plan(run_options.replace(iterations=3), inputs))  # trace outside the clock
         points: list[tuple[float, float, int]] = []
         t0 = time.perf_counter()
-        engine.run(run_options, on_progress=lambda p: points.append(
-            (time.perf_counter() - t0, p.losses.total, p.scale_index)))
+        engine.run(
+            engine.plan(run_options, inputs),
+            RunHooks(on_progress=lambda p: points.append((time.perf_counter() - t0, p.losses.total, p.scale_index))),
+        )
         return points, time.perf_counter() - t0
 
     results = {}
     for name, multiscale in (("lbfgs_multiscale", True), ("lbfgs_single_scale", False)):
         points, wall = engine_curve(multiscale)
         final_scale = max(s for _, _, s in points)
-        hit = next(((t, i + 1) for i, (t, v, s) in enumerate(points) if s == final_scale and v <= baseline_loss),
-                   None)
+        hit = next(((t, i + 1) for i, (t, v, s) in enumerate(points) if s == final_scale and v <= baseline_loss), None)
         results[name] = {
             "seconds_to_baseline_loss": hit[0] if hit else None,
             "iterations_to_baseline_loss": hit[1] if hit else None,
@@ -186,16 +197,21 @@ def worker_quality(size: int, weights: str, baseline_iterations: int, engine_ite
         }
     return {
         "size": size,
-        "baseline": {"iterations": baseline_iterations, "final_loss": baseline_loss,
-                     "seconds": baseline_seconds, "initial_loss": curve[0][1]},
+        "baseline": {
+            "iterations": baseline_iterations,
+            "final_loss": baseline_loss,
+            "seconds": baseline_seconds,
+            "initial_loss": curve[0][1],
+        },
         **results,
     }
 
 
 def run_worker(args: list[str]) -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    proc = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True, env=env,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", *args], capture_output=True, text=True, env=env, check=False
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"worker {args} failed:\n{proc.stderr[-4000:]}")
@@ -235,38 +251,59 @@ def main() -> None:
 
     gpus = tf.config.list_physical_devices("GPU")
     report: dict = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "gpu": [g.name for g in gpus],
-                    "tensorflow": tf.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "gpu": [g.name for g in gpus],
+            "tensorflow": tf.__version__,
+        },
         "weights": args.weights,
         "steps": [],
     }
     print(f"device: {'GPU ' + str(gpus) if gpus else 'CPU'} ({os.cpu_count()} cores), weights {args.weights}")
-    print(f"{'size':>6} {'floor s/it':>11} {'step s/it':>10} {'step/floor':>11} {'(min-max)':>14} "
-          f"{'xla/plain':>10} {'peak RSS':>9} {'dev peak':>9}")
+    print(
+        f"{'size':>6} {'floor s/it':>11} {'step s/it':>10} {'step/floor':>11} {'(min-max)':>14} "
+        f"{'xla/plain':>10} {'peak RSS':>9} {'dev peak':>9}"
+    )
     for size in [int(s) for s in args.sizes.split(",")]:
-        r = run_worker(["step", str(size), args.weights, str(args.rounds), str(args.per_round),
-                        "0" if args.no_xla else "1"])
+        r = run_worker(
+            ["step", str(size), args.weights, str(args.rounds), str(args.per_round), "0" if args.no_xla else "1"]
+        )
         report["steps"].append(r)
         lo, hi = r["step_over_floor_min_max"]
         xla = f"{r['xla_over_plain']:.2f}x" if "xla_over_plain" in r else "-"
-        print(f"{size:>6} {r['floor_s_per_it']:>11.4f} {r['step_s_per_it']:>10.4f} {r['step_over_floor']:>10.3f}x "
-              f"{f'{lo:.2f}-{hi:.2f}':>14} {xla:>10} {fmt_bytes(r['peak_rss_bytes']):>9} "
-              f"{fmt_bytes(r['device_peak_bytes']):>9}", flush=True)
+        print(
+            f"{size:>6} {r['floor_s_per_it']:>11.4f} {r['step_s_per_it']:>10.4f} {r['step_over_floor']:>10.3f}x "
+            f"{f'{lo:.2f}-{hi:.2f}':>14} {xla:>10} {fmt_bytes(r['peak_rss_bytes']):>9} "
+            f"{fmt_bytes(r['device_peak_bytes']):>9}",
+            flush=True,
+        )
 
     if not args.skip_quality:
-        q = run_worker(["quality", str(args.quality_size), args.weights, str(args.baseline_iterations),
-                        str(args.engine_iterations)])
+        q = run_worker(
+            [
+                "quality",
+                str(args.quality_size),
+                args.weights,
+                str(args.baseline_iterations),
+                str(args.engine_iterations),
+            ]
+        )
         report["time_to_quality"] = q
         b = q["baseline"]
-        print(f"\ntime to quality at {q['size']} px: baseline (TF tutorial Adam, {b['iterations']} it) reaches "
-              f"loss {b['final_loss']:.4g} in {b['seconds']:.1f}s (from {b['initial_loss']:.4g})")
+        print(
+            f"\ntime to quality at {q['size']} px: baseline (TF tutorial Adam, {b['iterations']} it) reaches "
+            f"loss {b['final_loss']:.4g} in {b['seconds']:.1f}s (from {b['initial_loss']:.4g})"
+        )
         for name in ("lbfgs_multiscale", "lbfgs_single_scale"):
             e = q[name]
             if e["seconds_to_baseline_loss"] is None:
                 print(f"  {name:20s} did not reach it in its budget (final {e['final_loss']:.4g})")
             else:
-                print(f"  {name:20s} reaches it in {e['seconds_to_baseline_loss']:.1f}s "
-                      f"({e['iterations_to_baseline_loss']} it): {e['speedup_vs_baseline']:.1f}x faster")
+                print(
+                    f"  {name:20s} reaches it in {e['seconds_to_baseline_loss']:.1f}s "
+                    f"({e['iterations_to_baseline_loss']} it): {e['speedup_vs_baseline']:.1f}x faster"
+                )
 
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "engine_bench.json"

@@ -31,7 +31,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_samples import write_samples  # noqa: E402  (a sibling script, not a package)
+from make_samples import write_samples
 
 BIN = Path(sys.executable).parent
 SERVER_STOP_SECONDS = 60
@@ -77,7 +77,8 @@ def warn_random_weights(weights: str) -> None:
         "!!  For a real result: make demo WEIGHTS=imagenet (downloads ~80 MB once)\n"
         "!!  or WEIGHTS=/path/to/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5\n"
         f"{line}\n",
-        file=sys.stderr, flush=True,
+        file=sys.stderr,
+        flush=True,
     )
 
 
@@ -130,12 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default="imagenet", help="imagenet, a path to the notop .h5 file, or random:SEED")
     parser.add_argument("--size", type=int, default=384, help="longest side of the result in pixels (default 384)")
     parser.add_argument("--iterations", type=int, default=300, help="optimization iterations (default 300)")
-    parser.add_argument("--save-every", type=int, default=0,
-                        help="keep a preview frame every K iterations (default: about 30 frames)")
+    parser.add_argument(
+        "--save-every", type=int, default=0, help="keep a preview frame every K iterations (default: about 30 frames)"
+    )
     parser.add_argument("--out", type=Path, default=Path("out"), help="output directory (default out/)")
     parser.add_argument("--sample-size", type=int, default=512, help="width of the drawn sample images")
-    parser.add_argument("--ready-timeout", type=float, default=600,
-                        help="seconds to wait for the server to load the model (default 600)")
+    parser.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=600,
+        help="seconds to wait for the server to load the model (default 600)",
+    )
     parser.add_argument("--no-loss-plot", action="store_true", help="skip the loss plot (needs matplotlib)")
     args = parser.parse_args(argv)
     if args.size < 16 or args.iterations < 1:
@@ -164,16 +170,32 @@ def main(argv: list[str] | None = None) -> int:
     port, metrics_port = free_port(), free_port()
     address = f"127.0.0.1:{port}"
     server_cmd = console_script("stylize-server", "stylize_server.app") + [
-        "--host", "127.0.0.1", "--port", str(port), "--metrics-port", str(metrics_port),
-        "--weights", args.weights, "--warmup-sizes", "", "--log-format", "text",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--metrics-port",
+        str(metrics_port),
+        "--weights",
+        args.weights,
+        "--warmup-sizes",
+        "",
+        "--log-format",
+        "text",
     ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
     env.pop("STYLIZE_AUTH_TOKEN_FILE", None)  # the demo server is loopback-only and open
     say(f"starting the server on {address} (weights {args.weights}); log: {outputs.server_log}")
     started = time.monotonic()
     with outputs.server_log.open("wb") as log_file:
-        server = subprocess.Popen(server_cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
+        server = subprocess.Popen(
+            server_cmd,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     cli_rc = 1
     failure: DemoError | None = None
     try:
@@ -181,10 +203,23 @@ def main(argv: list[str] | None = None) -> int:
         say(f"server SERVING after {time.monotonic() - started:.1f} s")
 
         cli_cmd = console_script("stylize", "stylize.cli") + [
-            "run", str(samples.content), str(samples.style), "-o", str(outputs.result),
-            "--server", address, "--size", str(args.size), "--iterations", str(args.iterations),
-            "--save-every", str(save_every), "--frames-dir", str(outputs.frames),
-            "--timelapse", str(outputs.timelapse),
+            "run",
+            str(samples.content),
+            str(samples.style),
+            "-o",
+            str(outputs.result),
+            "--server",
+            address,
+            "--size",
+            str(args.size),
+            "--iterations",
+            str(args.iterations),
+            "--save-every",
+            str(save_every),
+            "--frames-dir",
+            str(outputs.frames),
+            "--timelapse",
+            str(outputs.timelapse),
         ]
         if outputs.loss_plot is not None:
             cli_cmd += ["--loss-plot", str(outputs.loss_plot)]
@@ -208,8 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         say("interrupted: the job was cancelled and the server stopped")
         return cli_rc
     if cli_rc != 0:
-        print(f"[demo] the stylize CLI failed (exit code {cli_rc}); server log tail:\n{tail(outputs.server_log)}",
-              file=sys.stderr)
+        print(
+            f"[demo] the stylize CLI failed (exit code {cli_rc}); server log tail:\n{tail(outputs.server_log)}",
+            file=sys.stderr,
+        )
         return cli_rc
 
     frames = sorted(outputs.frames.glob("*.png"))

@@ -4,14 +4,15 @@ The stubs are committed so that `pip install .` needs no code generator;
 tests/test_proto_stubs.py regenerates into a temporary folder and fails when the
 committed files differ (run `make proto`).
 """
+
 from __future__ import annotations
 
 import argparse
 import pathlib
 import sys
 
-from grpc_tools import protoc
 import grpc_tools
+from grpc_tools import protoc
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"

@@ -40,8 +40,9 @@ def _ridge(rng: np.random.Generator, width: int, base: float, amplitude: float, 
     return y
 
 
-def _fill_below(canvas: np.ndarray, ridge: np.ndarray, top: RGB, bottom: RGB, rng: np.random.Generator,
-                grain: float) -> None:
+def _fill_below(
+    canvas: np.ndarray, ridge: np.ndarray, top: RGB, bottom: RGB, rng: np.random.Generator, grain: float
+) -> None:
     """Paint everything under a ridge with a vertical gradient and some texture."""
     h, w, _ = canvas.shape
     rows = np.arange(h)[:, None]
@@ -94,8 +95,10 @@ def make_content(size: int = 512, seed: int = 7) -> Image.Image:
     # The house sits on the near meadow, left of centre.
     hx, hy, hw, hh = 0.22 * w, 0.70 * h, 0.20 * w, 0.15 * h
     draw.rectangle((hx + 0.13 * hw, hy - 0.95 * hh, hx + 0.25 * hw, hy - 0.45 * hh), fill=(120, 62, 48))  # chimney
-    draw.polygon([(hx - 0.08 * hw, hy - 0.42 * hh), (hx + 0.5 * hw, hy - 1.05 * hh),
-                  (hx + 1.08 * hw, hy - 0.42 * hh)], fill=(168, 52, 42))  # roof
+    draw.polygon(
+        [(hx - 0.08 * hw, hy - 0.42 * hh), (hx + 0.5 * hw, hy - 1.05 * hh), (hx + 1.08 * hw, hy - 0.42 * hh)],
+        fill=(168, 52, 42),
+    )  # roof
     draw.rectangle((hx, hy - 0.45 * hh, hx + hw, hy + 0.55 * hh), fill=(232, 214, 178))  # walls
     draw.rectangle((hx + 0.42 * hw, hy + 0.05 * hh, hx + 0.58 * hw, hy + 0.55 * hh), fill=(104, 62, 34))  # door
     for wx in (0.10, 0.70):
@@ -105,8 +108,15 @@ def make_content(size: int = 512, seed: int = 7) -> Image.Image:
         draw.line((x0, (y0 + y1) / 2, x1, (y0 + y1) / 2), fill=(90, 60, 40), width=SUPERSAMPLE * 2)
     # A path from the door down to the bottom edge.
     door_x = hx + 0.5 * hw
-    draw.polygon([(door_x - 0.06 * hw, hy + 0.55 * hh), (door_x + 0.06 * hw, hy + 0.55 * hh),
-                  (door_x + 0.5 * hw, h), (door_x - 0.2 * hw, h)], fill=(206, 184, 136))
+    draw.polygon(
+        [
+            (door_x - 0.06 * hw, hy + 0.55 * hh),
+            (door_x + 0.06 * hw, hy + 0.55 * hh),
+            (door_x + 0.5 * hw, h),
+            (door_x - 0.2 * hw, h),
+        ],
+        fill=(206, 184, 136),
+    )
     # A tree to the right of the house.
     tx, ty = 0.62 * w, 0.78 * h
     draw.rectangle((tx - 0.012 * w, ty - 0.12 * h, tx + 0.012 * w, ty), fill=(92, 62, 36))
@@ -138,8 +148,10 @@ def make_style(size: int = 512, seed: int = 11) -> Image.Image:
     in night blues with bright yellow vortices."""
     rng = np.random.default_rng(seed)
     s = size * SUPERSAMPLE
-    vortices = [(rng.uniform(0.15, 0.85), rng.uniform(0.15, 0.7), rng.choice([-1.0, 1.0]) * rng.uniform(0.4, 0.8))
-                for _ in range(4)]
+    vortices = [
+        (rng.uniform(0.15, 0.85), rng.uniform(0.15, 0.7), rng.choice([-1.0, 1.0]) * rng.uniform(0.4, 0.8))
+        for _ in range(4)
+    ]
     blues = [(18, 40, 98), (32, 70, 150), (64, 110, 190), (110, 150, 210), (20, 90, 120)]
     lights = [(242, 202, 64), (250, 228, 120), (236, 236, 206), (214, 160, 50)]
 

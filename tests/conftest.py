@@ -6,6 +6,7 @@ Fixtures:
                       (tests.support.server.test_config); see running_server
                       for other configs.
 """
+
 from __future__ import annotations
 
 import os

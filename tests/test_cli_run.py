@@ -3,6 +3,7 @@ server on 127.0.0.1 (random weights, 32-48 px). Output files, --json events,
 frames and time-lapse, loss plot, batch, the exit code and message of every
 error case, retries, Ctrl-C, `info` and `health`.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -34,9 +35,9 @@ from stylize.cli import (
     EXIT_USAGE,
     main,
 )
+from tests.support.client import hold_slot
 from tests.support.images import garbage_bytes, jpeg_bytes, png_bytes
 from tests.support.metrics import scrape, value, wait_for_value
-from tests.support.client import hold_slot
 from tests.support.server import free_port, running_server
 
 FAST = ["--size", "32", "--iterations", "4", "--multiscale-min-size", "32"]
@@ -104,10 +105,30 @@ def test_run_end_to_end_json_frames_timelapse_and_loss_plot(server, images, tmp_
     gif = tmp_path / "lapse.gif"
     plot = tmp_path / "losses.png"
     proc = run_cli(
-        "run", str(images["content"]), str(images["style"]), str(images["style2"]),
-        "-o", str(out), "--server", server.address,
-        "--size", "48", "--iterations", "6", "--multiscale-min-size", "32", "--style-weights", "0.7,0.3",
-        "--save-every", "2", "--frames-dir", str(frames_dir), "--timelapse", str(gif), "--loss-plot", str(plot),
+        "run",
+        str(images["content"]),
+        str(images["style"]),
+        str(images["style2"]),
+        "-o",
+        str(out),
+        "--server",
+        server.address,
+        "--size",
+        "48",
+        "--iterations",
+        "6",
+        "--multiscale-min-size",
+        "32",
+        "--style-weights",
+        "0.7,0.3",
+        "--save-every",
+        "2",
+        "--frames-dir",
+        str(frames_dir),
+        "--timelapse",
+        str(gif),
+        "--loss-plot",
+        str(plot),
         "--json",
     )
     assert proc.returncode == EXIT_OK, proc.stderr
@@ -154,8 +175,18 @@ def test_run_end_to_end_json_frames_timelapse_and_loss_plot(server, images, tmp_
 
 def test_run_prints_plain_lines_when_not_on_a_terminal(server, images, tmp_path):
     out = tmp_path / "out.png"
-    proc = run_cli("run", str(images["content"]), str(images["style"]), "-o", str(out), "--server", server.address,
-                   *FAST, "--progress-interval", "1")
+    proc = run_cli(
+        "run",
+        str(images["content"]),
+        str(images["style"]),
+        "-o",
+        str(out),
+        "--server",
+        server.address,
+        *FAST,
+        "--progress-interval",
+        "1",
+    )
     assert proc.returncode == EXIT_OK, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("started: 32x26, 4 iterations")
@@ -169,8 +200,19 @@ def test_run_prints_plain_lines_when_not_on_a_terminal(server, images, tmp_path)
 def test_run_quiet_prints_nothing_and_format_flag_wins(server, images, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    proc = run_cli("run", str(images["content"]), str(images["style"]), "-o", str(out), "--server", server.address,
-                   *FAST, "--format", "webp", "--quiet")
+    proc = run_cli(
+        "run",
+        str(images["content"]),
+        str(images["style"]),
+        "-o",
+        str(out),
+        "--server",
+        server.address,
+        *FAST,
+        "--format",
+        "webp",
+        "--quiet",
+    )
     assert proc.returncode == EXIT_OK, proc.stderr
     assert proc.stdout == "" and proc.stderr == ""
     with Image.open(out / "content.webp") as img:  # -o DIR: named after the content image
@@ -182,9 +224,12 @@ def test_run_on_a_terminal_shows_a_live_progress_bar(server, images, tmp_path):
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # rows, columns
     proc = subprocess.Popen(
-        stylize_command() + ["run", str(images["content"]), str(images["style"]), "-o", str(out),
-                             "--server", server.address, *FAST],
-        stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE, env=cli_env(),
+        stylize_command()
+        + ["run", str(images["content"]), str(images["style"]), "-o", str(out), "--server", server.address, *FAST],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        env=cli_env(),
     )
     os.close(slave)
     chunks = []
@@ -214,19 +259,29 @@ def test_batch_with_one_broken_input(server, images, tmp_path):
     (indir / "broken.png").write_bytes(garbage_bytes(300))
     (indir / "notes.txt").write_text("not an image; not picked up")
     outdir = tmp_path / "out"
-    proc = run_cli("run", str(indir), str(images["style"]), "-o", str(outdir), "--server", server.address,
-                   *FAST, "--parallel", "2")
+    proc = run_cli(
+        "run", str(indir), str(images["style"]), "-o", str(outdir), "--server", server.address, *FAST, "--parallel", "2"
+    )
     assert proc.returncode == EXIT_FAILED, proc.stderr
     assert sorted(p.name for p in outdir.iterdir()) == ["a.png", "b.png"]
-    summary = proc.stdout[proc.stdout.index("summary:"):]
+    summary = proc.stdout[proc.stdout.index("summary:") :]
     assert "2 of 3 succeeded, 1 failed" in summary
     broken_line = next(line for line in summary.splitlines() if "broken.png" in line)
     assert "FAILED" in broken_line and "invalid argument" in broken_line
     assert "1 of 3 images failed" in proc.stderr and "broken.png" in proc.stderr
 
     # The same with --json and a glob: a summary object closes the stream.
-    proc = run_cli("run", str(indir / "*.png"), str(images["style"]), "-o", str(tmp_path / "out2"),
-                   "--server", server.address, *FAST, "--json")
+    proc = run_cli(
+        "run",
+        str(indir / "*.png"),
+        str(images["style"]),
+        "-o",
+        str(tmp_path / "out2"),
+        "--server",
+        server.address,
+        *FAST,
+        "--json",
+    )
     assert proc.returncode == EXIT_FAILED
     events = json_lines(proc.stdout)
     summary_obj = events[-1]
@@ -240,8 +295,20 @@ def test_batch_with_one_broken_input(server, images, tmp_path):
 
 def test_exit_code_cannot_connect(images, tmp_path):
     port = free_port()
-    proc = run_cli("run", str(images["content"]), str(images["style"]), "-o", str(tmp_path / "x.png"),
-                   "--server", f"127.0.0.1:{port}", *FAST, "--retries", "2", "--retry-backoff", "0.01")
+    proc = run_cli(
+        "run",
+        str(images["content"]),
+        str(images["style"]),
+        "-o",
+        str(tmp_path / "x.png"),
+        "--server",
+        f"127.0.0.1:{port}",
+        *FAST,
+        "--retries",
+        "2",
+        "--retry-backoff",
+        "0.01",
+    )
     assert proc.returncode == EXIT_CONNECT
     assert proc.stderr.startswith(f"stylize: cannot reach the server at 127.0.0.1:{port}")
     assert proc.stderr.strip().endswith("(after 3 attempts)") and proc.stderr.count("\n") == 1
@@ -249,17 +316,42 @@ def test_exit_code_cannot_connect(images, tmp_path):
 
 
 def test_exit_code_invalid_argument_shows_the_server_message(server, images, tmp_path):
-    proc = run_cli("run", str(images["content"]), str(images["style"]), "-o", str(tmp_path / "x.png"),
-                   "--server", server.address, "--size", "4096", "--iterations", "2")
+    proc = run_cli(
+        "run",
+        str(images["content"]),
+        str(images["style"]),
+        "-o",
+        str(tmp_path / "x.png"),
+        "--server",
+        server.address,
+        "--size",
+        "4096",
+        "--iterations",
+        "2",
+    )
     assert proc.returncode == EXIT_INVALID_ARGUMENT
     assert proc.stderr.startswith("stylize: invalid argument: size: must be in [16, ")
     assert proc.stderr.count("\n") == 1
 
 
 def test_exit_code_deadline_exceeded(server, images, tmp_path):
-    proc = run_cli("run", str(images["content"]), str(images["style"]), "-o", str(tmp_path / "x.png"),
-                   "--server", server.address, "--size", "32", "--iterations", "4000",
-                   "--multiscale-min-size", "32", "--timeout", "1")
+    proc = run_cli(
+        "run",
+        str(images["content"]),
+        str(images["style"]),
+        "-o",
+        str(tmp_path / "x.png"),
+        "--server",
+        server.address,
+        "--size",
+        "32",
+        "--iterations",
+        "4000",
+        "--multiscale-min-size",
+        "32",
+        "--timeout",
+        "1",
+    )
     assert proc.returncode == EXIT_DEADLINE
     assert proc.stderr.startswith("stylize: deadline exceeded")
 
@@ -270,8 +362,17 @@ def test_exit_code_unauthenticated_and_token_file(images, tmp_path):
     wrong = tmp_path / "wrong"
     wrong.write_text("guess\n")
     with running_server(auth_token_file=str(token)) as srv:
-        base = ["run", str(images["content"]), str(images["style"]), "-o", str(tmp_path / "x.png"),
-                "--server", srv.address, *FAST, "--quiet"]
+        base = [
+            "run",
+            str(images["content"]),
+            str(images["style"]),
+            "-o",
+            str(tmp_path / "x.png"),
+            "--server",
+            srv.address,
+            *FAST,
+            "--quiet",
+        ]
         proc = run_cli(*base, "--token-file", str(wrong))
         assert proc.returncode == EXIT_UNAUTHENTICATED
         assert proc.stderr.startswith(f"stylize: not authenticated by {srv.address}")
@@ -284,8 +385,9 @@ def test_exit_code_unauthenticated_and_token_file(images, tmp_path):
 
 def _hold_the_only_slot(address: str):
     """Start a long job; returns (stream, thread) once it runs."""
-    stream, thread, _ = hold_slot(address, png_bytes(40, 32, seed=1), png_bytes(32, 32, seed=2), size=32,
-                                  iterations=4000, multiscale_min_size=32)
+    stream, thread, _ = hold_slot(
+        address, png_bytes(40, 32, seed=1), png_bytes(32, 32, seed=2), size=32, iterations=4000, multiscale_min_size=32
+    )
     return stream, thread
 
 
@@ -300,14 +402,20 @@ def test_overloaded_after_retries_then_a_retry_succeeds_once_the_server_frees_up
 
         rejected = value(scrape(srv.metrics_port), "stylize_requests_total", code="RESOURCE_EXHAUSTED")
         patient = subprocess.Popen(
-            stylize_command() + base + ["-o", str(tmp_path / "y.png"), "--retries", "300",
-                                        "--retry-backoff", "0.1", "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(), stdin=subprocess.DEVNULL,
+            stylize_command()
+            + base
+            + ["-o", str(tmp_path / "y.png"), "--retries", "300", "--retry-backoff", "0.1", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+            stdin=subprocess.DEVNULL,
         )
         try:
             # Free the slot once the patient CLI has been turned away at least once.
-            wait_for_value(srv.metrics_port, "stylize_requests_total", lambda v: v >= rejected + 1,
-                           code="RESOURCE_EXHAUSTED")
+            wait_for_value(
+                srv.metrics_port, "stylize_requests_total", lambda v: v >= rejected + 1, code="RESOURCE_EXHAUSTED"
+            )
             blocker.cancel()
             stdout, stderr = patient.communicate(timeout=120)
         finally:
@@ -324,11 +432,31 @@ def test_ctrl_c_cancels_the_job_on_the_server(server, images, tmp_path):
     before = value(scrape(server.metrics_port), "stylize_jobs_cancelled_total", reason="client")
     proc = subprocess.Popen(
         with_default_sigint(
-            stylize_command() + ["run", str(images["content"]), str(images["style"]), "-o", str(tmp_path / "x.png"),
-                                 "--server", server.address, "--size", "32", "--iterations", "4000",
-                                 "--multiscale-min-size", "32", "--progress-interval", "1", "--json"]
+            stylize_command()
+            + [
+                "run",
+                str(images["content"]),
+                str(images["style"]),
+                "-o",
+                str(tmp_path / "x.png"),
+                "--server",
+                server.address,
+                "--size",
+                "32",
+                "--iterations",
+                "4000",
+                "--multiscale-min-size",
+                "32",
+                "--progress-interval",
+                "1",
+                "--json",
+            ]
         ),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+        stdin=subprocess.DEVNULL,
     )
     try:
         assert proc.stdout is not None
@@ -382,8 +510,13 @@ def test_info_warns_loudly_about_random_weights_and_health(server):
     ],
 )
 def test_usage_errors_exit_2_with_one_line(images, tmp_path, capsys, args, message):
-    fill = dict(missing=str(tmp_path / "missing.png"), style=str(images["style"]), content=str(images["content"]),
-                out=str(tmp_path / "o.png"), tmp=str(tmp_path))
+    fill = {
+        "missing": str(tmp_path / "missing.png"),
+        "style": str(images["style"]),
+        "content": str(images["content"]),
+        "out": str(tmp_path / "o.png"),
+        "tmp": str(tmp_path),
+    }
     # No server is contacted: these fail before any call (an unused port proves it).
     code = main([a.format(**fill) for a in args] + ["--server", f"127.0.0.1:{free_port()}"])
     captured = capsys.readouterr()
@@ -400,12 +533,29 @@ def _make_certs(d: pathlib.Path) -> dict[str, pathlib.Path]:
 
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=cli-test-ca")
-    for name, ext in (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"),
-                      ("client", "extendedKeyUsage=clientAuth\n")):
+    for name, ext in (
+        ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ):
         (d / f"{name}.ext").write_text(ext)
         openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+        )
     return {n: d / n for n in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
 
 
@@ -413,11 +563,27 @@ def test_mutual_tls_and_token(images, tmp_path):
     certs = _make_certs(tmp_path)
     token = tmp_path / "token"
     token.write_text("tls-and-token")
-    with running_server(tls_cert=str(certs["server.pem"]), tls_key=str(certs["server.key"]),
-                        tls_client_ca=str(certs["ca.pem"]), auth_token_file=str(token)) as srv:
-        base = ["run", str(images["content"]), str(images["style"]), "-o", str(tmp_path / "x.png"),
-                "--server", srv.address, *FAST, "--quiet", "--token-file", str(token),
-                "--tls-ca", str(certs["ca.pem"])]
+    with running_server(
+        tls_cert=str(certs["server.pem"]),
+        tls_key=str(certs["server.key"]),
+        tls_client_ca=str(certs["ca.pem"]),
+        auth_token_file=str(token),
+    ) as srv:
+        base = [
+            "run",
+            str(images["content"]),
+            str(images["style"]),
+            "-o",
+            str(tmp_path / "x.png"),
+            "--server",
+            srv.address,
+            *FAST,
+            "--quiet",
+            "--token-file",
+            str(token),
+            "--tls-ca",
+            str(certs["ca.pem"]),
+        ]
         proc = run_cli(*base, "--tls-cert", str(certs["client.pem"]), "--tls-key", str(certs["client.key"]))
         assert proc.returncode == EXIT_OK, proc.stderr
         with Image.open(tmp_path / "x.png") as img:
@@ -435,11 +601,31 @@ def test_ctrl_c_in_a_batch_cancels_every_running_and_queued_job(server, images, 
     before = value(scrape(server.metrics_port), "stylize_jobs_cancelled_total")
     proc = subprocess.Popen(
         with_default_sigint(
-            stylize_command() + ["run", str(indir), str(images["style"]), "-o", str(tmp_path / "out"),
-                                 "--server", server.address, "--size", "32", "--iterations", "4000",
-                                 "--multiscale-min-size", "32", "--parallel", "2", "--json"]
+            stylize_command()
+            + [
+                "run",
+                str(indir),
+                str(images["style"]),
+                "-o",
+                str(tmp_path / "out"),
+                "--server",
+                server.address,
+                "--size",
+                "32",
+                "--iterations",
+                "4000",
+                "--multiscale-min-size",
+                "32",
+                "--parallel",
+                "2",
+                "--json",
+            ]
         ),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+        stdin=subprocess.DEVNULL,
     )
     try:
         assert proc.stdout is not None

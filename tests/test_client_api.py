@@ -2,6 +2,7 @@
 127.0.0.1 with random weights, at 32-48 px: events, image inputs, errors,
 retries, deadlines, cancellation, dns:/// targets.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,7 +36,7 @@ from tests.support.server import free_port, running_server
 
 # Small, fast jobs; multiscale_min_size is given so that a test server with a
 # small max_side accepts it whatever its default coarsest scale.
-FAST = dict(size=32, iterations=4, progress_interval=1, multiscale_min_size=32)
+FAST = {"size": 32, "iterations": 4, "progress_interval": 1, "multiscale_min_size": 32}
 CONTENT = png_bytes(40, 32, seed=1)
 STYLE = png_bytes(32, 32, seed=2)
 
@@ -83,9 +84,7 @@ def test_images_as_path_pil_and_array_with_previews(client, tmp_path):
     style_pil = Image.fromarray(image_array(32, 32, seed=3))
     style_array = image_array(24, 32, seed=4)
     events = list(
-        client.stylize(
-            content_path, [style_pil, style_array], style_weights=[0.7, 0.3], preview_max_side=16, **FAST
-        )
+        client.stylize(content_path, [style_pil, style_array], style_weights=[0.7, 0.3], preview_max_side=16, **FAST)
     )
     started = events[0]
     assert isinstance(started, Started)
@@ -115,6 +114,7 @@ def test_asyncio_client_streams_the_same_events_as_the_sync_one(server, client):
             return [e async for e in aclient.stylize(CONTENT, [STYLE], **opts)]
 
     async_events = asyncio.run(collect())
+
     def squeeze(names):  # one entry per run of equal kinds
         return [n for i, n in enumerate(names) if i == 0 or names[i - 1] != n]
 
@@ -203,12 +203,10 @@ def test_token_is_sent_and_a_wrong_one_is_refused(tmp_path):
         with StyleTransferClient(srv.address, token="s3cret-token", timeout=60) as good:
             assert good.server_info().model.name == "vgg19"
             assert isinstance(list(good.stylize(CONTENT, STYLE, **FAST))[-1], Result)
-        with StyleTransferClient(srv.address, token="wrong", timeout=60) as bad:
-            with pytest.raises(Unauthenticated):
-                list(bad.stylize(CONTENT, STYLE, **FAST))
-        with StyleTransferClient(srv.address, timeout=60) as anonymous:
-            with pytest.raises(Unauthenticated):
-                anonymous.server_info()
+        with StyleTransferClient(srv.address, token="wrong", timeout=60) as bad, pytest.raises(Unauthenticated):
+            list(bad.stylize(CONTENT, STYLE, **FAST))
+        with StyleTransferClient(srv.address, timeout=60) as anonymous, pytest.raises(Unauthenticated):
+            anonymous.server_info()
 
 
 def _start_blocker(address: str):
@@ -222,9 +220,11 @@ def test_retry_on_resource_exhausted_succeeds_once_the_server_frees_up():
         rejected_before = value(scrape(srv.metrics_port), "stylize_requests_total", code="RESOURCE_EXHAUSTED")
 
         # Without retries the full server answers at once.
-        with StyleTransferClient(srv.address, retry=RetryPolicy.none(), timeout=60) as impatient:
-            with pytest.raises(Overloaded) as info:
-                list(impatient.stylize(CONTENT, STYLE, **FAST))
+        with (
+            StyleTransferClient(srv.address, retry=RetryPolicy.none(), timeout=60) as impatient,
+            pytest.raises(Overloaded) as info,
+        ):
+            list(impatient.stylize(CONTENT, STYLE, **FAST))
         assert "queue is full" in info.value.details
 
         policy = RetryPolicy(max_attempts=200, initial_backoff=0.05, max_backoff=0.2)
@@ -239,7 +239,10 @@ def test_retry_on_resource_exhausted_succeeds_once_the_server_frees_up():
             runner.start()
             # Free the slot only once the patient client has been turned away too.
             wait_for_value(
-                srv.metrics_port, "stylize_requests_total", lambda v: v >= rejected_before + 2, code="RESOURCE_EXHAUSTED"
+                srv.metrics_port,
+                "stylize_requests_total",
+                lambda v: v >= rejected_before + 2,
+                code="RESOURCE_EXHAUSTED",
             )
             blocker.cancel()
             runner.join(120)
@@ -251,7 +254,7 @@ def test_retry_on_resource_exhausted_succeeds_once_the_server_frees_up():
 
 def test_queued_events_come_first_while_the_job_waits():
     with running_server(max_concurrent_jobs=1, queue_size=2) as srv:
-        blocker, thread, errors = _start_blocker(srv.address)
+        blocker, thread, _errors = _start_blocker(srv.address)
         events: list[object] = []
         queued = threading.Event()
         with StyleTransferClient(srv.address, timeout=120) as waiting:

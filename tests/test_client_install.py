@@ -6,6 +6,7 @@ pip resolves grpcio, protobuf, Pillow and rich from its configured index or
 cache. The project is copied first so that the build leaves nothing in the
 working tree.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,42 +32,73 @@ def _copy_project(dest: pathlib.Path) -> pathlib.Path:
 def test_default_install_has_the_cli_and_no_tensorflow(tmp_path):
     project = _copy_project(tmp_path / "project")
     venv = tmp_path / "venv"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("STYLIZE_")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("STYLIZE_")
+    }
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120, env=env)
     py, bindir = venv / "bin" / "python", venv / "bin"
     install = subprocess.run(
         [str(py), "-m", "pip", "install", "--disable-pip-version-check", "--quiet", str(project)],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
     )
     assert install.returncode == 0, install.stdout + install.stderr
 
-    help_ = subprocess.run([str(bindir / "stylize"), "--help"], capture_output=True, text=True, timeout=60,
-                           env=env, cwd=tmp_path)
+    help_ = subprocess.run(
+        [str(bindir / "stylize"), "--help"], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path
+    )
     assert help_.returncode == 0, help_.stderr
     assert "usage: stylize" in help_.stdout and "exit codes:" in help_.stdout
-    run_help = subprocess.run([str(bindir / "stylize"), "run", "--help"], capture_output=True, text=True,
-                              timeout=60, env=env, cwd=tmp_path)
+    run_help = subprocess.run(
+        [str(bindir / "stylize"), "run", "--help"], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path
+    )
     assert run_help.returncode == 0 and "--style-weights" in run_help.stdout
 
     for module in ("tensorflow", "matplotlib"):
-        probe = subprocess.run([str(py), "-c", f"import {module}"], capture_output=True, text=True, timeout=60,
-                               env=env, cwd=tmp_path)
+        probe = subprocess.run(
+            [str(py), "-c", f"import {module}"], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path
+        )
         assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr, module
 
     # The whole client imports there (asyncio client included) and pulls in no TensorFlow.
     check = subprocess.run(
-        [str(py), "-c", "import sys, stylize, stylize.cli, stylize.aio; "
-         "print(stylize.StyleTransferClient.__name__, 'tensorflow' in sys.modules)"],
-        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+        [
+            str(py),
+            "-c",
+            "import sys, stylize, stylize.cli, stylize.aio; "
+            "print(stylize.StyleTransferClient.__name__, 'tensorflow' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
     )
     assert check.stdout.split() == ["StyleTransferClient", "False"], check.stderr
 
     # --loss-plot without the `plot` extra: a clear message before any call is made.
     (tmp_path / "a.png").write_bytes(b"not needed: the check comes first")
     plot = subprocess.run(
-        [str(bindir / "stylize"), "run", "a.png", "a.png", "-o", "out.png", "--loss-plot", "plot.png",
-         "--server", "127.0.0.1:1"],
-        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+        [
+            str(bindir / "stylize"),
+            "run",
+            "a.png",
+            "a.png",
+            "-o",
+            "out.png",
+            "--loss-plot",
+            "plot.png",
+            "--server",
+            "127.0.0.1:1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
     )
     assert plot.returncode == 2
     assert "stylize[plot]" in plot.stderr and plot.stderr.count("\n") == 1

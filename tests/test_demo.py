@@ -47,8 +47,13 @@ def test_samples_are_deterministic(tmp_path: Path) -> None:
 
 
 def test_samples_look_like_a_landscape_and_a_painting(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, str(SCRIPTS / "make_samples.py"), str(tmp_path), "--size", "128"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / "make_samples.py"), str(tmp_path), "--size", "128"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     content = np.asarray(Image.open(tmp_path / "content.png").convert("RGB"), np.float32)
     style = np.asarray(Image.open(tmp_path / "style.png").convert("RGB"), np.float32)
@@ -63,8 +68,13 @@ def test_samples_look_like_a_landscape_and_a_painting(tmp_path: Path) -> None:
 
 
 def test_make_samples_refuses_a_silly_size(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, str(SCRIPTS / "make_samples.py"), str(tmp_path), "--size", "4"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / "make_samples.py"), str(tmp_path), "--size", "4"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "--size" in proc.stderr
 
@@ -72,9 +82,25 @@ def test_make_samples_refuses_a_silly_size(tmp_path: Path) -> None:
 def test_demo_end_to_end_with_random_weights(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPTS / "demo.py"), "--weights", "random:0", "--size", "48", "--iterations", "6",
-         "--out", str(out), "--sample-size", "96"],
-        capture_output=True, text=True, timeout=280, check=False, cwd=tmp_path,
+        [
+            sys.executable,
+            str(SCRIPTS / "demo.py"),
+            "--weights",
+            "random:0",
+            "--size",
+            "48",
+            "--iterations",
+            "6",
+            "--out",
+            str(out),
+            "--sample-size",
+            "96",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+        cwd=tmp_path,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
@@ -97,9 +123,26 @@ def test_demo_end_to_end_with_random_weights(tmp_path: Path) -> None:
 def test_demo_fails_fast_and_shows_the_log_when_the_server_cannot_start(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-weights.h5"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPTS / "demo.py"), "--weights", str(missing), "--size", "32", "--iterations", "1",
-         "--out", str(tmp_path / "out"), "--sample-size", "64", "--ready-timeout", "120"],
-        capture_output=True, text=True, timeout=180, check=False,
+        [
+            sys.executable,
+            str(SCRIPTS / "demo.py"),
+            "--weights",
+            str(missing),
+            "--size",
+            "32",
+            "--iterations",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+            "--sample-size",
+            "64",
+            "--ready-timeout",
+            "120",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     assert proc.returncode != 0
     assert "exited with code" in proc.stderr and "before it was ready" in proc.stderr
@@ -121,9 +164,27 @@ def test_ctrl_c_cancels_the_job_and_stops_the_server(tmp_path: Path) -> None:
     )
     with log.open("w") as log_file:
         demo = subprocess.Popen(
-            [sys.executable, "-c", launcher, str(SCRIPTS / "demo.py"), "--weights", "random:0", "--size", "64",
-             "--iterations", "2000", "--save-every", "1", "--out", str(out), "--sample-size", "64"],
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-c",
+                launcher,
+                str(SCRIPTS / "demo.py"),
+                "--weights",
+                "random:0",
+                "--size",
+                "64",
+                "--iterations",
+                "2000",
+                "--save-every",
+                "1",
+                "--out",
+                str(out),
+                "--sample-size",
+                "64",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 180
@@ -145,6 +206,11 @@ def test_ctrl_c_cancels_the_job_and_stops_the_server(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("flag", ["--size", "--iterations"])
 def test_demo_rejects_nonsense_arguments(tmp_path: Path, flag: str) -> None:
-    proc = subprocess.run([sys.executable, str(SCRIPTS / "demo.py"), flag, "0", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / "demo.py"), flag, "0", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 2 and flag in proc.stderr

@@ -77,15 +77,17 @@ def env_values(instructions: list[Instruction]) -> dict[str, str]:
 
 
 def arg_defaults(instructions: list[Instruction]) -> dict[str, str]:
-    return {k: v for ins in instructions if ins.keyword == "ARG"
-            for k, _, v in [ins.args.partition("=")] if v}
+    return {k: v for ins in instructions if ins.keyword == "ARG" for k, _, v in [ins.args.partition("=")] if v}
 
 
 def hadolint(path: Path) -> subprocess.CompletedProcess[str]:
     # The strictest threshold: even style findings fail.
     return subprocess.run(
         [str(HADOLINT), "--no-color", "--failure-threshold", "style", str(path)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -119,7 +121,8 @@ def test_bases_are_official_tensorflow_images_of_the_tested_version() -> None:
     assert froms[-1] == "base-${VARIANT}"
     tested = importlib.metadata.version("tensorflow")
     assert args["TF_VERSION"].split(".")[:2] == tested.split(".")[:2], (
-        f"image TensorFlow {args['TF_VERSION']} differs from the tested {tested}")
+        f"image TensorFlow {args['TF_VERSION']} differs from the tested {tested}"
+    )
 
 
 def test_weights_are_baked_at_build_time_and_used_by_path() -> None:
@@ -200,8 +203,11 @@ def _dockerignore_excludes(path: str, patterns: list[str]) -> bool:
 
 
 def test_dockerignore_keeps_what_the_image_copies_and_drops_the_rest() -> None:
-    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     copied: list[str] = []
     for ins in parse(DOCKERFILE):
         if ins.keyword == "COPY" and "--from" not in ins.args:
@@ -211,6 +217,14 @@ def test_dockerignore_keeps_what_the_image_copies_and_drops_the_rest() -> None:
         assert (REPO / source).exists(), f"COPY source {source} is missing from the repository"
         assert not _dockerignore_excludes(source, patterns), f"{source} is excluded by .dockerignore"
     assert not _dockerignore_excludes("server/stylize_server/engine.py", patterns)
-    for unwanted in (".venv", ".git", "out", "tests", "deploy/k8s", "server/stylize_server/__pycache__",
-                     "stylize.egg-info", "client/stylize.egg-info"):
+    for unwanted in (
+        ".venv",
+        ".git",
+        "out",
+        "tests",
+        "deploy/k8s",
+        "server/stylize_server/__pycache__",
+        "stylize.egg-info",
+        "client/stylize.egg-info",
+    ):
         assert _dockerignore_excludes(unwanted, patterns), unwanted

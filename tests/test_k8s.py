@@ -22,13 +22,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import grpc
 import jsonschema
 import kubernetes_validate
 import kubernetes_validate.utils as kv_utils
 import pytest
 import yaml
-
-import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import stylize_server.config as server_config_module
@@ -69,7 +68,10 @@ def kustomize(directory: Path) -> list[dict[str, Any]]:
     """Render a kustomization with kubectl's built-in kustomize."""
     proc = subprocess.run(
         [str(KUBECTL), "kustomize", str(directory)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, f"kubectl kustomize {directory} failed:\n{proc.stderr}"
     return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
@@ -99,8 +101,7 @@ def validate_object(obj: dict[str, Any], version: str) -> None:
     if key in CRD_SCHEMAS:
         errors = sorted(crd_validator(CRD_SCHEMAS[key]).iter_errors(obj), key=lambda e: list(e.path))
         if errors:
-            raise ManifestError(name + ": " + "; ".join(
-                f"{'.'.join(map(str, e.path))}: {e.message}" for e in errors))
+            raise ManifestError(name + ": " + "; ".join(f"{'.'.join(map(str, e.path))}: {e.message}" for e in errors))
         return
     try:
         kubernetes_validate.validate(obj, version, strict=True)
@@ -246,12 +247,16 @@ def with_component(component: str, tmp_path: Path) -> list[dict[str, Any]]:
     """The default overlay with an optional component added, as an operator
     would by uncommenting it in overlays/gpu."""
     tmp_path.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": [os.path.relpath(K8S / "overlays" / "gpu", tmp_path)],
-        "components": [os.path.relpath(K8S / "components" / component, tmp_path)],
-    }))
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(K8S / "overlays" / "gpu", tmp_path)],
+                "components": [os.path.relpath(K8S / "components" / component, tmp_path)],
+            }
+        )
+    )
     return kustomize(tmp_path)
 
 
@@ -346,8 +351,9 @@ def test_configuration_and_secret_wiring(overlay: str) -> None:
     config = server_config(objs)
     parsed = server_accepts(config)
     assert parsed.max_connection_age_seconds > 0, "clients would never rebalance onto new pods"
-    assert config["STYLIZE_WEIGHTS"] and not config["STYLIZE_WEIGHTS"].startswith("random"), \
+    assert config["STYLIZE_WEIGHTS"] and not config["STYLIZE_WEIGHTS"].startswith("random"), (
         "a deployment must never run random weights"
+    )
     assert config["STYLIZE_HOST"] == "0.0.0.0"
     container = server_container(objs)
     pod = only(objs, "Deployment")["spec"]["template"]["spec"]
@@ -400,8 +406,11 @@ def test_services_pdb_and_monitor_select_the_server_pods(overlay: str) -> None:
     assert matches(pdb["spec"]["selector"]["matchLabels"], pod_labels)
 
     monitor = only(objs, "ServiceMonitor")
-    scraped = [s for s in of_kind(objs, "Service")
-               if matches(monitor["spec"]["selector"]["matchLabels"], s["metadata"].get("labels", {}))]
+    scraped = [
+        s
+        for s in of_kind(objs, "Service")
+        if matches(monitor["spec"]["selector"]["matchLabels"], s["metadata"].get("labels", {}))
+    ]
     # Exactly one Service, or every pod would be scraped twice.
     assert [s["metadata"]["name"] for s in scraped] == ["stylize"]
     assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"metrics"}
@@ -462,8 +471,10 @@ def test_keda_overlay_scales_on_the_same_load_and_has_no_second_autoscaler() -> 
     query = trigger["metadata"]["query"]
     assert "stylize_queue_depth" in query and "stylize_jobs_in_progress" in query
     assert float(trigger["metadata"]["threshold"]) == float(server_config(objs)["STYLIZE_MAX_CONCURRENT_JOBS"])
-    assert scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"][
-        "stabilizationWindowSeconds"] >= 300
+    assert (
+        scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"]
+        >= 300
+    )
     for overlay in OVERLAYS:
         kinds = {o["kind"] for o in rendered(overlay)}
         assert not {"HorizontalPodAutoscaler", "ScaledObject"} <= kinds, overlay
@@ -481,7 +492,7 @@ def local_env(config: dict[str, str], secrets: Path) -> dict[str, str]:
     for key, value in env.items():
         for prefix in SECRET_DIRS:
             if value.startswith(prefix):
-                env[key] = str(secrets / prefix.rstrip("/").rsplit("/", 1)[1] / value[len(prefix):])
+                env[key] = str(secrets / prefix.rstrip("/").rsplit("/", 1)[1] / value[len(prefix) :])
     return env
 
 
@@ -499,14 +510,60 @@ def write_tls_secret(directory: Path, dns_names: list[str]) -> None:
     with a throw-away CA; plus other-ca.crt, a CA that did not sign it."""
     directory.mkdir(parents=True)
     for ca in ("ca", "other-ca"):
-        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-days", "2", "-subj", f"/CN={ca}", cwd=directory)
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", "tls.key", "-out", "tls.csr", "-subj", f"/CN={dns_names[0]}", cwd=directory)
+        openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            f"{ca}.key",
+            "-out",
+            f"{ca}.crt",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={ca}",
+            cwd=directory,
+        )
+    openssl(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.csr",
+        "-subj",
+        f"/CN={dns_names[0]}",
+        cwd=directory,
+    )
     (directory / "san.ext").write_text(
-        "subjectAltName=" + ",".join(f"DNS:{n}" for n in dns_names) + "\nextendedKeyUsage=serverAuth\n")
-    openssl("x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "tls.crt", "-days", "2", "-extfile", "san.ext", cwd=directory)
+        "subjectAltName=" + ",".join(f"DNS:{n}" for n in dns_names) + "\nextendedKeyUsage=serverAuth\n"
+    )
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "tls.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        cwd=directory,
+    )
 
 
 def test_native_grpc_probes_pass_on_a_server_run_with_the_rendered_config(tmp_path: Path) -> None:
@@ -516,20 +573,19 @@ def test_native_grpc_probes_pass_on_a_server_run_with_the_rendered_config(tmp_pa
     container = server_container(objs)
     write_token(tmp_path)
     env = local_env(server_config(objs), tmp_path)
-    with server_process("--warmup-sizes", "", env=env) as proc:
-        with grpc.insecure_channel(proc.address) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                spec = container[probe]
-                reply = health.Check(health_pb2.HealthCheckRequest(service=spec["grpc"].get("service", "")),
-                                     timeout=spec["timeoutSeconds"])
-                assert reply.status == health_pb2.HealthCheckResponse.SERVING, probe
-            # The ConfigMap really turned authentication on: the API refuses
-            # the same credential-less channel the probes used.
-            with pytest.raises(grpc.RpcError) as refused:
-                stylize_pb2_grpc.StyleTransferStub(channel).GetServerInfo(
-                    stylize_pb2.GetServerInfoRequest(), timeout=10)
-            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with server_process("--warmup-sizes", "", env=env) as proc, grpc.insecure_channel(proc.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            spec = container[probe]
+            reply = health.Check(
+                health_pb2.HealthCheckRequest(service=spec["grpc"].get("service", "")), timeout=spec["timeoutSeconds"]
+            )
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING, probe
+        # The ConfigMap really turned authentication on: the API refuses
+        # the same credential-less channel the probes used.
+        with pytest.raises(grpc.RpcError) as refused:
+            stylize_pb2_grpc.StyleTransferStub(channel).GetServerInfo(stylize_pb2.GetServerInfoRequest(), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_tls_exec_probes_pass_on_a_tls_server_and_check_the_certificate(tmp_path: Path) -> None:
@@ -543,16 +599,18 @@ def test_tls_exec_probes_pass_on_a_tls_server_and_check_the_certificate(tmp_path
 
     def probe_command(probe: str, port: int) -> list[str]:
         command = container[probe]["exec"]["command"]
-        local = [str(stylize_cli)] + [
-            arg.replace("127.0.0.1:50051", f"127.0.0.1:{port}")
-            for arg in command[1:]
-        ]
+        local = [str(stylize_cli)] + [arg.replace("127.0.0.1:50051", f"127.0.0.1:{port}") for arg in command[1:]]
         return [local_env({"arg": arg}, secrets)["arg"] for arg in local]
 
     with server_process("--warmup-sizes", "", env=env) as proc:
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            result = subprocess.run(probe_command(probe, proc.port), capture_output=True, text=True,
-                                    timeout=container[probe]["timeoutSeconds"] + 20, check=False)
+            result = subprocess.run(
+                probe_command(probe, proc.port),
+                capture_output=True,
+                text=True,
+                timeout=container[probe]["timeoutSeconds"] + 20,
+                check=False,
+            )
             assert result.returncode == 0, f"{probe}: {result.stdout}{result.stderr}"
         # The probe really verifies the server: a CA that did not sign it fails.
         wrong_ca = [arg.replace("/ca.crt", "/other-ca.crt") for arg in probe_command("readinessProbe", proc.port)]

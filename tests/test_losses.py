@@ -1,4 +1,5 @@
 """The loss terms against plain numpy on small random tensors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -47,8 +48,9 @@ def test_gram_does_not_depend_on_spatial_size_for_tiled_maps(rng: np.random.Gene
     # Normalizing by H·W·C makes a texture's Gram independent of how much of it we see.
     tile = rng.normal(size=(1, 4, 4, 3)).astype(np.float32)
     tiled = np.tile(tile, (1, 3, 2, 1))
-    np.testing.assert_allclose(losses.gram(tf.constant(tiled)).numpy(), losses.gram(tf.constant(tile)).numpy(),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        losses.gram(tf.constant(tiled)).numpy(), losses.gram(tf.constant(tile)).numpy(), rtol=1e-5
+    )
 
 
 def test_tv_loss_matches_numpy(rng: np.random.Generator) -> None:

@@ -1,5 +1,6 @@
 """The README's quick start, run as written (random weights, a small size),
 so the README cannot rot; and CI runs exactly its set-up and test commands."""
+
 from __future__ import annotations
 
 import pathlib

@@ -7,6 +7,7 @@ fuzzed requests, the message-size limit, memory over 30 jobs, image bytes in
 logs, SIGTERM, SIGKILL and restart, token and mTLS. Each test fails on any
 failed hard check; timing checks (soft) are left to `make reliability`.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -83,11 +84,10 @@ def test_defaults_valid_under_small_max_side() -> None:
     valid on a server whose --max-side is below that option's default (256).
     It was not (every small-limit server refused every default request), and
     the suite's servers run with --max-side 128."""
-    from stylize_server import convert
+    from stylize_server import admission
     from stylize_server.options import Limits
-
     from tests.reliability.harness import make_request
 
     limits = Limits(max_pixels=128 * 128, max_side=128, max_iterations=100, max_styles=2, max_input_pixels=1 << 20)
-    options = convert.request_to_options(make_request(size=32, iterations=2), limits)
-    assert options.size == 32
+    head = admission.read_request(make_request(size=32, iterations=2), limits)
+    assert head.options.size == 32

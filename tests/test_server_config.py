@@ -1,5 +1,6 @@
 """Server configuration: every flag also from its env var (the flag wins),
 defaults, and refusal of configurations that cannot work."""
+
 from __future__ import annotations
 
 import pytest

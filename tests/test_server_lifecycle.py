@@ -2,6 +2,7 @@
 while the model loads (calls UNAVAILABLE), SERVING when ready, NOT_SERVING
 while draining, queued jobs ended UNAVAILABLE, running jobs finished within the
 grace period or ended UNAVAILABLE with a message after it."""
+
 from __future__ import annotations
 
 import threading
@@ -11,6 +12,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 
+from stylize.v1 import stylize_pb2 as pb
+from tests.support.images import decode
 from tests.support.metrics import scrape, value
 from tests.support.server import StreamReader, is_kind, long_request, running_server, small_request
 
@@ -81,7 +84,7 @@ def test_drain_refuses_new_calls_ends_queued_jobs_and_lets_running_ones_finish(e
         assert REGISTRY.get_sample_value("stylize_jobs_cancelled_total", {"reason": "shutdown"}) == shutdown0 + 1
 
 
-def test_running_job_past_the_grace_period_ends_unavailable(engine):
+def test_running_job_past_the_grace_period_returns_its_best_image(engine):
     with running_server(engine=engine, max_concurrent_jobs=1, grace_seconds=300) as srv:
         port = srv.metrics_port
         shutdown0 = value(scrape(port), "stylize_jobs_cancelled_total", reason="shutdown")
@@ -97,8 +100,11 @@ def test_running_job_past_the_grace_period_ends_unavailable(engine):
                 break
         shutdown_seen = value(scrape(port), "stylize_jobs_cancelled_total", reason="shutdown")
         srv.server.force()
-        assert running.wait_done(60) == grpc.StatusCode.UNAVAILABLE
-        assert "grace period" in running.details and "300 s" in running.details
+        assert running.wait_done(60) == grpc.StatusCode.OK
+        result = running.frames[-1].result
+        assert not result.complete and result.stop_reason == pb.STOP_REASON_SHUTDOWN
+        assert 0 < result.iterations < result.iterations_requested == 4000
+        assert decode(result.image.data)[1].shape == (result.height, result.width, 3)
         stopper.join(60)
         assert not stopper.is_alive()
         assert shutdown_seen == shutdown0  # nothing was cut off before the grace ended

@@ -2,6 +2,7 @@
 prometheus_client's parser: after a known sequence of calls the counters have
 moved by exactly the expected amounts. (The registry is process-wide, so the
 test compares before and after.)"""
+
 from __future__ import annotations
 
 import grpc
@@ -17,9 +18,16 @@ def test_metrics_after_a_known_run(engine):
         before = scrape(port)
         names = set(before)
         for family in (
-            "stylize_requests", "stylize_jobs_in_progress", "stylize_queue_depth", "stylize_queue_wait_seconds",
-            "stylize_job_duration_seconds", "stylize_iteration_seconds", "stylize_iterations",
-            "stylize_jobs_cancelled", "stylize_model_load_seconds", "stylize_device_memory_bytes",
+            "stylize_requests",
+            "stylize_jobs_in_progress",
+            "stylize_queue_depth",
+            "stylize_queue_wait_seconds",
+            "stylize_job_duration_seconds",
+            "stylize_iteration_seconds",
+            "stylize_iterations",
+            "stylize_jobs_cancelled",
+            "stylize_model_load_seconds",
+            "stylize_device_memory_bytes",
         ):
             assert family in names, family
         assert before["stylize_job_duration_seconds"].type == "histogram"
@@ -37,7 +45,12 @@ def test_metrics_after_a_known_run(engine):
         cancelled.call.cancel()
         assert cancelled.wait_done() == grpc.StatusCode.CANCELLED
 
-        wait_for_value(port, "stylize_requests_total", lambda v: v >= value(before, "stylize_requests_total", code="CANCELLED") + 1, code="CANCELLED")
+        wait_for_value(
+            port,
+            "stylize_requests_total",
+            lambda v: v >= value(before, "stylize_requests_total", code="CANCELLED") + 1,
+            code="CANCELLED",
+        )
         wait_for_value(port, "stylize_jobs_in_progress", lambda v: v == 0)
         after = scrape(port)
 

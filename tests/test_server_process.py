@@ -1,6 +1,7 @@
 """`stylize-server` as a real process: it logs structured JSON, serves, and on
 SIGTERM (or SIGINT) drains: a running job's stream completes, then the process
 exits 0."""
+
 from __future__ import annotations
 
 import signal
@@ -47,8 +48,7 @@ def test_sigint_when_idle_exits_0():
 
 def test_bad_weights_exit_1_with_a_clear_message(tmp_path):
     missing = tmp_path / "missing.h5"
-    with pytest.raises(AssertionError) as caught:
-        with server_process("--weights", str(missing), ready_timeout=60):
-            pass
+    with pytest.raises(AssertionError) as caught, server_process("--weights", str(missing), ready_timeout=60):
+        pass
     assert "exit code 1" in str(caught.value)
     assert "could not be loaded" in str(caught.value)

@@ -2,6 +2,7 @@
 certificates are made per test session with the `openssl` command line (the
 `cryptography` package is not installed): a throw-away CA, a server
 certificate for 127.0.0.1 and a client certificate, all signed by it."""
+
 from __future__ import annotations
 
 import pathlib
@@ -45,9 +46,13 @@ def test_auth_on_refuses_calls_without_the_token(engine, token_file):
     with running_server(engine=engine, auth_token_file=str(token_file)) as srv:
         stub = srv.stub()
         before = value(scrape(srv.metrics_port), "stylize_requests_total", code="UNAUTHENTICATED")
-        for metadata in (None, [("authorization", "Bearer wrong")], [("authorization", TOKEN)],
-                         [("authorization", f"Bearer {TOKEN}x")]):
-            code, details = _code(lambda: list(stub.Stylize(small_request(), timeout=30, metadata=metadata)))
+        for metadata in (
+            None,
+            [("authorization", "Bearer wrong")],
+            [("authorization", TOKEN)],
+            [("authorization", f"Bearer {TOKEN}x")],
+        ):
+            code, details = _code(lambda md=metadata: list(stub.Stylize(small_request(), timeout=30, metadata=md)))
             assert code == grpc.StatusCode.UNAUTHENTICATED
             assert "authorization: Bearer" in details and TOKEN not in details
         code, _ = _code(lambda: stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=10))
@@ -95,16 +100,61 @@ def _openssl(*args: str, cwd: pathlib.Path) -> None:
 
 
 def _make_ca(d: pathlib.Path, name: str) -> None:
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN={name}", cwd=d)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.pem",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={name}",
+        cwd=d,
+    )
 
 
 def _make_leaf(d: pathlib.Path, name: str, ca: str, ext: str) -> None:
     (d / f"{name}.ext").write_text(ext)
-    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=d)
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-             "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
+    _openssl(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+        "-subj",
+        f"/CN={name}",
+        cwd=d,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        f"{ca}.pem",
+        "-CAkey",
+        f"{ca}.key",
+        "-CAcreateserial",
+        "-out",
+        f"{name}.pem",
+        "-days",
+        "2",
+        "-extfile",
+        f"{name}.ext",
+        cwd=d,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -113,11 +163,11 @@ def certs(tmp_path_factory) -> Certs:
     d = tmp_path_factory.mktemp("tls")
     _make_ca(d, "test-ca")
     _make_ca(d, "other-ca")
-    _make_leaf(d, "server", "test-ca",
-               "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    _make_leaf(d, "server", "test-ca", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
     _make_leaf(d, "client", "test-ca", "extendedKeyUsage=clientAuth\n")
-    return Certs(d / "test-ca.pem", d / "server.pem", d / "server.key", d / "client.pem", d / "client.key",
-                 d / "other-ca.pem")
+    return Certs(
+        d / "test-ca.pem", d / "server.pem", d / "server.key", d / "client.pem", d / "client.key", d / "other-ca.pem"
+    )
 
 
 def test_tls(engine, certs):
@@ -159,6 +209,6 @@ def test_reflection_lists_and_describes_the_service(server):
     assert "grpc.health.v1.Health" in services
     file_proto = db.FindFileContainingSymbol("stylize.v1.StyleTransfer")
     service = next(s for s in file_proto.service if s.name == "StyleTransfer")
-    assert {m.name for m in service.method} == {"Stylize", "GetServerInfo"}
+    assert {m.name for m in service.method} == {"Stylize", "GetServerInfo", "Cancel"}
     stylize = next(m for m in service.method if m.name == "Stylize")
     assert stylize.server_streaming and stylize.output_type == ".stylize.v1.StylizeResponse"

@@ -1,14 +1,18 @@
 """The Stylize stream end to end on a real in-process server: frame order,
 resolved options, result format and size, previews, GetServerInfo, and the
 frame queue that keeps a slow client from stalling the optimization."""
+
 from __future__ import annotations
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
 
+from stylize.schema import ErrorReason, StopReason
 from stylize.v1 import stylize_pb2 as pb
-from stylize_server.service import FrameQueue, status_for
 from stylize_server import errors
+from stylize_server.service import FrameQueue
+from stylize_server.status import status_for
 from tests.support.images import decode
 from tests.support.metrics import scrape, value, wait_for_value
 from tests.support.server import collapse, frame_kinds, running_server, small_request
@@ -131,23 +135,34 @@ def test_unread_stream_does_not_stall_the_job(engine):
 
 
 @pytest.mark.parametrize(
-    ("error", "code"),
+    ("error", "code", "reason"),
     [
-        (errors.InvalidArgument("size", "too big"), grpc.StatusCode.INVALID_ARGUMENT),
-        (errors.TooLarge("content", "too many pixels"), grpc.StatusCode.RESOURCE_EXHAUSTED),
-        (errors.QueueFull("full"), grpc.StatusCode.RESOURCE_EXHAUSTED),
-        (errors.Unavailable("draining"), grpc.StatusCode.UNAVAILABLE),
-        (errors.Cancelled("gone"), grpc.StatusCode.CANCELLED),
-        (errors.DeadlineExceeded("late"), grpc.StatusCode.DEADLINE_EXCEEDED),
-        (errors.NumericalError("NaN at iteration 3"), grpc.StatusCode.INTERNAL),
-        (RuntimeError("bug"), grpc.StatusCode.INTERNAL),
+        (errors.InvalidArgument("size", "too big"), grpc.StatusCode.INVALID_ARGUMENT, ErrorReason.INVALID_OPTION),
+        (errors.DecodeFailed("content", "not an image"), grpc.StatusCode.INVALID_ARGUMENT, ErrorReason.DECODE_FAILED),
+        (errors.TooLarge("content", "too many pixels"), grpc.StatusCode.RESOURCE_EXHAUSTED, ErrorReason.TOO_LARGE),
+        (errors.QueueFull("full", retry_after=1.0), grpc.StatusCode.RESOURCE_EXHAUSTED, ErrorReason.QUEUE_FULL),
+        (errors.ClientQuota("yours"), grpc.StatusCode.RESOURCE_EXHAUSTED, ErrorReason.CLIENT_QUOTA),
+        (errors.Draining("draining"), grpc.StatusCode.UNAVAILABLE, ErrorReason.DRAINING),
+        (errors.Loading("loading"), grpc.StatusCode.UNAVAILABLE, ErrorReason.LOADING),
+        (errors.Cancelled("gone"), grpc.StatusCode.CANCELLED, ErrorReason.CANCELLED),
+        (errors.Stopped(StopReason.DEADLINE), grpc.StatusCode.DEADLINE_EXCEEDED, ErrorReason.DEADLINE),
+        (errors.NumericalError("NaN at iteration 3"), grpc.StatusCode.INTERNAL, ErrorReason.NUMERICAL),
+        (RuntimeError("bug"), grpc.StatusCode.INTERNAL, ErrorReason.INTERNAL),
     ],
 )
-def test_status_for_maps_every_error(error, code):
-    got, message = status_for(error)
-    assert got == code
-    assert message
+def test_status_for_maps_every_error_to_a_code_and_a_reason(error, code, reason):
+    reply = status_for(error)
+    assert (reply.code, reply.reason) == (code, reason)
+    assert reply.message
+    details = {d.TypeName(): d for d in reply.proto().details}
+    info = error_details_pb2.ErrorInfo()
+    details["google.rpc.ErrorInfo"].Unpack(info)
+    assert (info.reason, info.domain) == (reason.value, "stylize.v1")
     if isinstance(error, errors.InvalidArgument):
-        assert message.startswith("size:")
+        assert reply.message.startswith(f"{error.field}:")
+        violations = error_details_pb2.BadRequest()
+        details["google.rpc.BadRequest"].Unpack(violations)
+        assert violations.field_violations[0].field == error.field
+    assert ("google.rpc.RetryInfo" in details) == isinstance(error, errors.QueueFull)
     if isinstance(error, RuntimeError):
-        assert "bug" not in message  # internals stay in the server log
+        assert "bug" not in reply.message  # internals stay in the server log

@@ -1,6 +1,7 @@
 """Bad input on a real in-process server: every kind gets its status code and
 a message naming the field and the limit, and the server keeps serving (the
 next good request succeeds)."""
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,12 @@ def _no_content() -> pb.StylizeRequest:
 # (id, request factory, code, substrings the message must contain: field and limit)
 CASES = [
     ("no-content", _no_content, INVALID, ["content", "required"]),
-    ("garbage-content", lambda: small_request(content=pb.Image(data=garbage_bytes())), INVALID, ["content", "cannot decode"]),
+    (
+        "garbage-content",
+        lambda: small_request(content=pb.Image(data=garbage_bytes())),
+        INVALID,
+        ["content", "cannot decode"],
+    ),
     ("truncated-content", lambda: small_request(content=pb.Image(data=truncated_png())), INVALID, ["content"]),
     ("no-styles", lambda: small_request(styles=[]), INVALID, ["styles", "at least one"]),
     ("empty-style", lambda: small_request(styles=[_style(b"")]), INVALID, ["styles[0].image"]),
@@ -46,7 +52,12 @@ CASES = [
     ("zero-blend-weights", lambda: small_request(styles=[_style(png_bytes(32, 32), 0.0)]), INVALID, ["blend_weight"]),
     # Headers that declare far more pixels than any limit (10^10, 4x10^8), a few bytes of data.
     ("bomb-content", lambda: small_request(content=pb.Image(data=bomb_png())), EXHAUSTED, ["content", "pixels"]),
-    ("bomb-style", lambda: small_request(styles=[_style(bomb_png(20_000, 20_000))]), EXHAUSTED, ["styles[0].image", "pixels"]),
+    (
+        "bomb-style",
+        lambda: small_request(styles=[_style(bomb_png(20_000, 20_000))]),
+        EXHAUSTED,
+        ["styles[0].image", "pixels"],
+    ),
     # Over the server's --max-input-pixels (262144 in tests), found from the header.
     (
         "input-pixels-content",
@@ -109,7 +120,12 @@ CASES = [
     ("preview-too-big", lambda: small_request(preview_max_side=1000), INVALID, ["preview_max_side", "[0, 256]"]),
     ("request-id-too-long", lambda: small_request(request_id="x" * 200), INVALID, ["request_id", "128"]),
     ("request-id-control-chars", lambda: small_request(request_id="a\nb"), INVALID, ["request_id"]),
-    ("multiscale-min-too-small", lambda: small_request(multiscale_min_size=8), INVALID, ["multiscale_min_size", "[32,"]),
+    (
+        "multiscale-min-too-small",
+        lambda: small_request(multiscale_min_size=8),
+        INVALID,
+        ["multiscale_min_size", "[32,"],
+    ),
 ]
 
 
@@ -150,6 +166,4 @@ def test_invalid_requests_are_counted(engine):
         before = value(scrape(srv.metrics_port), "stylize_requests_total", code="INVALID_ARGUMENT")
         with pytest.raises(grpc.RpcError):
             list(srv.stub().Stylize(small_request(iterations=0), timeout=30))
-        wait_for_value(
-            srv.metrics_port, "stylize_requests_total", lambda v: v == before + 1, code="INVALID_ARGUMENT"
-        )
+        wait_for_value(srv.metrics_port, "stylize_requests_total", lambda v: v == before + 1, code="INVALID_ARGUMENT")

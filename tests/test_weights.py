@@ -2,10 +2,10 @@
 missing and truncated files, the offline ImageNet download, and seeded random
 weights. Every failure is one WeightsError that says what was tried and how to
 fix it; nothing falls back to random."""
+
 from __future__ import annotations
 
 import logging
-import os
 import pathlib
 
 import h5py
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from stylize_server.errors import WeightsError
-from stylize_server.options import CONV_LAYERS
+from stylize_server.layout import CONV_LAYERS
 from stylize_server.vgg import KERAS_NAMES, VGG19Features, load_keras_vgg19
 
 CHANNELS = (3, 64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512)
@@ -79,7 +79,7 @@ def test_a_truncated_file_gives_one_clear_error(tmp_path: pathlib.Path) -> None:
 def test_a_file_of_another_kind_is_refused(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "weights.bin"
     path.write_bytes(b"\0" * 100)
-    with pytest.raises(WeightsError, match="ending in .h5"):
+    with pytest.raises(WeightsError, match=r"ending in \.h5"):
         load_keras_vgg19(str(path))
 
 

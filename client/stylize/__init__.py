@@ -10,11 +10,12 @@ Public API (imports no TensorFlow):
 
 The generated protobuf modules are `stylize.v1.stylize_pb2` and `stylize_pb2_grpc`.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
-from .client import StylizeStream, StyleTransferClient
+from .client import StyleTransferClient, StylizeStream
 from .connection import RetryPolicy, TLSConfig
 from .errors import (
     Cancelled,

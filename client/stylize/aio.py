@@ -8,11 +8,13 @@ the sync `StyleTransferClient`, on `grpc.aio`.
 Cancelling the task that iterates (or leaving the `async for` early) cancels
 the call, and the server stops the job.
 """
+
 from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -35,7 +37,7 @@ class AsyncStyleTransferClient(ClientChannel):
     async def close(self) -> None:
         await self._channel.close()
 
-    async def __aenter__(self) -> "AsyncStyleTransferClient":
+    async def __aenter__(self) -> AsyncStyleTransferClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -61,8 +63,9 @@ class AsyncStyleTransferClient(ClientChannel):
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> AsyncIterator[Event]:
-        budget = CallBudget(timeout if timeout is not None else self.timeout,
-                            retry if retry is not None else self.retry)
+        budget = CallBudget(
+            timeout if timeout is not None else self.timeout, retry if retry is not None else self.retry
+        )
         while True:
             remaining = budget.next_attempt()
             call = self._stub.Stylize(request, timeout=remaining, metadata=self._metadata)
@@ -89,7 +92,8 @@ class AsyncStyleTransferClient(ClientChannel):
                     call.cancel()
             if result is None:
                 raise ServerError(
-                    "server error: the stream ended without a result", code=grpc.StatusCode.INTERNAL,
+                    "server error: the stream ended without a result",
+                    code=grpc.StatusCode.INTERNAL,
                     attempts=budget.attempts,
                 )
             yield result

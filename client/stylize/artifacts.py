@@ -6,6 +6,7 @@ GIF and the plot. matplotlib is imported only when a plot is asked for (it is
 the optional `plot` extra); `require_matplotlib` lets the CLI fail before the
 job starts rather than after it finished.
 """
+
 from __future__ import annotations
 
 import io
@@ -29,7 +30,8 @@ def require_matplotlib() -> None:
 
     if importlib.util.find_spec("matplotlib") is None:
         raise MissingExtra(
-            "--loss-plot needs matplotlib, which is not installed: pip install 'stylize[plot]' (or pip install matplotlib)"
+            "--loss-plot needs matplotlib, which is not installed: pip install 'stylize[plot]' "
+            "(or pip install matplotlib)"
         )
 
 
@@ -124,9 +126,7 @@ def write_timelapse(path: Path, previews: list[bytes], final_image: bytes) -> in
     frames.append(final.resize(size, Image.Resampling.LANCZOS) if final.size != size else final)
     durations = [GIF_FRAME_MS] * (len(frames) - 1) + [GIF_LAST_FRAME_MS]
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(
-        path, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0
-    )
+    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)
     with Image.open(path) as gif:
         # Pillow folds a frame identical to the one before into it; count what was written.
         return getattr(gif, "n_frames", 1)

@@ -8,6 +8,7 @@ server stops the job(s), and exits with 130.
 Only the client's own dependencies are imported here (grpcio, protobuf,
 Pillow, rich); matplotlib is loaded only for --loss-plot.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,13 +18,14 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .artifacts import JobRecorder, MissingExtra, require_matplotlib
-from .client import StylizeStream, StyleTransferClient, format_for_path
+from .client import StyleTransferClient, StylizeStream, format_for_path
 from .connection import DEFAULT_TARGET, RetryPolicy, TLSConfig, read_token_file
 from .display import Display, JobSummary, JsonDisplay, PlainDisplay, RichDisplay
 from .errors import (
@@ -146,7 +148,8 @@ def _connection_parser() -> argparse.ArgumentParser:
         type=int,
         default=4,
         metavar="N",
-        help="retries when the server is unavailable or its queue is full, before the job starts (default: %(default)s)",
+        help="retries when the server is unavailable or its queue is full, before the job starts "
+        "(default: %(default)s)",
     )
     g.add_argument(
         "--retry-backoff",
@@ -213,13 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--style-weights", type=_float_list, metavar="W1,W2,...", help="blend weights of the styles")
     o.add_argument("--style-scale", type=float, help="style image size relative to the output (0.1..4)")
     o.add_argument("--pooling", choices=("avg", "max"))
-    o.add_argument(
-        "--init", metavar="content|noise|style|PATH", help="starting image: a keyword or an image file"
-    )
+    o.add_argument("--init", metavar="content|noise|style|PATH", help="starting image: a keyword or an image file")
     o.add_argument("--seed", type=int, help="seed of the noise init")
-    o.add_argument(
-        "--preserve-colors", action="store_true", default=None, help="keep the content's colours"
-    )
+    o.add_argument("--preserve-colors", action="store_true", default=None, help="keep the content's colours")
     o.add_argument(
         "--multiscale",
         action=argparse.BooleanOptionalAction,
@@ -228,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     o.add_argument("--multiscale-min-size", type=int, metavar="PX", help="longest side of the coarsest scale")
     o.add_argument("--progress-interval", type=int, metavar="N", help="a progress event every N iterations")
-    o.add_argument("--format", choices=("png", "jpeg", "jpg", "webp"), help="output format (default: from OUT's extension)")
+    o.add_argument(
+        "--format", choices=("png", "jpeg", "jpg", "webp"), help="output format (default: from OUT's extension)"
+    )
     o.add_argument("--quality", type=int, help="JPEG/WebP quality 1..100")
     o.add_argument("--request-id", metavar="ID", help="echoed in the server's logs")
 
@@ -555,7 +556,7 @@ def _run_batch(
         except (StylizeError, OSError, ValueError, TypeError, KeyboardInterrupt) as exc:
             if isinstance(exc, Cancelled) and registry.stopping.is_set():
                 exc = KeyboardInterrupt()
-            code, code_name, message = _failure(display, spec.name, exc)
+            code, _code_name, message = _failure(display, spec.name, exc)
             return JobSummary(spec.name, False, seconds=time.monotonic() - started, error=message, exit_code=code)
         return JobSummary(
             spec.name, True, str(spec.output), time.monotonic() - started, result.iterations, exit_code=EXIT_OK
@@ -577,7 +578,9 @@ def _run_batch(
     pool.shutdown(wait=True)
     for future, spec in futures.items():
         if future.cancelled():
-            summaries[spec.name] = JobSummary(spec.name, False, error="not started (Ctrl-C)", exit_code=EXIT_INTERRUPTED)
+            summaries[spec.name] = JobSummary(
+                spec.name, False, error="not started (Ctrl-C)", exit_code=EXIT_INTERRUPTED
+            )
         else:
             summaries[spec.name] = future.result()
     jobs = [summaries[spec.name] for spec in specs]

@@ -12,19 +12,21 @@
 One client holds one channel; it is thread-safe, so several threads may run
 streams on it at once. Failures raise the exceptions of `stylize.errors`.
 """
+
 from __future__ import annotations
 
 import os
 import threading
 import time
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import grpc
 
 from stylize.v1 import stylize_pb2, stylize_pb2_grpc
 
 from . import health as _health
-from .connection import CallBudget, ClientChannel, RetryPolicy, TLSConfig
+from .connection import CallBudget, ClientChannel, RetryPolicy
 from .errors import Cancelled, ServerError, error_from_rpc, error_from_status
 from .events import Event, Result, event_from_frame
 from .request import ImageInput, build_request
@@ -153,7 +155,7 @@ class StyleTransferClient(ClientChannel):
         """Close the channel; running calls are cancelled."""
         self._channel.close()
 
-    def __enter__(self) -> "StyleTransferClient":
+    def __enter__(self) -> StyleTransferClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

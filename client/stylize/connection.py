@@ -6,15 +6,17 @@ gRPC's 4 MiB default) and select round-robin load balancing, so a
 `dns:///stylize-headless.ns.svc:50051` target spreads streams over every pod of
 a headless Kubernetes Service instead of pinning them to the first address.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import grpc
 
@@ -81,7 +83,7 @@ class RetryPolicy:
             raise ValueError("RetryPolicy: backoffs must be >= 0 and multiplier >= 1")
 
     @classmethod
-    def none(cls) -> "RetryPolicy":
+    def none(cls) -> RetryPolicy:
         """A policy that never retries."""
         return cls(max_attempts=1)
 
@@ -158,7 +160,7 @@ def channel_options(
 def open_channel(
     channels: Any,
     target: str,
-    tls: "TLSConfig | None",
+    tls: TLSConfig | None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     extra: Sequence[tuple[str, Any]] = (),
 ) -> Any:

@@ -6,6 +6,7 @@ threads) and keyed by the job's name, so one display serves one job or many.
 Errors never go through a display's stdout stream: the CLI prints them as one
 line on stderr (and, with --json, also as an "error" object).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,7 @@ def _fmt_loss(x: float) -> str:
 def _fmt_seconds(s: float) -> str:
     if s < 60:
         return f"{s:.1f}s"
-    m, s = divmod(int(round(s)), 60)
+    m, s = divmod(round(s), 60)
     return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
 
 
@@ -49,7 +50,7 @@ class Display:
         self.out = out or sys.stdout
         self.lock = threading.Lock()
 
-    def __enter__(self) -> "Display":
+    def __enter__(self) -> Display:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -140,10 +141,10 @@ class PlainDisplay(Display):
                 f" (scales: {scales}), waited {_fmt_seconds(event.queue_wait_seconds)} in the queue",
             )
         elif isinstance(event, Progress):
-            l = event.losses
+            losses = event.losses
             text = (
-                f"iteration {event.iteration}/{event.total_iterations}  loss {_fmt_loss(l.total)}"
-                f" (content {_fmt_loss(l.content)}, style {_fmt_loss(l.style)}, tv {_fmt_loss(l.tv)})"
+                f"iteration {event.iteration}/{event.total_iterations}  loss {_fmt_loss(losses.total)}"
+                f" (content {_fmt_loss(losses.content)}, style {_fmt_loss(losses.style)}, tv {_fmt_loss(losses.tv)})"
                 f"  elapsed {_fmt_seconds(event.elapsed_seconds)}  eta {_fmt_seconds(event.eta_seconds)}"
             )
             if extra and extra.get("frame"):
@@ -191,11 +192,13 @@ class RichDisplay(Display):
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
-            Progress as RichProgress,
             ProgressColumn,
             SpinnerColumn,
             TextColumn,
             TimeElapsedColumn,
+        )
+        from rich.progress import (
+            Progress as RichProgress,
         )
         from rich.text import Text
 
@@ -246,14 +249,14 @@ class RichDisplay(Display):
                     task, total=event.total_iterations, completed=0, losses=f"started {event.width}x{event.height}"
                 )
             elif isinstance(event, Progress):
-                l = event.losses
+                losses = event.losses
                 self.progress.update(
                     task,
                     total=event.total_iterations,
                     completed=event.iteration,
                     eta=event.eta_seconds,
-                    losses=f"loss {_fmt_loss(l.total)} [dim](c {_fmt_loss(l.content)} s {_fmt_loss(l.style)}"
-                    f" tv {_fmt_loss(l.tv)})[/dim]",
+                    losses=f"loss {_fmt_loss(losses.total)} [dim](c {_fmt_loss(losses.content)}"
+                    f" s {_fmt_loss(losses.style)} tv {_fmt_loss(losses.tv)})[/dim]",
                 )
 
     def done(self, name: str, result: Result, info: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ of inspecting `grpc.RpcError` codes themselves. Every exception keeps the gRPC
 status code and the server's message (`details`) and, for failures after
 retries, how many attempts were made.
 """
+
 from __future__ import annotations
 
 import grpc

@@ -5,12 +5,13 @@ A stream yields, in order: zero or more `Queued`, one `Started`, zero or more
 the asyncio clients yield, so callers never touch protobuf messages; each has
 `to_dict()` for logging and the CLI's `--json` output (image bytes left out).
 """
+
 from __future__ import annotations
 
 import io
 import os
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from google.protobuf import json_format
 
@@ -27,7 +28,7 @@ class Losses:
     total: float
 
     @classmethod
-    def from_proto(cls, msg: stylize_pb2.Losses) -> "Losses":
+    def from_proto(cls, msg: stylize_pb2.Losses) -> Losses:
         return cls(content=msg.content, style=msg.style, tv=msg.tv, total=msg.total)
 
     def to_dict(self) -> dict[str, float]:
@@ -86,7 +87,7 @@ class Progress:
     preview_width: int = 0
     preview_height: int = 0
 
-    def preview_image(self) -> "Any":
+    def preview_image(self) -> Any:
         """The preview as a PIL image, or None."""
         if self.preview is None:
             return None
@@ -135,7 +136,7 @@ class Result:
         with open(path, "wb") as f:
             f.write(self.image)
 
-    def to_pil(self) -> "Any":
+    def to_pil(self) -> Any:
         from PIL import Image
 
         img = Image.open(io.BytesIO(self.image))
@@ -157,7 +158,7 @@ class Result:
         }
 
 
-Event = Union[Queued, Started, Progress, Result]
+Event = Queued | Started | Progress | Result
 
 
 def event_from_frame(frame: stylize_pb2.StylizeResponse) -> Event:

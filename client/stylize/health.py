@@ -5,6 +5,7 @@ The two messages have one field each (request: `string service = 1`,
 response: `ServingStatus status = 1`), so they are encoded and decoded here
 directly in the protobuf wire format.
 """
+
 from __future__ import annotations
 
 HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check"

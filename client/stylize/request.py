@@ -7,17 +7,19 @@ nothing is lost. Options use plain Python values (`optimizer="adam"`,
 not checked here: the server is the one authority on its limits and answers
 INVALID_ARGUMENT naming the field and the limit.
 """
+
 from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence, Union
+from typing import Any
 
 from stylize.v1 import stylize_pb2
 
-ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Any]
-LayersInput = Union[Mapping[str, float], Iterable[Union[str, tuple[str, float]]], str]
+ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview | Any
+LayersInput = Mapping[str, float] | Iterable[str | tuple[str, float]] | str
 
 OPTIMIZERS = {"lbfgs": stylize_pb2.OPTIMIZER_LBFGS, "adam": stylize_pb2.OPTIMIZER_ADAM}
 POOLINGS = {"avg": stylize_pb2.POOLING_AVG, "max": stylize_pb2.POOLING_MAX}

@@ -14,6 +14,7 @@ Life of a server:
 grace short. The process exits 0 after a clean drain, 1 if the model failed to
 load, 2 on a bad command line.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -25,7 +26,8 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -37,7 +39,14 @@ from .config import ServerConfig, parse_config
 from .errors import WeightsError
 from .options import Pooling
 from .scheduler import Scheduler
-from .service import SERVICE_NAME, ServiceState, StyleTransferServicer, add_to_server, server_version
+from .service import (
+    SERVICE_NAME,
+    ServiceState,
+    StyleTransferServicer,
+    add_to_server,
+    server_version,
+)
+from .types import StopReason
 
 log = logging.getLogger("stylize.server")
 
@@ -53,7 +62,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": _dt.datetime.fromtimestamp(record.created, _dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": _dt.datetime.fromtimestamp(record.created, _dt.UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "event": record.getMessage(),
@@ -68,7 +77,7 @@ class TextFormatter(logging.Formatter):
     """`ts level logger event key=value ...` for people reading a terminal."""
 
     def format(self, record: logging.LogRecord) -> str:
-        ts = _dt.datetime.fromtimestamp(record.created, _dt.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+        ts = _dt.datetime.fromtimestamp(record.created, _dt.UTC).strftime("%H:%M:%S.%f")[:-3]
         fields = getattr(record, "fields", None) or {}
         extra = " ".join(f"{k}={v}" for k, v in fields.items())
         line = f"{ts} {record.levelname:<7} {record.name} {record.getMessage()}" + (f" {extra}" if extra else "")
@@ -207,16 +216,14 @@ class Server:
                 ca = f.read()
         return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
 
-    def start(self, wait_ready: bool = True, timeout: float | None = None) -> "Server":
+    def start(self, wait_ready: bool = True, timeout: float | None = None) -> Server:
         cfg = self.config
         token = cfg.read_auth_token()
         for name in HEALTH_SERVICES:
             self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         interceptors = []
         if token:
-            interceptors.append(
-                BearerTokenInterceptor(token, on_denied=self._count_denied)
-            )
+            interceptors.append(BearerTokenInterceptor(token, on_denied=self._count_denied))
         workers = cfg.max_concurrent_jobs + cfg.queue_size + 16
         server = grpc.server(
             concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
@@ -225,9 +232,7 @@ class Server:
         )
         add_to_server(StyleTransferServicer(self._state), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         bind = f"{cfg.host}:{cfg.port}"
         credentials = self._credentials()
         try:
@@ -316,7 +321,7 @@ class Server:
                     }
                 },
             )
-        except BaseException as exc:  # noqa: BLE001 - reported by wait_ready / main
+        except BaseException as exc:
             self._load_error = exc
             log.error("model load failed", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}})
         finally:
@@ -351,7 +356,7 @@ class Server:
             deadline = time.monotonic() + grace
             while not scheduler.wait_idle(timeout=min(0.2, max(0.0, deadline - time.monotonic()))):
                 if self._force.is_set() or time.monotonic() >= deadline:
-                    stopped_running = scheduler.stop_running("shutdown")
+                    stopped_running = scheduler.stop_running(StopReason.SHUTDOWN)
                     # A stopped job ends within one iteration.
                     scheduler.wait_idle(timeout=60)
                     break
@@ -375,7 +380,7 @@ class Server:
         """Block until stop() has finished."""
         return self._stopped.wait(timeout)
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -6,10 +6,11 @@ UNAUTHENTICATED before the handler runs. The comparison is constant-time
 (hmac.compare_digest over bytes), and the token never appears in a log or an
 error message.
 """
+
 from __future__ import annotations
 
 import hmac
-from typing import Callable
+from collections.abc import Callable
 
 import grpc
 

@@ -21,14 +21,15 @@ Defaults and why (README, "Server configuration"):
   host memory and a handler thread each; 16 is minutes of work at most sizes,
   beyond which a client is better told RESOURCE_EXHAUSTED and retries elsewhere.
 """
+
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import os
 import pathlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from .options import Limits
 
@@ -70,7 +71,7 @@ class ServerConfig:
     warmup_sizes: tuple[int, ...] = (256, 512)
     xla: bool = False  # measured slower on the CPU (make bench); try it on your GPU
 
-    def replace(self, **changes: object) -> "ServerConfig":
+    def replace(self, **changes: object) -> ServerConfig:
         return dataclasses.replace(self, **changes)
 
     @property
@@ -100,7 +101,7 @@ class ServerConfig:
             raise ConfigError(f"--auth-token-file: {self.auth_token_file} is empty")
         return token
 
-    def validate(self) -> "ServerConfig":
+    def validate(self) -> ServerConfig:
         """Raise ConfigError naming the first flag that cannot work."""
         _port("--port", self.port)
         _port("--metrics-port", self.metrics_port)
@@ -158,7 +159,7 @@ def _at_least(flag: str, value: float, lo: float) -> None:
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:
-    """"256,512" -> (256, 512); "" -> ()."""
+    """ "256,512" -> (256, 512); "" -> ()."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
     try:
         return tuple(int(p) for p in parts)
@@ -209,7 +210,12 @@ _FLAGS: tuple[tuple[str, str, object, str], ...] = (
     ("log_format", "--log-format", str, "json (one object per line) or text"),
     ("log_level", "--log-level", str, "DEBUG, INFO, WARNING or ERROR"),
     ("warmup_sizes", "--warmup-sizes", parse_sizes, 'sizes compiled before serving, e.g. "256,512" ("" = none)'),
-    ("xla", "--xla", parse_bool, "compile the optimization steps with XLA (true/false); `make bench` shows if it helps"),
+    (
+        "xla",
+        "--xla",
+        parse_bool,
+        "compile the optimization steps with XLA (true/false); `make bench` shows if it helps",
+    ),
 )
 
 

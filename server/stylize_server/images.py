@@ -1,76 +1,139 @@
 """Images in and out: decode (with limits checked from the header before any
-pixel is decoded), resize, encode, and the colour transforms of
-`preserve_colors`. Arrays are H×W×3 uint8 RGB unless a name says float.
+pixel is decoded), resize, encode. Arrays are H×W×3 uint8 RGB unless a name
+says float. Colour transforms live in `color`.
 """
+
 from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import InvalidArgument, TooLarge
+from .errors import DecodeFailed, InvalidArgument, TooLarge
 
 # Pillow's own bomb guard raises above 2x this; our explicit check from the
 # header comes first and names the field, this is the second line of defence.
 Image.MAX_IMAGE_PIXELS = 64_000_000
 
 ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "MPO"})
+ACCEPTED = "PNG, JPEG, WebP, BMP, GIF or TIFF"
 MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+# EXIF orientations that swap width and height.
+_TRANSPOSING = {5, 6, 7, 8}
 
 
-def decode(data: bytes, field: str, max_pixels: int) -> np.ndarray:
-    """Decode an encoded image into RGB, refusing it before decoding when its
-    header declares more than `max_pixels` pixels."""
+@dataclass(frozen=True)
+class Header:
+    """What an image's header says, read without decoding a pixel."""
+
+    width: int  # after EXIF orientation
+    height: int
+    format: str
+    alpha: bool
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.height, self.width
+
+
+@dataclass(frozen=True)
+class Decoded:
+    rgb: np.ndarray  # H×W×3 uint8
+    alpha: np.ndarray | None  # H×W uint8, where the image has an alpha channel
+
+
+def _bad_bytes(field: str) -> InvalidArgument:
+    return DecodeFailed(field, f"cannot decode the image: the bytes are not a complete {ACCEPTED} file")
+
+
+def _open(data: bytes, field: str, max_pixels: int) -> Image.Image:
+    """Open (header only) and check the declared size against `max_pixels`."""
     if not data:
-        raise InvalidArgument(field, "is empty; expected PNG, JPEG or WebP bytes")
+        raise InvalidArgument(field, f"is empty; expected {ACCEPTED} bytes")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-            fmt = image.format or "unknown"
-            if fmt not in ALLOWED_FORMATS:
-                raise InvalidArgument(field, f"unsupported image format {fmt}; use PNG, JPEG or WebP")
-            w, h = image.size
-            if w < 1 or h < 1:
-                raise InvalidArgument(field, f"image has no pixels ({w}x{h})")
-            if w * h > max_pixels:
-                raise TooLarge(
-                    field, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} pixels"
-                )
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            rgb = _to_rgb(image)
-    except (InvalidArgument, TooLarge):
-        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         # Pillow refuses the header before we can read it: the image declares
         # more than Pillow's own guard, which is far above any sane limit.
         raise TooLarge(
             field,
-            f"image declares more than {Image.MAX_IMAGE_PIXELS} pixels, over the limit of {max_pixels} pixels "
-            "(rejected from its header as a decompression bomb)",
+            f"the image declares more than {Image.MAX_IMAGE_PIXELS} pixels, over the limit of {max_pixels} "
+            "pixels (refused from its header)",
         ) from None
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad bytes
-        raise InvalidArgument(
-            field, f"cannot decode image ({type(exc).__name__}: {exc}); expected PNG, JPEG or WebP bytes"
-        ) from None
-    return rgb
+    except Exception:
+        raise _bad_bytes(field) from None
+    fmt = image.format or "unknown"
+    if fmt not in ALLOWED_FORMATS:
+        raise DecodeFailed(field, f"unsupported image format {fmt}; this server accepts {ACCEPTED}")
+    w, h = image.size
+    if w < 1 or h < 1:
+        raise InvalidArgument(field, f"the image has no pixels ({w}x{h})")
+    if w * h > max_pixels:
+        raise TooLarge(field, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} pixels")
+    return image
 
 
-def _to_rgb(image: Image.Image) -> np.ndarray:
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    elif image.mode in ("I;16", "I;16B", "I;16L", "I"):
+def probe(data: bytes, field: str, max_pixels: int) -> Header:
+    """The image's size, format and whether it has alpha, from its header
+    alone: nothing is decoded, so this is what admission may afford."""
+    image = _open(data, field, max_pixels)
+    w, h = image.size
+    try:
+        orientation = int(image.getexif().get(0x0112, 1))
+    except Exception:
+        orientation = 1
+    if orientation in _TRANSPOSING:
+        w, h = h, w
+    alpha = image.mode in _ALPHA_MODES or (image.mode == "P" and "transparency" in image.info)
+    return Header(width=w, height=h, format=image.format or "unknown", alpha=alpha)
+
+
+def decode(data: bytes, field: str, max_pixels: int, at_least: tuple[int, int] | None = None) -> Decoded:
+    """Decode into RGB (and the alpha channel, if any). With `at_least`
+    (height, width), a JPEG is decoded at the smallest DCT scale that still
+    covers it, so a huge photo for a small output never exists in memory at
+    full size."""
+    image = _open(data, field, max_pixels)
+    try:
+        if at_least is not None and image.format == "JPEG":
+            image.draft("RGB", (max(1, at_least[1]), max(1, at_least[0])))
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return _split_alpha(image)
+    except (InvalidArgument, TooLarge):
+        raise
+    except Exception:
+        raise _bad_bytes(field) from None
+
+
+def decode_mask(data: bytes, field: str, max_pixels: int) -> np.ndarray:
+    """A mask image as H×W float32 in 0..1: its luminance, or its alpha where
+    it has one and is otherwise of one colour."""
+    decoded = decode(data, field, max_pixels)
+    gray = np.asarray(Image.fromarray(decoded.rgb).convert("L"), dtype=np.float32) / 255.0
+    if decoded.alpha is not None and float(gray.max() - gray.min()) < 1e-6:
+        return decoded.alpha.astype(np.float32) / 255.0
+    return gray
+
+
+def _split_alpha(image: Image.Image) -> Decoded:
+    alpha: np.ndarray | None = None
+    if image.mode in _ALPHA_MODES or (image.mode == "P" and "transparency" in image.info):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.uint8)
+        return Decoded(np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3]))
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(image, dtype=np.float64)
         hi = arr.max() if arr.size else 1.0
         arr = arr * (255.0 / (65535.0 if hi > 255 else 255.0))
         image = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L")
-    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+    return Decoded(np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8)), alpha)
 
 
 def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -112,32 +175,14 @@ def shrink(image: np.ndarray, max_side: int) -> np.ndarray:
     return fit_longest(image, max_side)
 
 
-# ITU-R BT.601 full-range YCbCr, the JPEG convention.
-_RGB_TO_YCC = np.array(
-    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
-)
-_YCC_TO_RGB = np.linalg.inv(_RGB_TO_YCC)
-
-
-def rgb_to_ycbcr(image: np.ndarray) -> np.ndarray:
-    """uint8 or float RGB -> float YCbCr with Cb, Cr centred on 0."""
-    return image.astype(np.float64) @ _RGB_TO_YCC.T
-
-
-def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
-    return ycc @ _YCC_TO_RGB.T
-
-
-def transfer_luminance(result: np.ndarray, content: np.ndarray) -> np.ndarray:
-    """Luminance from `result`, chrominance from `content` (same shape).
-
-    Returns float RGB, not clipped: clipping would change the chrominance of
-    saturated pixels, so the caller decides when to quantize.
-    """
-    y = rgb_to_ycbcr(result)[..., :1]
-    cbcr = rgb_to_ycbcr(content)[..., 1:]
-    return ycbcr_to_rgb(np.concatenate([y, cbcr], axis=-1))
-
-
 def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def resize_float(plane: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize an H×W float32 plane (a mask) to (height, width), bilinear."""
+    h, w = shape
+    if plane.shape[:2] == (h, w):
+        return plane.astype(np.float32, copy=False)
+    resized = Image.fromarray(plane.astype(np.float32), mode="F").resize((w, h), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.float32)

@@ -7,6 +7,7 @@ their published weights carry over (see options.py):
   style(F, A)   = mean((gram(F) - A)²)
   tv(x)         = mean((x[i+1,j] - x[i,j])²) + mean((x[i,j+1] - x[i,j])²)
 """
+
 from __future__ import annotations
 
 import tensorflow as tf

@@ -5,15 +5,18 @@ endpoint, and the device-memory gauge read from TensorFlow at scrape time.
 Gauges that several in-process servers may share (tests run many) are moved with
 inc()/dec(), never set(), so they stay correct when summed.
 """
+
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from stylize.schema import StopReason
 
 # Buckets span CPU test jobs (sub-second) to long GPU jobs (minutes).
 _DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 180, 300, 600, float("inf"))
@@ -35,9 +38,7 @@ JOB_DURATION = Histogram(
     "Run time of a job on the device (any outcome).",
     buckets=_DURATION_BUCKETS,
 )
-ITERATION = Histogram(
-    "stylize_iteration_seconds", "Time of one optimization iteration.", buckets=_ITERATION_BUCKETS
-)
+ITERATION = Histogram("stylize_iteration_seconds", "Time of one optimization iteration.", buckets=_ITERATION_BUCKETS)
 ITERATIONS = Counter("stylize_iterations", "Optimization iterations run, over all jobs.")
 JOBS_CANCELLED = Counter(
     "stylize_jobs_cancelled",
@@ -47,7 +48,7 @@ JOBS_CANCELLED = Counter(
 )
 MODEL_LOAD = Gauge("stylize_model_load_seconds", "Time it took to load VGG-19 at start-up.")
 
-CANCEL_REASONS = ("client", "deadline", "time_limit", "shutdown")
+CANCEL_REASONS = tuple(r.value for r in StopReason if r is not StopReason.NONE)
 for _reason in CANCEL_REASONS:  # export zeros so rate() works before the first cancel
     JOBS_CANCELLED.labels(reason=_reason)
 
@@ -68,13 +69,11 @@ class _DeviceMemoryCollector(Collector):
     def collect(self):  # type: ignore[override]
         with self._lock:
             source = self._source
-        family = GaugeMetricFamily(
-            "stylize_device_memory_bytes", "Device memory TensorFlow has in use (GPU only)."
-        )
+        family = GaugeMetricFamily("stylize_device_memory_bytes", "Device memory TensorFlow has in use (GPU only).")
         if source is not None:
             try:
                 value = source()
-            except Exception:  # noqa: BLE001 - a scrape must never fail because of the device
+            except Exception:
                 value = None
             if value is not None:
                 family.add_metric([], float(value))

@@ -7,19 +7,21 @@ tf.Variables: several jobs of different sizes share one traced function, and
 a new image size never retraces it (height and width are None in every
 signature).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from . import losses
-from .errors import Cancelled, NumericalError
+from .errors import NumericalError
+from .layout import needed_layers
 from .options import Pooling
-from .vgg import VGG19Features, needed_layers
+from .vgg import VGG19Features
 
 IMAGE = tf.TensorSpec([1, None, None, 3], tf.float32)
 FLAT = tf.TensorSpec([None], tf.float32)
@@ -67,9 +69,7 @@ class Objective:
         self.style_grams = tf.function(
             self._style_grams, input_signature=[IMAGE], jit_compile=xla, reduce_retracing=True
         )
-        self.terms = tf.function(
-            self._terms_from_args, input_signature=[IMAGE, *self.target_specs], jit_compile=xla
-        )
+        self.terms = tf.function(self._terms_from_args, input_signature=[IMAGE, *self.target_specs], jit_compile=xla)
 
     def _content_features(self, image: tf.Tensor) -> list[tf.Tensor]:
         feats = self.vgg(image, self.spec.content_layers, self.spec.pooling) if self.spec.content_layers else {}
@@ -130,17 +130,37 @@ class LBFGS:
         hist = [FLAT] * history
         self._step = tf.function(
             self._step_impl,
-            input_signature=[IMAGE, IMAGE, tf.TensorSpec([3], tf.float32), FLAT, FLAT, hist, hist,
-                             tf.TensorSpec([history], tf.float32), SCALAR, tf.TensorSpec([], tf.bool), SCALAR,
-                             *objective.target_specs],
+            input_signature=[
+                IMAGE,
+                IMAGE,
+                tf.TensorSpec([3], tf.float32),
+                FLAT,
+                FLAT,
+                hist,
+                hist,
+                tf.TensorSpec([history], tf.float32),
+                SCALAR,
+                tf.TensorSpec([], tf.bool),
+                SCALAR,
+                *objective.target_specs,
+            ],
             jit_compile=xla,
         )
 
     def init(self, x: tf.Tensor) -> tuple:
         zeros = tf.zeros([tf.size(x)], tf.float32)
         # Every empty history slot shares one zero tensor.
-        return (x, tf.zeros([3]), zeros, zeros, [zeros] * self.m, [zeros] * self.m, tf.zeros([self.m]),
-                tf.constant(1.0), tf.constant(True))
+        return (
+            x,
+            tf.zeros([3]),
+            zeros,
+            zeros,
+            [zeros] * self.m,
+            [zeros] * self.m,
+            tf.zeros([self.m]),
+            tf.constant(1.0),
+            tf.constant(True),
+        )
 
     def step(self, x: tf.Tensor, state: tuple, lr: tf.Tensor, targets: Targets):
         """-> (next trial point, state, accepted point's terms, accepted point)."""
@@ -150,8 +170,9 @@ class LBFGS:
     def result(self, x_next: tf.Tensor, state: tuple) -> tf.Tensor:
         return state[0]  # the best evaluated point; the next trial was never evaluated
 
-    def _step_impl(self, x, x_acc, terms_acc, g_acc, s_prev, S, Y, rho, gamma, first, lr,
-                   content_t, style_t, cw, sw, weights):
+    def _step_impl(
+        self, x, x_acc, terms_acc, g_acc, s_prev, S, Y, rho, gamma, first, lr, content_t, style_t, cw, sw, weights
+    ):
         terms, grad = self.objective.value_and_grad(x, (content_t, style_t, cw, sw, weights))
         terms = tf.stack(terms[:3])
         f = tf.reduce_sum(terms)
@@ -165,8 +186,7 @@ class LBFGS:
 
             def with_pair():
                 yy = tf.tensordot(y_new, y_new, 1)
-                return (list(S[1:]) + [s_prev], list(Y[1:]) + [y_new],
-                        tf.concat([rho[1:], [1.0 / ys]], 0), ys / yy)
+                return (list(S[1:]) + [s_prev], list(Y[1:]) + [y_new], tf.concat([rho[1:], [1.0 / ys]], 0), ys / yy)
 
             S2, Y2, rho2, gamma2 = tf.cond(push, with_pair, lambda: (list(S), list(Y), rho, gamma))
             # Two-loop recursion, newest pair first; empty slots have rho = 0.
@@ -194,8 +214,9 @@ class LBFGS:
 class Adam:
     """Adam on the pixels (β1 0.9, β2 0.999, ε 1e-8), pixels kept in 0..255."""
 
-    def __init__(self, objective: Objective, xla: bool = False, beta1: float = 0.9, beta2: float = 0.999,
-                 epsilon: float = 1e-8) -> None:
+    def __init__(
+        self, objective: Objective, xla: bool = False, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8
+    ) -> None:
         self.objective = objective
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
         self._step = tf.function(
@@ -241,11 +262,10 @@ def run_scale(
     learning_rate: float,
     iterations: int,
     first_iteration: int,
-    report_every: int,
-    last_iteration: int,
     hooks: LoopHooks,
-) -> tf.Tensor:
-    """Run `iterations` steps from `x`; return the image to keep.
+) -> tuple[tf.Tensor, int]:
+    """Run up to `iterations` steps from `x`; return the image to keep and how
+    many iterations ran (fewer when `hooks.should_stop` said so).
 
     Iterations are numbered globally from `first_iteration` (1-based). The host
     reads the loss of iteration k only after iteration k+1 has been dispatched,
@@ -261,26 +281,27 @@ def run_scale(
         nonlocal last_time
         iteration, terms, x_in = item
         parts = [float(v) for v in terms.numpy()]  # waits for that iteration only
-        values = (*parts, sum(parts))
+        values = (parts[0], parts[1], parts[2], sum(parts))
         now = time.perf_counter()
         if hooks.on_iteration:
             hooks.on_iteration(iteration, now - last_time)
         last_time = now
         if not np.isfinite(values[3]):
-            raise NumericalError(
-                f"the loss became {values[3]} at iteration {iteration}: the optimization diverged. "
-                "Lower learning_rate, use the lbfgs optimizer, or lower the loss weights."
-            )
-        if hooks.on_report and (iteration % report_every == 0 or iteration == last_iteration):
+            raise NumericalError(f"the loss became {values[3]} at iteration {iteration}: the optimization diverged")
+        if hooks.on_report:
             hooks.on_report(iteration, values, x_in)
 
+    done = 0
     for k in range(iterations):
         if hooks.should_stop and hooks.should_stop():
-            raise Cancelled(f"stopped before iteration {first_iteration + k}")
+            break
         x, state, terms, x_reported = optimizer.step(x, state, lr, targets)
         if pending is not None:
             settle(pending)
         pending = (first_iteration + k, terms, x_reported)
+        done = k + 1
     if pending is not None:
         settle(pending)
-    return optimizer.result(x, state)
+    if done == 0:
+        return x, 0
+    return optimizer.result(x, state), done

@@ -1,43 +1,42 @@
-"""The options of one style-transfer job: one typed dataclass shared by the
-servicer (which builds it from a request) and the engine (which runs it), the
-defaults and where they come from, range checks, and the multi-scale plan.
+"""The options of one job, as two typed dataclasses: `JobOptions`, what the
+engine optimizes, and `DeliveryOptions`, how the service reports and returns
+it. Field names are the StylizeRequest field names and enum values are the
+proto's value names in lower case, so `convert` maps them by name. Also: the
+server's `Limits` (the one set of defaults), range checks, and the multi-scale
+plan.
 
-Defaults and their provenance (see README, "Defaults"):
+Defaults and their provenance (README, "The algorithm, and where the defaults
+come from"):
 
 * Loss definitions follow jcjohnson/neural-style and anishathalye/neural-style:
   content = MSE of feature maps; style = MSE of Gram matrices FᵀF/(C·H·W);
   tv = mean squared difference of neighbouring pixels, summed over x and y.
-  With these definitions both reference implementations use content weight 5
-  and an effective style weight of 100 summed over five equally weighted layers
-  (jcjohnson: style_weight 100 per layer; anishathalye: 500 × 1/5 per layer).
-  The TV weight is anishathalye's 100 (its TV term is the same mean-based one;
-  jcjohnson's 1e-3 on a per-pixel sum is about 100-400 of ours at 256-512 px).
+  With these definitions both use content weight 5 and an effective style
+  weight of 100 summed over five equally weighted layers (jcjohnson: 100 per
+  layer; anishathalye: 500 × 1/5). The TV weight is anishathalye's 100.
 * Layers relu4_2 (content) and relu1_1..relu5_1 (style), as in the paper.
 * Adam learning rate 10 on the 0..255 pixel scale, as both references.
-* Iterations 500: the budget at which jcjohnson's published timings are quoted.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import enum
 import math
-import re
-from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from .checks import check_finite as _finite
+from .checks import check_range as _int_range
 from .errors import InvalidArgument, TooLarge
+from .layout import LOSS_LAYERS, MIN_SIDE, Pooling
 
 
 class Optimizer(str, enum.Enum):
     LBFGS = "lbfgs"
     ADAM = "adam"
-
-
-class Pooling(str, enum.Enum):
-    AVG = "avg"
-    MAX = "max"
 
 
 class Init(str, enum.Enum):
@@ -47,56 +46,102 @@ class Init(str, enum.Enum):
     IMAGE = "image"
 
 
-class OutputFormat(str, enum.Enum):
-    PNG = "png"
-    JPEG = "jpeg"
-    WEBP = "webp"
+class ColorControl(str, enum.Enum):
+    NONE = "none"
+    LUMINANCE = "luminance"
+    HISTOGRAM = "histogram"
 
 
-# VGG-19's layer names in order; pooling layers are not loss layers.
-BLOCK_SIZES = (2, 2, 4, 4, 4)
-CONV_LAYERS = tuple(f"conv{b + 1}_{i + 1}" for b, n in enumerate(BLOCK_SIZES) for i in range(n))
-RELU_LAYERS = tuple(name.replace("conv", "relu") for name in CONV_LAYERS)
-LOSS_LAYERS = frozenset(CONV_LAYERS + RELU_LAYERS)
+class UnmaskedRegion(str, enum.Enum):
+    STYLES = "styles"
+    CONTENT = "content"
 
-DEFAULT_CONTENT_LAYERS: tuple[tuple[str, float], ...] = (("relu4_2", 1.0),)
-DEFAULT_STYLE_LAYERS: tuple[tuple[str, float], ...] = tuple(
-    (f"relu{b}_1", 1.0) for b in range(1, 6)
-)
+
+Layers = tuple[tuple[str, float], ...]
+
+DEFAULT_CONTENT_LAYERS: Layers = (("relu4_2", 1.0),)
+DEFAULT_STYLE_LAYERS: Layers = tuple((f"relu{b}_1", 1.0) for b in range(1, 6))
 DEFAULT_LEARNING_RATE = {Optimizer.LBFGS: 1.0, Optimizer.ADAM: 10.0}
 MULTISCALE_THRESHOLD = 256  # multi-scale is on by default above this size
-MIN_SIDE = 16  # the shorter side of any scale: 16 -> 1 px after VGG-19's four poolings
+# Scales above this longest side get half the iteration share of the scale
+# before them: at print sizes the layout is settled, and an iteration there
+# costs 4x the one below.
+FULL_SHARE_MAX_SIZE = 1024
 
 
 @dataclass(frozen=True)
 class Limits:
-    """What one job may ask for. The server's flags set these."""
+    """What one request may ask for. Every limit is also a server flag
+    (--max-pixels, ...), whose default is the one here."""
 
-    max_pixels: int = 1024 * 1024  # output width*height
-    max_side: int = 2048  # output longest side
-    max_iterations: int = 5000
+    max_pixels: int = 4096 * 4096  # output width*height: 16 MP (the memory budget decides what fits)
+    max_side: int = 4096  # output longest side
+    max_iterations: int = 2000
     max_styles: int = 8
-    max_input_pixels: int = 40_000_000  # decoded input image, checked from the header
+    max_input_pixels: int = 40_000_000  # one decoded input image, checked from its header
+    max_request_pixels: int = 80_000_000  # decoded pixels of all images of one request
+    max_preview_side: int = 1024
 
 
 @dataclass(frozen=True)
 class StyleSource:
-    """A decoded style image (H×W×3 uint8 RGB) and its blend weight."""
+    """A decoded style image (H×W×3 uint8 RGB), its blend weight and, where it
+    applies only to a region, its mask (H×W float32 in 0..1, any size)."""
 
     image: np.ndarray
     weight: float = 1.0
+    mask: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The decoded images of a job."""
+
+    content: np.ndarray  # H×W×3 uint8 RGB
+    styles: tuple[StyleSource, ...]
+    init_image: np.ndarray | None = None
+
+    @property
+    def shapes(self) -> InputShapes:
+        return InputShapes(
+            content=_hw(self.content),
+            styles=tuple(_hw(s.image) for s in self.styles),
+            masks=tuple(None if s.mask is None else _hw(s.mask) for s in self.styles),
+            weights=tuple(float(s.weight) for s in self.styles),
+            init_image=None if self.init_image is None else _hw(self.init_image),
+        )
+
+
+@dataclass(frozen=True)
+class InputShapes:
+    """The (height, width) of every input image, known from the headers before
+    anything is decoded, and the styles' blend weights: all that validation
+    and the cost model need."""
+
+    content: tuple[int, int]
+    styles: tuple[tuple[int, int], ...]
+    masks: tuple[tuple[int, int] | None, ...]
+    weights: tuple[float, ...]
+    init_image: tuple[int, int] | None = None
+
+    @property
+    def pixels(self) -> int:
+        """Decoded pixels of every input image."""
+        shapes = [self.content, *self.styles, *(m for m in self.masks if m)]
+        if self.init_image is not None:
+            shapes.append(self.init_image)
+        return sum(h * w for h, w in shapes)
+
+
+def _hw(image: np.ndarray) -> tuple[int, int]:
+    return int(image.shape[0]), int(image.shape[1])
 
 
 @dataclass(frozen=True)
 class JobOptions:
-    """Everything a job needs. Images are decoded H×W×3 uint8 RGB arrays.
+    """What the engine optimizes, the images aside. Fields left at None are
+    resolved by `resolve`."""
 
-    Fields left at None are resolved by `resolve` (engine defaults that depend
-    on other fields or on the engine).
-    """
-
-    content: np.ndarray
-    styles: Sequence[StyleSource]
     size: int = 512
     iterations: int = 500
     optimizer: Optimizer = Optimizer.LBFGS
@@ -104,31 +149,21 @@ class JobOptions:
     content_weight: float = 5.0
     style_weight: float = 100.0
     tv_weight: float = 100.0
-    content_layers: tuple[tuple[str, float], ...] = DEFAULT_CONTENT_LAYERS
-    style_layers: tuple[tuple[str, float], ...] = DEFAULT_STYLE_LAYERS
+    content_layers: Layers = DEFAULT_CONTENT_LAYERS
+    style_layers: Layers = DEFAULT_STYLE_LAYERS
     pooling: Pooling | None = None  # None: the engine's default (avg)
     init: Init = Init.CONTENT
-    init_image: np.ndarray | None = None
     seed: int = 0
     style_scale: float = 1.0
     preserve_colors: bool = False
-    multiscale: bool | None = None  # None: on when size > 256
+    multiscale: bool | None = None  # None: on when size > MULTISCALE_THRESHOLD
     multiscale_min_size: int = 256
-    progress_interval: int = 10
-    lbfgs_history: int = 20
-    # Used by the service only (the engine returns arrays):
-    preview_max_side: int = 0
-    output_format: OutputFormat = OutputFormat.PNG
-    quality: int = 92
-    request_id: str = ""
+    color_control: ColorControl = ColorControl.NONE
+    unmasked_region: UnmaskedRegion = UnmaskedRegion.STYLES
+    lbfgs_history: int = 20  # engine setting, not in the API; the cost model may lower it
 
-    def replace(self, **changes: object) -> "JobOptions":
-        return dataclasses.replace(self, **changes)
-
-    @property
-    def output_shape(self) -> tuple[int, int]:
-        """(height, width) of the output: the content scaled to `size`."""
-        return scaled_shape(self.content.shape[:2], self.size)
+    def replace(self, **changes: object) -> JobOptions:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -137,22 +172,26 @@ class Scale:
     iterations: int
 
 
-def style_side(size: int, style_scale: float) -> int:
-    """Longest side of the style images for an output of longest side `size`."""
-    return max(MIN_SIDE, round(size * style_scale))
-
-
-def layer_index(name: str) -> int:
-    """Position of a conv/relu layer in the network (conv before its relu)."""
-    kind, _, rest = name.partition("_")  # "relu4", "2"
-    base = kind.rstrip("0123456789")
-    return CONV_LAYERS.index(name.replace(base, "conv", 1)) * 2 + (base == "relu")
-
-
 def scaled_shape(shape: Sequence[int], longest: int) -> tuple[int, int]:
     h, w = int(shape[0]), int(shape[1])
     scale = longest / max(h, w)
     return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def style_shape(style_hw: Sequence[int], output_hw: Sequence[int], style_scale: float) -> tuple[int, int]:
+    """(height, width) of a style image for an output of `output_hw`: its
+    aspect kept, its area style_scale² times the output's, and its shorter side
+    at least MIN_SIDE (so that block 5 is never empty)."""
+    sh, sw = int(style_hw[0]), int(style_hw[1])
+    area = style_scale**2 * int(output_hw[0]) * int(output_hw[1])
+    factor = math.sqrt(area / (sh * sw))
+    factor = max(factor, MIN_SIDE / min(sh, sw))
+    return max(MIN_SIDE, round(sh * factor)), max(MIN_SIDE, round(sw * factor))
+
+
+def output_shape(options: JobOptions, content_hw: Sequence[int]) -> tuple[int, int]:
+    """(height, width) of the output: the content scaled to `size`."""
+    return scaled_shape(content_hw, options.size)
 
 
 def multiscale_on(options: JobOptions) -> bool:
@@ -160,30 +199,33 @@ def multiscale_on(options: JobOptions) -> bool:
     return options.size > MULTISCALE_THRESHOLD if options.multiscale is None else options.multiscale
 
 
-def plan_scales(options: JobOptions) -> list[Scale]:
+def plan_scales(options: JobOptions, content_hw: Sequence[int]) -> list[Scale]:
     """The coarse-to-fine schedule.
 
     Sizes double from `multiscale_min_size` up to `size` (the last scale is
-    exactly `size`). The iteration budget is split in shares 2:1:1:...: the
-    coarsest scale, where an iteration is cheapest and most of the structure
-    forms, gets twice the share of each finer scale; rounding goes to the
-    coarsest. Every scale gets at least one iteration while the budget lasts.
+    exactly `size`). The coarsest scale, where an iteration is cheapest and
+    most of the structure forms, gets a share of 2; each finer scale up to
+    FULL_SHARE_MAX_SIZE a share of 1; each above it half the share of the one
+    before (1/2, 1/4, ...), because its iterations cost 4x and refine texture
+    only. Rounding goes to the coarsest; every scale gets at least one
+    iteration while the budget lasts.
     """
     sizes = [options.size]
     if multiscale_on(options):
         s = options.size
         while s // 2 >= options.multiscale_min_size:
             s //= 2
-            if min(scaled_shape(options.content.shape[:2], s)) < MIN_SIDE:
+            if min(scaled_shape(content_hw, s)) < MIN_SIDE:
                 break  # a very wide or tall image: no coarser scale is deep enough for VGG-19
             sizes.append(s)
         sizes.reverse()
     if options.iterations < len(sizes):  # fewer iterations than scales: keep the finest
         sizes = sizes[-options.iterations :]
-    shares = [2] + [1] * (len(sizes) - 1)
+    shares = [2.0]
+    for size in sizes[1:]:
+        shares.append(1.0 if size <= FULL_SHARE_MAX_SIZE else min(1.0, shares[-1]) / 2)
     total_share = sum(shares)
-    its = [options.iterations * sh // total_share for sh in shares]
-    its = [max(1, i) for i in its]
+    its = [max(1, int(options.iterations * sh / total_share)) for sh in shares]
     its[0] += options.iterations - sum(its)
     return [Scale(s, i) for s, i in zip(sizes, its)]
 
@@ -192,56 +234,29 @@ def resolve(options: JobOptions, default_pooling: Pooling = Pooling.AVG) -> JobO
     """Fill the fields left at None with their defaults."""
     return options.replace(
         learning_rate=(
-            options.learning_rate
-            if options.learning_rate is not None
-            else DEFAULT_LEARNING_RATE[options.optimizer]
+            options.learning_rate if options.learning_rate is not None else DEFAULT_LEARNING_RATE[options.optimizer]
         ),
         pooling=options.pooling or default_pooling,
         multiscale=multiscale_on(options),
     )
 
 
-def blend_weights(styles: Sequence[StyleSource]) -> list[float]:
-    total = sum(s.weight for s in styles)
-    return [s.weight / total for s in styles]
-
-
-_REQUEST_ID = re.compile(r"^[\x20-\x7e]{0,128}$")
-
-
-def _finite(name: str, value: float, lo: float, hi: float) -> None:
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidArgument(name, f"must be a finite number, got {value!r}")
-    if not lo <= value <= hi:
-        raise InvalidArgument(name, f"must be in [{lo:g}, {hi:g}], got {value:g}")
-
-
-def _int_range(name: str, value: int, lo: int, hi: int) -> None:
-    if not lo <= value <= hi:
-        raise InvalidArgument(name, f"must be in [{lo}, {hi}], got {value}")
-
-
-def _check_image(name: str, image: np.ndarray | None, limits: Limits) -> None:
-    if image is None:
+def _check_shape(name: str, hw: tuple[int, int] | None, limits: Limits) -> None:
+    if hw is None:
         raise InvalidArgument(name, "is required")
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise InvalidArgument(name, f"must be an H×W×3 uint8 RGB array, got {image.dtype} {image.shape}")
-    h, w = image.shape[:2]
+    h, w = hw
     if h < 1 or w < 1:
-        raise InvalidArgument(name, "is empty")
+        raise InvalidArgument(name, f"image has no pixels ({w}x{h})")
     if h * w > limits.max_input_pixels:
         raise TooLarge(name, f"{w}x{h} = {w * h} pixels exceeds the limit of {limits.max_input_pixels} pixels")
 
 
-def _check_layers(name: str, layers: Sequence[tuple[str, float]], required: bool) -> None:
-    if required and not layers:
-        raise InvalidArgument(name, "needs at least one layer")
+def _check_layers(name: str, layers: Sequence[tuple[str, float]]) -> None:
     seen: set[str] = set()
     for layer, weight in layers:
         if layer not in LOSS_LAYERS:
             raise InvalidArgument(
-                name,
-                f"unknown layer {layer!r}; valid layers are conv1_1..conv5_4 and relu1_1..relu5_4",
+                name, f"unknown layer {layer!r}; valid layers are conv1_1..conv5_4 and relu1_1..relu5_4"
             )
         if layer in seen:
             raise InvalidArgument(name, f"layer {layer!r} is listed twice")
@@ -249,26 +264,47 @@ def _check_layers(name: str, layers: Sequence[tuple[str, float]], required: bool
         _finite(f"{name}[{layer}].weight", weight, 0.0, 1e12)
 
 
-def validate(options: JobOptions, limits: Limits) -> None:
-    """Raise InvalidArgument / TooLarge naming the first bad field and its limit."""
-    _check_image("content", options.content, limits)
-    if not options.styles:
+def validate_shapes(shapes: InputShapes, limits: Limits) -> None:
+    """The checks that need only the images' headers: run before decoding."""
+    _check_shape("content", shapes.content, limits)
+    if not shapes.styles:
         raise InvalidArgument("styles", "at least one style image is required")
-    if len(options.styles) > limits.max_styles:
-        raise InvalidArgument("styles", f"{len(options.styles)} style images exceed the limit of {limits.max_styles}")
-    for i, style in enumerate(options.styles):
-        _check_image(f"styles[{i}].image", style.image, limits)
-        _finite(f"styles[{i}].blend_weight", style.weight, 0.0, 1e6)
-    if sum(s.weight for s in options.styles) <= 0:
-        raise InvalidArgument("styles.blend_weight", "at least one blend weight must be positive")
+    if len(shapes.styles) > limits.max_styles:
+        raise InvalidArgument("styles", f"{len(shapes.styles)} style images exceed the limit of {limits.max_styles}")
+    for i, (style, mask) in enumerate(zip(shapes.styles, shapes.masks)):
+        _check_shape(f"styles[{i}].image", style, limits)
+        if mask is not None:
+            _check_shape(f"styles[{i}].mask", mask, limits)
+    if shapes.init_image is not None:
+        _check_shape("init_image", shapes.init_image, limits)
+    if shapes.pixels > limits.max_request_pixels:
+        raise TooLarge(
+            "styles" if len(shapes.styles) > 1 else "content",
+            f"the request's images decode to {shapes.pixels} pixels in all, over the limit of "
+            f"{limits.max_request_pixels} pixels per request; send smaller or fewer images",
+        )
 
-    _int_range("size", options.size, 16, limits.max_side)
-    h, w = options.output_shape
+
+def validate(options: JobOptions, shapes: InputShapes, limits: Limits) -> None:
+    """Raise InvalidArgument / TooLarge naming the first bad field and its limit."""
+    validate_shapes(shapes, limits)
+    for i, weight in enumerate(shapes.weights):
+        _finite(f"styles[{i}].blend_weight", weight, 0.0, 1e6)
+    if sum(shapes.weights) <= 0:
+        raise InvalidArgument("styles[0].blend_weight", "at least one blend weight must be positive")
+    unmasked = [i for i, m in enumerate(shapes.masks) if m is None]
+    if options.unmasked_region is UnmaskedRegion.CONTENT and unmasked and len(unmasked) < len(shapes.masks):
+        raise InvalidArgument(
+            f"styles[{unmasked[0]}].mask",
+            "unmasked_region = content leaves no region for a style without a mask; give every style a mask "
+            "or use unmasked_region = styles",
+        )
+    _int_range("size", options.size, MIN_SIDE, limits.max_side)
+    h, w = output_shape(options, shapes.content)
     if h * w > limits.max_pixels:
         raise InvalidArgument(
             "size",
-            f"output {w}x{h} = {w * h} pixels exceeds the limit of {limits.max_pixels} pixels; "
-            f"ask for a smaller size",
+            f"output {w}x{h} = {w * h} pixels exceeds the limit of {limits.max_pixels} pixels; ask for a smaller size",
         )
     if min(h, w) < MIN_SIDE:
         raise InvalidArgument(
@@ -279,33 +315,28 @@ def validate(options: JobOptions, limits: Limits) -> None:
     _int_range("iterations", options.iterations, 1, limits.max_iterations)
     if options.learning_rate is not None:
         _finite("learning_rate", options.learning_rate, 1e-6, 1e4)
-        if options.learning_rate <= 0:
-            raise InvalidArgument("learning_rate", "must be positive")
     _finite("content_weight", options.content_weight, 0.0, 1e12)
     _finite("style_weight", options.style_weight, 0.0, 1e12)
     _finite("tv_weight", options.tv_weight, 0.0, 1e12)
-    _check_layers("content_layers", options.content_layers, required=False)
-    _check_layers("style_layers", options.style_layers, required=False)
+    _check_layers("content_layers", options.content_layers)
+    _check_layers("style_layers", options.style_layers)
     if not options.content_layers and not options.style_layers:
         raise InvalidArgument("style_layers", "content_layers and style_layers cannot both be empty")
-    if options.init is Init.IMAGE:
-        _check_image("init_image", options.init_image, limits)
+    if options.init is Init.IMAGE and shapes.init_image is None:
+        raise InvalidArgument("init_image", "is required when init is image (INIT_IMAGE)")
+    if options.init is not Init.IMAGE and shapes.init_image is not None:
+        raise InvalidArgument("init_image", "is set but init is not image; set init = image (INIT_IMAGE) to use it")
     if not 0 <= options.seed < 2**63:
         raise InvalidArgument("seed", f"must be in [0, 2^63), got {options.seed}")
     _finite("style_scale", options.style_scale, 0.1, 4.0)
-    for i, style in enumerate(options.styles):
-        sh, sw = scaled_shape(style.image.shape[:2], style_side(options.size, options.style_scale))
-        if sh * sw > 4 * limits.max_pixels:
+    for i, style in enumerate(shapes.styles):
+        sh, sw = style_shape(style, (h, w), options.style_scale)
+        if sh * sw > 16 * limits.max_pixels:
             raise InvalidArgument(
                 "style_scale",
-                f"style {i} at scale {options.style_scale:g} would be {sw}x{sh} pixels, over 4x the limit of "
-                f"{limits.max_pixels}",
+                f"style {i} at scale {options.style_scale:g} would be {sw}x{sh} pixels, over 16x the limit of "
+                f"{limits.max_pixels} output pixels",
             )
     # Above `size` it only means "one scale", so it is not tied to max_side.
     _int_range("multiscale_min_size", options.multiscale_min_size, 32, 65536)
-    _int_range("progress_interval", options.progress_interval, 1, max(1, limits.max_iterations))
     _int_range("lbfgs_history", options.lbfgs_history, 1, 100)
-    _int_range("preview_max_side", options.preview_max_side, 0, limits.max_side)
-    _int_range("quality", options.quality, 1, 100)
-    if not _REQUEST_ID.match(options.request_id):
-        raise InvalidArgument("request_id", "must be at most 128 printable ASCII characters")

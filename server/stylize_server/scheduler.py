@@ -8,6 +8,7 @@ gap. The scheduler never blocks a caller: a full queue raises QueueFull at once.
 Events go to the job's `JobEvents`, whose methods must be quick and must not
 call back into the scheduler (the service's frame queue only appends).
 """
+
 from __future__ import annotations
 
 import collections
@@ -17,11 +18,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Protocol
 
 from . import metrics
-from .errors import Cancelled, DeadlineExceeded, QueueFull, StylizeError, Unavailable
-from .options import JobOptions
+from .delivery import DeliveryOptions
+from .engine import RunHooks
+from .errors import Draining, QueueFull, Stopped, StylizeError
+from .plan import JobPlan
+from .types import Progress, Result, StopReason
 
 log = logging.getLogger("stylize.scheduler")
 
@@ -33,9 +37,9 @@ class JobEvents(Protocol):
 
     def started(self, queue_wait: float) -> None: ...
 
-    def progress(self, progress: Any) -> None: ...
+    def progress(self, progress: Progress) -> None: ...
 
-    def finished(self, result: Any | None, error: BaseException | None) -> None: ...
+    def finished(self, result: Result | None, error: BaseException | None) -> None: ...
 
 
 class JobState(str, enum.Enum):
@@ -45,13 +49,7 @@ class JobState(str, enum.Enum):
 
 
 class EngineLike(Protocol):
-    def run(
-        self,
-        options: JobOptions,
-        on_progress: Callable[[Any], None] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-        on_iteration: Callable[[int, float], None] | None = None,
-    ) -> Any: ...
+    def run(self, plan: JobPlan, hooks: RunHooks | None = None) -> Result: ...
 
 
 _ids = itertools.count(1)
@@ -61,7 +59,8 @@ _ids = itertools.count(1)
 class Job:
     """One admitted request. `deadline` is on the time.monotonic() clock."""
 
-    options: JobOptions
+    plan: JobPlan
+    delivery: DeliveryOptions
     events: JobEvents
     deadline: float | None = None
     id: int = field(default_factory=lambda: next(_ids))
@@ -70,7 +69,7 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     iterations_done: int = 0
-    stop_reason: str | None = None
+    stop_reason: StopReason | None = None
 
     @property
     def queue_wait(self) -> float:
@@ -99,6 +98,7 @@ class Scheduler:
         self._cond = threading.Condition()
         self._queue: collections.deque[Job] = collections.deque()
         self._running: set[Job] = set()
+        self._by_request_id: dict[str, Job] = {}
         self._closed = False
 
     # ------------------------------------------------------------ queries
@@ -119,37 +119,40 @@ class Scheduler:
         again under the same lock: this is an early answer, not a reservation."""
         with self._cond:
             if self._closed:
-                raise Unavailable("the server is shutting down and accepts no new jobs; retry on another replica")
+                raise Draining("the server is shutting down and accepts no new jobs")
             if len(self._running) >= self.max_concurrent and len(self._queue) >= self.queue_size:
                 raise self._queue_full_locked()
 
     def _queue_full_locked(self) -> QueueFull:
         return QueueFull(
             f"the queue is full: {len(self._running)} job(s) running and {len(self._queue)} queued "
-            f"(capacity {self.queue_size}); retry later with backoff"
+            f"(capacity {self.queue_size})",
+            retry_after=1.0,
         )
 
-    def submit(self, options: JobOptions, events: JobEvents, deadline: float | None = None) -> Job:
+    def submit(self, plan: JobPlan, delivery: DeliveryOptions, events: JobEvents, deadline: float | None = None) -> Job:
         """Admit a job: start it now if a slot is free, else queue it (and send
         its position). Raises QueueFull when the queue is full, Unavailable
         when the scheduler is closed (draining)."""
-        job = Job(options=options, events=events, deadline=deadline)
+        job = Job(plan=plan, delivery=delivery, events=events, deadline=deadline)
         with self._cond:
             if self._closed:
-                raise Unavailable("the server is shutting down and accepts no new jobs; retry on another replica")
+                raise Draining("the server is shutting down and accepts no new jobs")
             if len(self._running) < self.max_concurrent and not self._queue:
+                self._by_request_id[delivery.request_id] = job
                 self._start_locked(job)
                 thread = threading.Thread(target=self._worker, args=(job,), name=f"job-{job.id}", daemon=True)
                 thread.start()
                 return job
             if len(self._queue) >= self.queue_size:
                 raise self._queue_full_locked()
+            self._by_request_id[delivery.request_id] = job
             self._queue.append(job)
             metrics.QUEUE_DEPTH.inc()
             events.queued(len(self._queue), len(self._queue))
             return job
 
-    def cancel(self, job: Job, reason: str) -> None:
+    def cancel(self, job: Job, reason: StopReason) -> None:
         """Stop a job for `reason`: a queued job ends at once, a running one
         within one iteration. A finished job is left alone; the first reason wins."""
         with self._cond:
@@ -163,6 +166,11 @@ class Scheduler:
                 metrics.QUEUE_DEPTH.dec()
                 self._finish_queued_locked(job, index)
 
+    def find(self, request_id: str) -> Job | None:
+        """The queued or running job with this request id."""
+        with self._cond:
+            return self._by_request_id.get(request_id)
+
     # ----------------------------------------------------------- draining
     def close(self) -> int:
         """Refuse new jobs and end every queued job with UNAVAILABLE. Returns
@@ -174,12 +182,12 @@ class Scheduler:
                 job = self._queue.popleft()
                 metrics.QUEUE_DEPTH.dec()
                 if job.stop_reason is None:
-                    job.stop_reason = "shutdown"
+                    job.stop_reason = StopReason.SHUTDOWN
                 self._finish_queued_locked(job, None)
                 ended += 1
             return ended
 
-    def stop_running(self, reason: str = "shutdown") -> int:
+    def stop_running(self, reason: StopReason = StopReason.SHUTDOWN) -> int:
         """Ask every running job to stop (they end within one iteration)."""
         with self._cond:
             for job in self._running:
@@ -194,33 +202,31 @@ class Scheduler:
 
     # ----------------------------------------------------------- internals
     def _error_for(self, job: Job) -> StylizeError:
-        reason = job.stop_reason or "client"
-        if reason == "deadline":
-            return DeadlineExceeded(
-                f"the call's deadline passed after {time.monotonic() - job.submitted_at:.1f} s; "
-                f"the job was stopped after {job.iterations_done} of {job.options.iterations} iterations"
+        reason = job.stop_reason or StopReason.CLIENT
+        if reason is StopReason.DEADLINE:
+            return Stopped(
+                reason,
+                (
+                    f"the call's deadline passed after {time.monotonic() - job.submitted_at:.1f} s; "
+                    f"the job was stopped after {job.iterations_done} of {job.plan.total_iterations} iterations"
+                ),
             )
-        if reason == "time_limit":
-            return DeadlineExceeded(
-                f"the job ran longer than this server's limit of {self.max_job_seconds:g} s per job "
-                f"(--max-job-seconds); ask for fewer iterations or a smaller size"
-            )
-        if reason == "shutdown":
-            if job.started_at is None:
-                return Unavailable("the server is shutting down; the queued job was not started; retry on another replica")
-            return Unavailable(
-                f"the server is shutting down and the job did not finish within the grace period of "
-                f"{self.grace_seconds:g} s; retry on another replica"
-            )
-        return Cancelled("the client cancelled the call; the job was stopped")
+        if reason is StopReason.SHUTDOWN:
+            return Stopped(reason, "the server is shutting down; the queued job was not started")
+        return Stopped(StopReason.CLIENT, "the client cancelled the call; the job was stopped")
 
     def _finish_queued_locked(self, job: Job, removed_index: int | None) -> None:
         job.state = JobState.DONE
+        self._forget_locked(job)
         job.finished_at = time.monotonic()
-        metrics.JOBS_CANCELLED.labels(reason=job.stop_reason or "client").inc()
+        metrics.JOBS_CANCELLED.labels(reason=(job.stop_reason or StopReason.CLIENT).value).inc()
         job.events.finished(None, self._error_for(job))
         if removed_index is not None:
             self._notify_positions_locked(removed_index)
+
+    def _forget_locked(self, job: Job) -> None:
+        if self._by_request_id.get(job.delivery.request_id) is job:
+            del self._by_request_id[job.delivery.request_id]
 
     def _notify_positions_locked(self, from_index: int) -> None:
         depth = len(self._queue)
@@ -248,6 +254,7 @@ class Scheduler:
             result, error = self._run(job)
             with self._cond:
                 self._running.discard(job)
+                self._forget_locked(job)
                 metrics.JOBS_IN_PROGRESS.dec()
                 finished, job = job, (None if self._closed else self._next_locked())
                 self._cond.notify_all()
@@ -255,42 +262,42 @@ class Scheduler:
             # caller that resubmits at once is never refused for its own slot.
             try:
                 finished.events.finished(result, error)
-            except Exception:  # noqa: BLE001
-                log.exception("job %s: finished event failed", finished.options.request_id)
+            except Exception:
+                log.exception("job %s: finished event failed", finished.delivery.request_id)
 
-    def _run(self, job: Job) -> tuple[Any | None, BaseException | None]:
+    def _run(self, job: Job) -> tuple[Result | None, BaseException | None]:
         started = job.started_at if job.started_at is not None else time.monotonic()
         time_limit = started + self.max_job_seconds
 
-        def should_stop() -> bool:
+        def stop() -> StopReason | None:
             if job.stop_reason is None:
                 now = time.monotonic()
                 if job.deadline is not None and now >= job.deadline:
-                    job.stop_reason = "deadline"
+                    job.stop_reason = StopReason.DEADLINE
                 elif now >= time_limit:
-                    job.stop_reason = "time_limit"
-            return job.stop_reason is not None
+                    job.stop_reason = StopReason.TIME_LIMIT
+            return job.stop_reason
 
         def on_iteration(iteration: int, seconds: float) -> None:
             job.iterations_done = iteration
             metrics.ITERATION.observe(seconds)
             metrics.ITERATIONS.inc()
 
-        result: Any | None = None
+        result: Result | None = None
         error: BaseException | None = None
         try:
             job.events.started(job.queue_wait)
-            if should_stop():  # stopped between admission and start
-                raise Cancelled("stopped before start")
             result = self._engine.run(
-                job.options, on_progress=job.events.progress, should_stop=should_stop, on_iteration=on_iteration
+                job.plan, RunHooks(on_progress=job.events.progress, stop=stop, on_iteration=on_iteration)
             )
-        except Cancelled:
-            error = self._error_for(job)
-            metrics.JOBS_CANCELLED.labels(reason=job.stop_reason or "client").inc()
-        except Exception as exc:  # noqa: BLE001 - every failure must reach the caller, never kill the worker
+            if not result.complete:
+                metrics.JOBS_CANCELLED.labels(reason=result.stop_reason.value).inc()
+                if result.stop_reason in (StopReason.CLIENT, StopReason.DEADLINE):
+                    # Nobody is there to take the image.
+                    error, result = self._error_for(job), None
+        except Exception as exc:
             if not isinstance(exc, StylizeError):
-                log.exception("job %s failed with an unexpected error", job.options.request_id)
+                log.exception("job %s failed with an unexpected error", job.delivery.request_id)
             error = exc
         finally:
             job.finished_at = time.monotonic()

@@ -7,6 +7,7 @@ Keras' VGG19 fuses ReLU into its Conv2D layers and uses max pooling; the paper
 uses average pooling and the losses may read pre-ReLU maps, so the forward pass
 is rebuilt here around the same layers' kernel and bias variables.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,13 +15,13 @@ import logging
 import os
 import socket
 import time
-from typing import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 import tensorflow as tf
 
 from .errors import WeightsError
-from .options import BLOCK_SIZES, CONV_LAYERS, Pooling, layer_index
+from .layout import BLOCK_SIZES, CONV_LAYERS, Pooling, layer_index
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def load_keras_vgg19(source: str, download_timeout: float = 120.0) -> tuple[tf.k
         socket.setdefaulttimeout(download_timeout)
         try:
             model = _keras_vgg19("imagenet")
-        except Exception as exc:  # noqa: BLE001 - urllib, OSError, ValueError, h5py errors
+        except Exception as exc:
             state = (
                 f"a cached file exists at {cached} but could not be used (wrong hash or truncated, "
                 f"{os.path.getsize(cached)} bytes)"
@@ -126,12 +127,11 @@ def load_keras_vgg19(source: str, download_timeout: float = 120.0) -> tuple[tf.k
         raise WeightsError(f"--weights {source!r}: no such file ({path}). " + _how_to_fix())
     if not path.endswith((".h5", ".hdf5")):
         raise WeightsError(
-            f"--weights {source!r}: expected a Keras HDF5 weights file ending in .h5 ({WEIGHTS_FILE}). "
-            + _how_to_fix()
+            f"--weights {source!r}: expected a Keras HDF5 weights file ending in .h5 ({WEIGHTS_FILE}). " + _how_to_fix()
         )
     try:
         model = _keras_vgg19(path)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         size = os.path.getsize(path)
         raise WeightsError(
             f"--weights {source!r}: the file ({size} bytes; the real one is {WEIGHTS_BYTES}) could not be read "
@@ -182,8 +182,3 @@ class VGG19Features:
                     return out
                 position += 2
         return out
-
-
-def needed_layers(*groups: Sequence[str]) -> tuple[str, ...]:
-    names = sorted({n for g in groups for n in g}, key=layer_index)
-    return tuple(names)

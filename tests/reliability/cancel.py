@@ -7,6 +7,7 @@ deadline. Afterwards every slot must be free again (stylize_jobs_in_progress
 and stylize_queue_depth scraped from /metrics back to 0), the server must have
 counted the stops, and a full set of new jobs must run.
 """
+
 from __future__ import annotations
 
 import threading
@@ -37,8 +38,9 @@ def _client(
     rng = rng_for("cancel", wave * 1000 + index)
     plan = PLANS[(index + wave) % len(PLANS)]
     stub = server.stub(server.channel())
-    request = make_request(size=rng.choice((32, 40)), iterations=LONG_JOB, seed=index,
-                           request_id=f"cancel-{wave}-{index}")
+    request = make_request(
+        size=rng.choice((32, 40)), iterations=LONG_JOB, seed=index, request_id=f"cancel-{wave}-{index}"
+    )
     state: dict[str, object] = {"cancelled_while": None, "call": None}
     progress_target = rng.randint(1, 5)
 
@@ -54,9 +56,9 @@ def _client(
             leave(call, "queued")
         elif plan == "after_queued" and kind == "started":
             leave(call, "running")  # it never had to wait: leave as soon as it runs
-        elif plan == "after_started" and kind == "started":
-            leave(call, "running")
-        elif plan == "after_progress" and kind == "progress" and frame.progress.iteration >= progress_target:
+        elif (plan == "after_started" and kind == "started") or (
+            plan == "after_progress" and kind == "progress" and frame.progress.iteration >= progress_target
+        ):
             leave(call, "running")
 
     def on_call(call) -> None:
@@ -138,17 +140,24 @@ def run_cancel_storm(server: ServerProc, profile: Profile) -> ScenarioResult:
             queue_empty_after_ms=ms(queue_in),
             next_jobs_ok=sum(1 for f in follow if not f),
         )
-        res.check("only CANCELLED, DEADLINE_EXCEEDED, OK or RESOURCE_EXHAUSTED", not unexpected, "; ".join(unexpected[:5]))
+        res.check(
+            "only CANCELLED, DEADLINE_EXCEEDED, OK or RESOURCE_EXHAUSTED", not unexpected, "; ".join(unexpected[:5])
+        )
         res.check("jobs stopped while queued", stopped_queued > 0, f"{stopped_queued}")
         res.check("jobs stopped while running", stopped_running > 0, f"{stopped_running}")
         # A call cancelled before the server saw it is never counted; every
         # admitted one must be.
-        res.check("server counted every stop of an admitted job (stylize_jobs_cancelled_total)",
-                  stopped_seen <= cancelled <= stopped_queued + stopped_running,
-                  f"server {int(cancelled)}, admitted and stopped {stopped_seen}, "
-                  f"all stops {stopped_queued + stopped_running}")
-        res.check("stylize_jobs_in_progress and stylize_queue_depth back to 0",
-                  in_progress == 0 and depth == 0, f"in progress {in_progress}, queue depth {depth}")
+        res.check(
+            "server counted every stop of an admitted job (stylize_jobs_cancelled_total)",
+            stopped_seen <= cancelled <= stopped_queued + stopped_running,
+            f"server {int(cancelled)}, admitted and stopped {stopped_seen}, "
+            f"all stops {stopped_queued + stopped_running}",
+        )
+        res.check(
+            "stylize_jobs_in_progress and stylize_queue_depth back to 0",
+            in_progress == 0 and depth == 0,
+            f"in progress {in_progress}, queue depth {depth}",
+        )
         bad = [p for f in follow for p in f]
         res.check(f"the next {n_next} jobs run", not bad, "; ".join(bad[:5]))
     return res

@@ -13,6 +13,7 @@
   with progress frames skipped rather than queued, and a fast client beside
   them is served as usual.
 """
+
 from __future__ import annotations
 
 import signal
@@ -40,10 +41,21 @@ from .harness import (
 
 # ------------------------------------------------------------------ SIGTERM
 def run_sigterm(profile: Profile) -> ScenarioResult:
-    with scenario("SIGTERM drain") as res, spawn_server(
-        "--max-concurrent-jobs", "2", "--queue-size", "4", "--grace-seconds", "120",
-        "--max-side", "128", "--max-pixels", str(128 * 128),
-    ) as server:
+    with (
+        scenario("SIGTERM drain") as res,
+        spawn_server(
+            "--max-concurrent-jobs",
+            "2",
+            "--queue-size",
+            "4",
+            "--grace-seconds",
+            "120",
+            "--max-side",
+            "128",
+            "--max-pixels",
+            str(128 * 128),
+        ) as server,
+    ):
         n_running, n_queued = 2, 3
         iterations = profile.sigterm_iterations
         outcomes: dict[str, CallOutcome] = {}
@@ -112,15 +124,25 @@ def run_sigterm(profile: Profile) -> ScenarioResult:
             exit_code=code,
             exit_after_signal_ms=ms(exit_after),
         )
-        res.check("health NOT_SERVING while draining", health_status == health_pb2.HealthCheckResponse.NOT_SERVING,
-                  f"health was {health_status}")
+        res.check(
+            "health NOT_SERVING while draining",
+            health_status == health_pb2.HealthCheckResponse.NOT_SERVING,
+            f"health was {health_status}",
+        )
         res.check("running jobs completed whole within the grace period", not problems, "; ".join(problems))
-        res.check("queued jobs got UNAVAILABLE",
-                  all(o is not None and o.code is grpc.StatusCode.UNAVAILABLE for o in waiting),
-                  "; ".join(f"{o.code.name}: {o.details}" for o in waiting if o is not None))
-        res.check("a new call during the drain got UNAVAILABLE", late.code is grpc.StatusCode.UNAVAILABLE,
-                  f"{late.code.name}: {late.details}")
-        res.check("exit code 0", code == 0, f"exit code {code}" + ("" if code == 0 else f"; log tail:\n{server.tail(10)}"))
+        res.check(
+            "queued jobs got UNAVAILABLE",
+            all(o is not None and o.code is grpc.StatusCode.UNAVAILABLE for o in waiting),
+            "; ".join(f"{o.code.name}: {o.details}" for o in waiting if o is not None),
+        )
+        res.check(
+            "a new call during the drain got UNAVAILABLE",
+            late.code is grpc.StatusCode.UNAVAILABLE,
+            f"{late.code.name}: {late.details}",
+        )
+        res.check(
+            "exit code 0", code == 0, f"exit code {code}" + ("" if code == 0 else f"; log tail:\n{server.tail(10)}")
+        )
     return res
 
 
@@ -145,8 +167,9 @@ def run_sigkill(profile: Profile) -> ScenarioResult:
                     progressed.set()
 
             box: dict[str, CallOutcome] = {}
-            t = threading.Thread(target=lambda: box.update(o=stylize(stub, request, timeout=120, on_frame=on_frame)),
-                                 daemon=True)
+            t = threading.Thread(
+                target=lambda: box.update(o=stylize(stub, request, timeout=120, on_frame=on_frame)), daemon=True
+            )
             t.start()
             progressed.wait(120)
             first.signal(signal.SIGKILL)
@@ -180,12 +203,16 @@ def run_sigkill(profile: Profile) -> ScenarioResult:
                 recovered_after_ms=ms(recovered),
                 retry_code=outcome.code.name if outcome else None,
             )
-            res.check("the killed stream ended UNAVAILABLE",
-                      killed is not None and killed.code is grpc.StatusCode.UNAVAILABLE,
-                      f"{killed.code.name}: {killed.details}" if killed else "no outcome")
-            res.check("the retry against the restarted server succeeded",
-                      outcome is not None and not result_problems(outcome, retry_request),
-                      "; ".join(result_problems(outcome, retry_request)) if outcome else "no retry")
+            res.check(
+                "the killed stream ended UNAVAILABLE",
+                killed is not None and killed.code is grpc.StatusCode.UNAVAILABLE,
+                f"{killed.code.name}: {killed.details}" if killed else "no outcome",
+            )
+            res.check(
+                "the retry against the restarted server succeeded",
+                outcome is not None and not result_problems(outcome, retry_request),
+                "; ".join(result_problems(outcome, retry_request)) if outcome else "no retry",
+            )
         finally:
             first.close()
             for proc in restarted:
@@ -200,13 +227,21 @@ def run_stalled_client(server: ServerProc, profile: Profile) -> ScenarioResult:
         size = profile.stall_size
         # Previews on every frame make each frame kilobytes: a server that
         # queued frames for a client that does not read would grow by MBs.
-        request = make_request(size=size, iterations=n, content=(size, size * 3 // 4), style=(size, size),
-                               seed=7, preview_max_side=size, request_id="stalled")
+        request = make_request(
+            size=size,
+            iterations=n,
+            content=(size, size * 3 // 4),
+            style=(size, size),
+            seed=7,
+            preview_max_side=size,
+            request_id="stalled",
+        )
         # One job of the same shape first, long enough to fill the L-BFGS
         # history: the memory a new size costs the engine once is not memory
         # held for a stalled client.
-        warm = make_request(size=size, iterations=25, content=(size, size * 3 // 4), style=(size, size),
-                            seed=7, preview_max_side=size)
+        warm = make_request(
+            size=size, iterations=25, content=(size, size * 3 // 4), style=(size, size), seed=7, preview_max_side=size
+        )
         stylize(server.stub(), warm, timeout=120)
         iterations_before = server.metric("stylize_iterations_total")
         rss_before = server.rss_mb()
@@ -254,14 +289,21 @@ def run_stalled_client(server: ServerProc, profile: Profile) -> ScenarioResult:
             rss_growth_mb=round(rss_stalled - rss_before, 1),
         )
         res.check("the job ended on the server while the client read nothing", job_ended, why)
-        res.check("the client got its result after reading again",
-                  code is grpc.StatusCode.OK and result is not None and result.iterations == n,
-                  f"{code.name}, result {'present' if result else 'missing'}")
-        res.check("progress frames were coalesced, not queued (at most half arrived)",
-                  len(progress) <= n // 2, f"{len(progress)} progress frames of {n} after the stall")
-        res.check(f"server RSS bounded (< {profile.stall_rss_bound_mb:g} MiB growth)",
-                  rss_stalled - rss_before < profile.stall_rss_bound_mb,
-                  f"{rss_before:.1f} -> {rss_stalled:.1f} MiB")
+        res.check(
+            "the client got its result after reading again",
+            code is grpc.StatusCode.OK and result is not None and result.iterations == n,
+            f"{code.name}, result {'present' if result else 'missing'}",
+        )
+        res.check(
+            "progress frames were coalesced, not queued (at most half arrived)",
+            len(progress) <= n // 2,
+            f"{len(progress)} progress frames of {n} after the stall",
+        )
+        res.check(
+            f"server RSS bounded (< {profile.stall_rss_bound_mb:g} MiB growth)",
+            rss_stalled - rss_before < profile.stall_rss_bound_mb,
+            f"{rss_before:.1f} -> {rss_stalled:.1f} MiB",
+        )
     return res
 
 
@@ -275,8 +317,12 @@ def run_slow_clients(server: ServerProc, profile: Profile) -> ScenarioResult:
         def slow_client(i: int) -> None:
             request = make_request(size=48, iterations=n, seed=20 + i, preview_max_side=48, request_id=f"slow-{i}")
             channel = server.channel(options=[("grpc.http2.bdp_probe", 0)])
-            slow[i] = stylize(server.stub(channel), request, timeout=600,
-                              on_frame=lambda frame, call: time.sleep(profile.slow_frame_delay))
+            slow[i] = stylize(
+                server.stub(channel),
+                request,
+                timeout=600,
+                on_frame=lambda frame, call: time.sleep(profile.slow_frame_delay),
+            )
 
         def fast_client() -> None:
             stub = server.stub()
@@ -306,7 +352,10 @@ def run_slow_clients(server: ServerProc, profile: Profile) -> ScenarioResult:
             slow_job_time_p50_ms=ms(percentile([o.result.compute_seconds for o in slow.values() if o.result], 50)),
             fast_jobs_meanwhile=len(fast),
         )
-        res.check("slow clients got whole results in order", len(slow) == profile.slow_clients and not problems,
-                  "; ".join(problems[:5]))
+        res.check(
+            "slow clients got whole results in order",
+            len(slow) == profile.slow_clients and not problems,
+            "; ".join(problems[:5]),
+        )
         res.check("a fast client beside them was served", len(fast) > 0 and not fast_bad, "; ".join(fast_bad[:3]))
     return res

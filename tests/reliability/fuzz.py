@@ -17,14 +17,15 @@ Hypothesis runs derandomized (the same requests every run), without a
 deadline, database or shrinking: a failure is recorded with the request that
 caused it, not minimized against a live server.
 """
+
 from __future__ import annotations
 
 import io
 import math
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import grpc
 import numpy as np
@@ -33,9 +34,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from stylize.v1 import stylize_pb2 as pb
+from tests.support.images import image_array
 
 from .harness import Profile, ScenarioResult, ServerProc, image_bytes, make_request, result_problems, scenario, stylize
-from tests.support.images import image_array
 
 CLEAN = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
 FLOAT_FIELDS = ("learning_rate", "content_weight", "style_weight", "tv_weight", "style_scale")
@@ -112,17 +113,28 @@ def image_data() -> st.SearchStrategy[bytes]:
     truncated = st.tuples(st.sampled_from(names), st.floats(0.0, 0.999)).map(
         lambda t: valid[t[0]][: int(len(valid[t[0]]) * t[1])]
     )
-    flipped = st.tuples(st.sampled_from(names), st.lists(st.tuples(st.floats(0, 0.999), st.integers(1, 255)),
-                                                         min_size=1, max_size=8)).map(
-        lambda t: _flip(valid[t[0]], t[1])
+    flipped = st.tuples(
+        st.sampled_from(names), st.lists(st.tuples(st.floats(0, 0.999), st.integers(1, 255)), min_size=1, max_size=8)
+    ).map(lambda t: _flip(valid[t[0]], t[1]))
+    huge = (
+        st.tuples(st.integers(1, 2**31 - 1), st.integers(1, 2**31 - 1))
+        .filter(lambda wh: wh[0] * wh[1] > 1024 * 1024)
+        .map(lambda wh: declared_png(*wh))
     )
-    huge = st.tuples(st.integers(1, 2**31 - 1), st.integers(1, 2**31 - 1)).filter(
-        lambda wh: wh[0] * wh[1] > 1024 * 1024
-    ).map(lambda wh: declared_png(*wh))
     return st.one_of(
         st.binary(min_size=0, max_size=512),
-        st.sampled_from([b"<svg xmlns='http://www.w3.org/2000/svg'/>", b"GIF89a", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff",
-                         b"RIFF\x00\x00\x00\x00WEBPVP8 ", b"BM", b"II*\x00", b"\x00" * 64]),
+        st.sampled_from(
+            [
+                b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+                b"GIF89a",
+                b"\x89PNG\r\n\x1a\n",
+                b"\xff\xd8\xff",
+                b"RIFF\x00\x00\x00\x00WEBPVP8 ",
+                b"BM",
+                b"II*\x00",
+                b"\x00" * 64,
+            ]
+        ),
         truncated,
         flipped,
         huge,
@@ -139,7 +151,12 @@ def declared_png(width: int, height: int) -> bytes:
     """A PNG whose header declares width x height (valid CRCs) over a few
     bytes of pixel data: only a header check can refuse it cheaply."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def _flip(data: bytes, flips: list[tuple[float, int]]) -> bytes:
@@ -224,25 +241,37 @@ def mutations() -> st.SearchStrategy[Mutation]:
         st.sampled_from(["relu4_2", "conv1_1", "relu5_4", "pool1", "relu6_1", "conv0_0", "", "RELU4_2", "relu4_2 "]),
         st.text(max_size=40),
     )
-    maybe_float = st.one_of(st.none(), st.sampled_from(BAD_FLOATS), st.floats(allow_nan=True, allow_infinity=True,
-                                                                               width=32))
+    maybe_float = st.one_of(
+        st.none(), st.sampled_from(BAD_FLOATS), st.floats(allow_nan=True, allow_infinity=True, width=32)
+    )
     return st.one_of(
         st.builds(_set_image, st.sampled_from(IMAGE_SLOTS), image_data()),
-        st.builds(_setattr, st.sampled_from(FLOAT_FIELDS),
-                  st.one_of(st.sampled_from(BAD_FLOATS), st.floats(allow_nan=True, allow_infinity=True, width=32))),
+        st.builds(
+            _setattr,
+            st.sampled_from(FLOAT_FIELDS),
+            st.one_of(st.sampled_from(BAD_FLOATS), st.floats(allow_nan=True, allow_infinity=True, width=32)),
+        ),
         st.sampled_from(INT_FIELDS).flatmap(
-            lambda name: st.builds(_setattr, st.just(name),
-                                   st.one_of(st.sampled_from(INTS[name]), st.integers(-(2**31), 2**31 - 1)))
+            lambda name: st.builds(
+                _setattr, st.just(name), st.one_of(st.sampled_from(INTS[name]), st.integers(-(2**31), 2**31 - 1))
+            )
         ),
         st.builds(_setattr, st.just("seed"), st.sampled_from([0, 1, 2**32, 2**63, 2**64 - 1])),
-        st.builds(_setattr, st.sampled_from(sorted(ENUM_FIELDS)),
-                  st.one_of(st.integers(-(2**31), 2**31 - 1), st.sampled_from([-1, 3, 4, 5, 99, 2**31 - 1]))),
-        st.builds(_layers, st.sampled_from(["content_layers", "style_layers"]),
-                  st.lists(st.tuples(layer_names, maybe_float), min_size=1, max_size=20)),
+        st.builds(
+            _setattr,
+            st.sampled_from(sorted(ENUM_FIELDS)),
+            st.one_of(st.integers(-(2**31), 2**31 - 1), st.sampled_from([-1, 3, 4, 5, 99, 2**31 - 1])),
+        ),
+        st.builds(
+            _layers,
+            st.sampled_from(["content_layers", "style_layers"]),
+            st.lists(st.tuples(layer_names, maybe_float), min_size=1, max_size=20),
+        ),
         st.builds(_styles, st.sampled_from([0, 4, 5, 50]), maybe_float),
         st.builds(_styles, st.just(2), st.sampled_from([0.0, -1.0, math.nan, math.inf])),
-        st.builds(_setattr, st.just("request_id"), st.one_of(st.text(min_size=129, max_size=300),
-                                                             st.text(max_size=40))),
+        st.builds(
+            _setattr, st.just("request_id"), st.one_of(st.text(min_size=129, max_size=300), st.text(max_size=40))
+        ),
         st.just(_empty),
         st.just(_init_image_without_init),
         st.just(_init_without_image),
@@ -361,15 +390,26 @@ def run_fuzz(server: ServerProc, profile: Profile) -> ScenarioResult:
             codes=dict(sorted(rec.codes.items())),
             failures=len(rec.failures),
         )
-        res.check(f"sent at least {profile.fuzz_examples} malformed requests", rec.sent >= profile.fuzz_examples,
-                  f"{rec.sent} sent ({corpus_count} from the corpus)")
-        res.check("every one got a clean status (OK / INVALID_ARGUMENT with a message / RESOURCE_EXHAUSTED)",
-                  not rec.failures, "; ".join(rec.failures[:8]))
+        res.check(
+            f"sent at least {profile.fuzz_examples} malformed requests",
+            rec.sent >= profile.fuzz_examples,
+            f"{rec.sent} sent ({corpus_count} from the corpus)",
+        )
+        res.check(
+            "every one got a clean status (OK / INVALID_ARGUMENT with a message / RESOURCE_EXHAUSTED)",
+            not rec.failures,
+            "; ".join(rec.failures[:8]),
+        )
         res.check("the server process is alive", alive, f"exit code {server.popen.poll()}")
-        res.check("a good request afterwards succeeds", after is not None and not result_problems(after, good),
-                  "; ".join(result_problems(after, good)) if after else "server gone")
-        res.check("no INTERNAL/UNKNOWN counted, no ERROR logged, no traceback",
-                  not internal and not unknown and not errors and not tracebacks,
-                  f"INTERNAL {internal}, UNKNOWN {unknown}, errors {[e.get('event') for e in errors[:3]]}, "
-                  f"tracebacks {tracebacks}")
+        res.check(
+            "a good request afterwards succeeds",
+            after is not None and not result_problems(after, good),
+            "; ".join(result_problems(after, good)) if after else "server gone",
+        )
+        res.check(
+            "no INTERNAL/UNKNOWN counted, no ERROR logged, no traceback",
+            not internal and not unknown and not errors and not tracebacks,
+            f"INTERNAL {internal}, UNKNOWN {unknown}, errors {[e.get('event') for e in errors[:3]]}, "
+            f"tracebacks {tracebacks}",
+        )
     return res

@@ -6,6 +6,7 @@ Only the proto stubs, the `stylize-server` command line and its JSON log line
 "serving" (which carries the ports) are relied on, so the suite tests the
 server as a deployment sees it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,8 +21,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -34,9 +36,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.images import image_array, encode  # noqa: E402
+from tests.support.images import encode, image_array  # noqa: E402
 from tests.support.metrics import scrape, value  # noqa: E402
 from tests.support.server import free_port, server_command  # noqa: E402
+
+__all__ = ["free_port"]  # re-exported for the scenarios
 
 WEIGHTS = "random:0"
 SERVICE = "stylize.v1.StyleTransfer"
@@ -156,7 +160,7 @@ def scenario(name: str) -> Iterator[ScenarioResult]:
     t0 = time.monotonic()
     try:
         yield result
-    except Exception as exc:  # noqa: BLE001 - a crashed scenario is a failed one, reported with the rest
+    except Exception as exc:
         result.check("scenario ran to the end", False, f"{type(exc).__name__}: {exc}")
     finally:
         result.seconds = time.monotonic() - t0
@@ -183,12 +187,18 @@ class ServerProc:
     def __init__(self, args: Sequence[str], port: int = 0, env: dict[str, str] | None = None) -> None:
         self.args = list(args)
         cmd = server_command() + [
-            "--host", "127.0.0.1",
-            "--port", str(port),
-            "--metrics-port", "0",
-            "--weights", WEIGHTS,
-            "--warmup-sizes", "32",
-            "--log-format", "json",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--metrics-port",
+            "0",
+            "--weights",
+            WEIGHTS,
+            "--warmup-sizes",
+            "32",
+            "--log-format",
+            "json",
             *self.args,
         ]
         child_env = dict(os.environ)
@@ -196,8 +206,12 @@ class ServerProc:
         child_env.setdefault("PYTHONUNBUFFERED", "1")
         child_env.update(env or {})
         self.popen = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=child_env, cwd=ROOT,
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=child_env,
+            cwd=ROOT,
         )
         self.pid = self.popen.pid
         self.port = 0
@@ -245,7 +259,7 @@ class ServerProc:
         with self._cond:
             return "\n".join(self._lines[-n:])
 
-    def wait_ready(self, timeout: float = 180) -> "ServerProc":
+    def wait_ready(self, timeout: float = 180) -> ServerProc:
         """Wait for the "serving" log line (it carries the ports), then for
         grpc.health.v1 SERVING on the overall and the service name."""
         deadline = time.monotonic() + timeout
@@ -255,9 +269,7 @@ class ServerProc:
                 self.port, self.metrics_port = int(rec["port"]), int(rec["metrics_port"])
                 break
             if self.popen.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"server did not start (exit {self.popen.poll()}); output:\n{self.tail()}"
-                )
+                raise RuntimeError(f"server did not start (exit {self.popen.poll()}); output:\n{self.tail()}")
             with self._cond:
                 self._cond.wait(0.2)
         return self
@@ -300,14 +312,22 @@ class ServerProc:
         return f"127.0.0.1:{self.port}"
 
     def channel(
-        self, credentials: grpc.ChannelCredentials | None = None, options: Sequence[tuple[str, Any]] = (),
+        self,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, Any]] = (),
         target: str | None = None,
     ) -> grpc.Channel:
-        opts = [("grpc.max_receive_message_length", CLIENT_MAX_MESSAGE),
-                ("grpc.max_send_message_length", CLIENT_MAX_MESSAGE), *options]
+        opts = [
+            ("grpc.max_receive_message_length", CLIENT_MAX_MESSAGE),
+            ("grpc.max_send_message_length", CLIENT_MAX_MESSAGE),
+            *options,
+        ]
         target = target or self.address
-        ch = (grpc.secure_channel(target, credentials, options=opts) if credentials is not None
-              else grpc.insecure_channel(target, options=opts))
+        ch = (
+            grpc.secure_channel(target, credentials, options=opts)
+            if credentials is not None
+            else grpc.insecure_channel(target, options=opts)
+        )
         self._channels.append(ch)
         return ch
 
@@ -354,8 +374,11 @@ class ServerProc:
 
 @contextlib.contextmanager
 def spawn_server(
-    *args: str, port: int = 0, env: dict[str, str] | None = None,
-    credentials: grpc.ChannelCredentials | None = None, ready_timeout: float = 180,
+    *args: str,
+    port: int = 0,
+    env: dict[str, str] | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
+    ready_timeout: float = 180,
 ) -> Iterator[ServerProc]:
     """A ready `stylize-server` subprocess (killed on exit if still running)."""
     proc = ServerProc(args, port=port, env=env)
@@ -370,16 +393,26 @@ def spawn_server(
 def main_server_args(profile: Profile) -> list[str]:
     """The server most scenarios share: 2 slots, a short queue, small limits."""
     return [
-        "--max-concurrent-jobs", str(profile.max_concurrent_jobs),
-        "--queue-size", str(profile.queue_size),
-        "--max-side", "128",
-        "--max-pixels", str(128 * 128),
-        "--max-iterations", "2000",
-        "--max-styles", "3",
-        "--max-input-pixels", str(1024 * 1024),
-        "--max-message-mb", str(profile.max_message_mb),
-        "--max-job-seconds", "120",
-        "--grace-seconds", "30",
+        "--max-concurrent-jobs",
+        str(profile.max_concurrent_jobs),
+        "--queue-size",
+        str(profile.queue_size),
+        "--max-side",
+        "128",
+        "--max-pixels",
+        str(128 * 128),
+        "--max-iterations",
+        "2000",
+        "--max-styles",
+        "3",
+        "--max-input-pixels",
+        str(1024 * 1024),
+        "--max-message-mb",
+        str(profile.max_message_mb),
+        "--max-job-seconds",
+        "120",
+        "--grace-seconds",
+        "30",
     ]
 
 
@@ -400,8 +433,12 @@ def image_bytes(width: int, height: int, seed: int = 0, fmt: str = "PNG") -> byt
 
 
 def make_request(
-    size: int = 32, iterations: int = 5, content: tuple[int, int] = (40, 32), style: tuple[int, int] = (32, 32),
-    seed: int = 1, **fields: Any,
+    size: int = 32,
+    iterations: int = 5,
+    content: tuple[int, int] = (40, 32),
+    style: tuple[int, int] = (32, 32),
+    seed: int = 1,
+    **fields: Any,
 ) -> pb.StylizeRequest:
     """A valid request: seeded content and style images, progress every iteration."""
     request = pb.StylizeRequest(
@@ -500,7 +537,7 @@ def result_problems(outcome: CallOutcome, request: pb.StylizeRequest) -> list[st
             im.load()
             if im.size != (res.width, res.height):
                 problems.append(f"image is {im.size}, result says {res.width}x{res.height}")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         problems.append(f"result image does not decode: {exc}")
     return problems
 
@@ -521,7 +558,7 @@ class Sampler:
                 self.samples.append(self._server.rss_mb())
             self._stop.wait(self._interval)
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         self._thread.start()
         return self
 

@@ -10,6 +10,7 @@ RESOURCE_EXHAUSTED at once (p99 of that answer's latency is reported), the
 admitted jobs must come back whole and not much slower than under load, and
 the server's resident memory must stay flat.
 """
+
 from __future__ import annotations
 
 import threading
@@ -46,7 +47,9 @@ class _Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _clients(server: ServerProc, n: int, seconds: float, iterations: int, backoff: tuple[float, float], name: str) -> _Tally:
+def _clients(
+    server: ServerProc, n: int, seconds: float, iterations: int, backoff: tuple[float, float], name: str
+) -> _Tally:
     """n closed-loop clients for `seconds`; each has its own channel (like separate callers)."""
     tally = _Tally()
     stop_at = time.monotonic() + seconds
@@ -57,8 +60,9 @@ def _clients(server: ServerProc, n: int, seconds: float, iterations: int, backof
         delay = backoff[0]
         while time.monotonic() < stop_at:
             size = rng.choice(SIZES)
-            request = make_request(size=size, iterations=iterations, content=(size + 8, size), seed=index,
-                                   request_id=f"{name}-{index}")
+            request = make_request(
+                size=size, iterations=iterations, content=(size + 8, size), seed=index, request_id=f"{name}-{index}"
+            )
             outcome = stylize(stub, request, timeout=120)
             with tally.lock:
                 if outcome.code is grpc.StatusCode.OK:
@@ -118,12 +122,15 @@ def run_load(server: ServerProc, profile: Profile) -> ScenarioResult:
             **_job_figures("", tally.ok),
         )
         res.check("jobs completed", len(tally.ok) >= clients, f"{len(tally.ok)} jobs for {clients} clients")
-        res.check("every admitted job whole (decodes, iterations as requested, frames in order)",
-                  not tally.problems, "; ".join(tally.problems[:5]))
-        res.check("no client turned away at capacity", not tally.rejected,
-                  "; ".join(o.details for o in tally.rejected[:3]))
-        res.check("no other errors", not tally.other,
-                  "; ".join(f"{o.code.name}: {o.details}" for o in tally.other[:5]))
+        res.check(
+            "every admitted job whole (decodes, iterations as requested, frames in order)",
+            not tally.problems,
+            "; ".join(tally.problems[:5]),
+        )
+        res.check(
+            "no client turned away at capacity", not tally.rejected, "; ".join(o.details for o in tally.rejected[:3])
+        )
+        res.check("no other errors", not tally.other, "; ".join(f"{o.code.name}: {o.details}" for o in tally.other[:5]))
         res.figures["_job_time_p50_s"] = percentile([o.result.compute_seconds for o in tally.ok if o.result], 50)
         res.figures["_job_time_p95_s"] = percentile([o.result.compute_seconds for o in tally.ok if o.result], 95)
     return res
@@ -138,8 +145,9 @@ def run_overload(server: ServerProc, profile: Profile, load: ScenarioResult | No
             # Rejected callers back off exponentially (50 ms doubling to 1 s,
             # jittered), as the API asks, so that the run measures the server
             # rather than a busy loop on the same CPUs.
-            tally = _clients(server, clients, profile.overload_seconds, profile.load_iterations, (0.05, 1.0),
-                             "overload")
+            tally = _clients(
+                server, clients, profile.overload_seconds, profile.load_iterations, (0.05, 1.0), "overload"
+            )
         rss_after = server.rss_mb()
         rejection = [o.latency for o in tally.rejected]
         p99_reject = percentile(rejection, 99)
@@ -166,21 +174,36 @@ def run_overload(server: ServerProc, profile: Profile, load: ScenarioResult | No
         )
         res.check("excess calls rejected", len(tally.rejected) > 0, f"{len(tally.rejected)} rejections")
         messages = {o.details for o in tally.rejected}
-        res.check("rejections say the queue is full", all("queue" in m for m in messages), "; ".join(list(messages)[:3]))
+        res.check(
+            "rejections say the queue is full", all("queue" in m for m in messages), "; ".join(list(messages)[:3])
+        )
         res.check("every admitted job whole", not tally.problems, "; ".join(tally.problems[:5]))
-        res.check("only OK or RESOURCE_EXHAUSTED", not tally.other,
-                  "; ".join(f"{o.code.name}: {o.details}" for o in tally.other[:5]))
+        res.check(
+            "only OK or RESOURCE_EXHAUSTED",
+            not tally.other,
+            "; ".join(f"{o.code.name}: {o.details}" for o in tally.other[:5]),
+        )
         res.check("admitted jobs completed", len(tally.ok) >= slots, f"{len(tally.ok)}")
-        res.check(f"server RSS flat (< {profile.overload_rss_bound_mb:g} MiB growth, max over run)",
-                  max(samples) - rss_before < profile.overload_rss_bound_mb,
-                  f"before {rss_before:.1f} MiB, max {max(samples):.1f} MiB, after {rss_after:.1f} MiB")
+        res.check(
+            f"server RSS flat (< {profile.overload_rss_bound_mb:g} MiB growth, max over run)",
+            max(samples) - rss_before < profile.overload_rss_bound_mb,
+            f"before {rss_before:.1f} MiB, max {max(samples):.1f} MiB, after {rss_after:.1f} MiB",
+        )
         # Timings: reported, never failing a test (noise on a shared CI box).
-        res.check("p99 rejection latency < 250 ms", p99_reject is not None and p99_reject < 0.25,
-                  f"{ms(p99_reject)} ms", soft=True)
+        res.check(
+            "p99 rejection latency < 250 ms",
+            p99_reject is not None and p99_reject < 0.25,
+            f"{ms(p99_reject)} ms",
+            soft=True,
+        )
         noise = (base_p95 / base) if (base and base_p95) else 1.5
         bound = max(1.5, noise)
-        res.check(f"admitted jobs not slowed beyond noise (p50 ratio <= load p95/p50 = {bound:.2f})",
-                  slowdown is not None and slowdown <= bound, f"ratio {slowdown}", soft=True)
+        res.check(
+            f"admitted jobs not slowed beyond noise (p50 ratio <= load p95/p50 = {bound:.2f})",
+            slowdown is not None and slowdown <= bound,
+            f"ratio {slowdown}",
+            soft=True,
+        )
     return res
 
 
@@ -230,6 +253,10 @@ def run_rejection_cost(server: ServerProc, profile: Profile) -> ScenarioResult:
             ratio=round(ratio, 1) if ratio else None,
         )
         res.check("both refused with RESOURCE_EXHAUSTED", codes == {"RESOURCE_EXHAUSTED"}, str(codes))
-        res.check("a refusal does not decode the images (1-Mpx p50 < 3x tiny p50)", ratio is not None and ratio < 3,
-                  f"{ms(figures.get('tiny'))} ms vs {ms(figures.get('1mpx'))} ms", soft=True)
+        res.check(
+            "a refusal does not decode the images (1-Mpx p50 < 3x tiny p50)",
+            ratio is not None and ratio < 3,
+            f"{ms(figures.get('tiny'))} ms vs {ms(figures.get('1mpx'))} ms",
+            soft=True,
+        )
     return res

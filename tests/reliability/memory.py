@@ -10,6 +10,7 @@ Per-shape costs are real, though: the full run then sends jobs of shapes
 never seen before and reports the growth per new shape (a figure, not a
 check), because clients choose their image sizes freely.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -76,14 +77,18 @@ def run_memory(server: ServerProc, profile: Profile) -> ScenarioResult:
             rss_growth_second_half_mb=round(rss[-1] - half, 1),
         )
         res.check("every job whole", not problems, "; ".join(problems[:5]))
-        res.check(f"RSS growth after warm-up < {profile.memory_rss_bound_mb:g} MiB",
-                  growth < profile.memory_rss_bound_mb, f"{warm_rss:.1f} -> {rss[-1]:.1f} MiB (max {max(rss):.1f})")
+        res.check(
+            f"RSS growth after warm-up < {profile.memory_rss_bound_mb:g} MiB",
+            growth < profile.memory_rss_bound_mb,
+            f"{warm_rss:.1f} -> {rss[-1]:.1f} MiB (max {max(rss):.1f})",
+        )
         if profile.memory_novel_shapes:
             before = server.rss_mb()
             for k in range(profile.memory_novel_shapes):
                 # Content 40..139 px wide at size 64: a new output shape every job.
-                request = make_request(size=64, iterations=2, content=(40 + k, 64 + (k % 3)), seed=k,
-                                       request_id=f"novel-{k}")
+                request = make_request(
+                    size=64, iterations=2, content=(40 + k, 64 + (k % 3)), seed=k, request_id=f"novel-{k}"
+                )
                 run(10_000 + k, request)
             after = server.rss_mb()
             res.figures.update(

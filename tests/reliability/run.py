@@ -8,6 +8,7 @@ weights, loopback, small images), prints a table, and writes
 table for the README). Exit status 1 when a hard check failed; soft checks
 (timings, and the reflection question) are shown as WARN.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,7 @@ import pathlib
 import platform
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -51,24 +52,58 @@ NAMES = [n for n, _ in SHARED] + [n for n, _ in OWN_SERVER]
 
 # The figures shown in the table (all of them go to the JSON).
 HEADLINE: dict[str, tuple[str, ...]] = {
-    "load": ("clients", "jobs_completed", "jobs_per_second", "queue_wait_p50_ms", "queue_wait_p95_ms",
-             "job_time_p50_ms", "job_time_p95_ms", "rejected"),
-    "overload": ("clients", "jobs_completed", "rejected", "reject_p50_ms", "reject_p99_ms", "job_time_p50_ms",
-                 "job_time_vs_load_p50", "rss_growth_mb"),
+    "load": (
+        "clients",
+        "jobs_completed",
+        "jobs_per_second",
+        "queue_wait_p50_ms",
+        "queue_wait_p95_ms",
+        "job_time_p50_ms",
+        "job_time_p95_ms",
+        "rejected",
+    ),
+    "overload": (
+        "clients",
+        "jobs_completed",
+        "rejected",
+        "reject_p50_ms",
+        "reject_p99_ms",
+        "job_time_p50_ms",
+        "job_time_vs_load_p50",
+        "rss_growth_mb",
+    ),
     "rejection cost": ("reject_tiny_p50_ms", "reject_1mpx_jpeg_p50_ms", "ratio"),
-    "cancellation storm": ("clients", "stopped_while_queued", "stopped_while_running", "server_counted_cancelled",
-                           "slots_free_after_ms", "next_jobs_ok"),
+    "cancellation storm": (
+        "clients",
+        "stopped_while_queued",
+        "stopped_while_running",
+        "server_counted_cancelled",
+        "slots_free_after_ms",
+        "next_jobs_ok",
+    ),
     "stalled client": ("iterations", "progress_frames_after_stall", "unbuffered_would_be_mb", "rss_growth_mb"),
     "slow clients": ("slow_clients", "frame_delay_ms", "progress_frames_received", "fast_jobs_meanwhile"),
     "fuzzed input": ("requests", "codes", "failures"),
     "message size limit": ("limit_bytes", "at_limit", "one_byte_over"),
-    "memory over time": ("jobs", "rss_after_warmup_mb", "rss_end_mb", "rss_growth_mb", "rss_growth_second_half_mb",
-                         "rss_per_novel_shape_kb"),
+    "memory over time": (
+        "jobs",
+        "rss_after_warmup_mb",
+        "rss_end_mb",
+        "rss_growth_mb",
+        "rss_growth_second_half_mb",
+        "rss_per_novel_shape_kb",
+    ),
     "no image bytes in logs": ("log_lines", "found"),
     "SIGTERM drain": ("running_completed", "queued_codes", "late_call_code", "exit_code", "exit_after_signal_ms"),
     "SIGKILL and restart": ("killed_stream_code", "retry_attempts", "recovered_after_ms", "retry_code"),
-    "security: token, mTLS, logs": ("refused_cases", "let_in", "health_without_token", "reflection_without_token",
-                                    "tls", "secrets_found_in_log"),
+    "security: token, mTLS, logs": (
+        "refused_cases",
+        "let_in",
+        "health_without_token",
+        "reflection_without_token",
+        "tls",
+        "secrets_found_in_log",
+    ),
 }
 
 
@@ -95,7 +130,7 @@ def headline(result: ScenarioResult) -> str:
 
 def markdown(results: list[ScenarioResult], profile: Profile, seconds: float) -> str:
     lines = [
-        f"Reliability run (`make reliability`, profile {profile.name}), {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d}, "
+        f"Reliability run (`make reliability`, profile {profile.name}), {_dt.datetime.now(_dt.UTC):%Y-%m-%d}, "
         f"{platform.machine()} {os.cpu_count()} CPUs, random weights, loopback, {seconds:.0f} s in all.",
         "",
         "| Scenario | Result | Figures |",
@@ -168,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "profile": profile.name,
         "settings": profile.__dict__,
-        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "seconds": round(seconds, 1),
         "machine": {"cpus": os.cpu_count(), "arch": platform.machine(), "python": platform.python_version()},
         "passed": all(not r.hard_failures for r in results),

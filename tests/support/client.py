@@ -1,4 +1,5 @@
 """Client-side test helpers shared by the client and CLI tests."""
+
 from __future__ import annotations
 
 import threading
@@ -23,7 +24,7 @@ def hold_slot(address: str, content: Any, style: Any, **options: Any):
             for event in stream:
                 if isinstance(event, Started):
                     started.set()
-        except BaseException as exc:  # noqa: BLE001 - the blocker ends by being cancelled
+        except BaseException as exc:
             errors.append(exc)
         finally:
             started.set()

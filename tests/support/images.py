@@ -6,6 +6,7 @@ Pillow only (no TensorFlow), plus hostile inputs for validation tests.
     jpeg_bytes(64, 48, seed=2)
     bomb_png(100_000, 100_000)   # a tiny PNG whose header claims 10^10 pixels
 """
+
 from __future__ import annotations
 
 import io

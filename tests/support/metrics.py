@@ -5,14 +5,15 @@ prometheus_client's own text parser.
     families = scrape(srv.metrics_port)
     value(families, "stylize_requests_total", code="OK")   # 0.0 when absent
 """
+
 from __future__ import annotations
 
 import time
 import urllib.request
-from typing import Callable
+from collections.abc import Callable
 
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def scrape(port: int, host: str = "127.0.0.1") -> dict[str, Metric]:

@@ -19,6 +19,7 @@ content image and a 32x32 style image at size 32, 5 iterations, progress every
 iteration; keyword arguments set any StylizeRequest field (e.g. size=64,
 iterations=2000, output_format=stylize_pb2.OUTPUT_FORMAT_JPEG).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,8 +33,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import grpc
 
@@ -254,7 +256,9 @@ def server_command() -> list[str]:
 
 
 @contextlib.contextmanager
-def server_process(*args: str, env: dict[str, str] | None = None, ready_timeout: float = 120) -> Iterator[ServerProcess]:
+def server_process(
+    *args: str, env: dict[str, str] | None = None, ready_timeout: float = 120
+) -> Iterator[ServerProcess]:
     """Run `stylize-server --host 127.0.0.1 --port 0 --metrics-port 0
     --log-format json --weights random:0 *args`, wait until it logs "serving"
     (ports are read from that line), yield it, and kill it on exit if it is
@@ -266,25 +270,37 @@ def server_process(*args: str, env: dict[str, str] | None = None, ready_timeout:
     `args` override them: STYLIZE_WARMUP_SIZES=32, STYLIZE_MAX_PIXELS=16384,
     STYLIZE_MAX_SIDE=256, STYLIZE_GRACE_SECONDS=60."""
     cmd = server_command() + [
-        "--host", "127.0.0.1",
-        "--port", "0",
-        "--metrics-port", "0",
-        "--log-format", "json",
-        "--weights", TEST_WEIGHTS,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--log-format",
+        "json",
+        "--weights",
+        TEST_WEIGHTS,
         *args,
     ]
     child_env = dict(os.environ)
     child_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    child_env.update({
-        "STYLIZE_WARMUP_SIZES": str(TEST_SIZE),
-        "STYLIZE_MAX_PIXELS": str(128 * 128),
-        "STYLIZE_MAX_SIDE": "256",
-        "STYLIZE_GRACE_SECONDS": "60",
-    })
+    child_env.update(
+        {
+            "STYLIZE_WARMUP_SIZES": str(TEST_SIZE),
+            "STYLIZE_MAX_PIXELS": str(128 * 128),
+            "STYLIZE_MAX_SIDE": "256",
+            "STYLIZE_GRACE_SECONDS": "60",
+        }
+    )
     child_env.update(env or {})
     popen = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env=child_env, cwd=ROOT,
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env,
+        cwd=ROOT,
     )
     proc = ServerProcess(popen)
     reader = threading.Thread(target=proc._read, name="server-log-reader", daemon=True)

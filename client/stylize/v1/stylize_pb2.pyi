@@ -1,3 +1,4 @@
+from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -6,6 +7,41 @@ from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_REASON_UNSPECIFIED: _ClassVar[ErrorReason]
+    ERROR_REASON_INVALID_OPTION: _ClassVar[ErrorReason]
+    ERROR_REASON_DECODE_FAILED: _ClassVar[ErrorReason]
+    ERROR_REASON_TOO_LARGE: _ClassVar[ErrorReason]
+    ERROR_REASON_QUEUE_FULL: _ClassVar[ErrorReason]
+    ERROR_REASON_CLIENT_QUOTA: _ClassVar[ErrorReason]
+    ERROR_REASON_CALL_LIMIT: _ClassVar[ErrorReason]
+    ERROR_REASON_LOADING: _ClassVar[ErrorReason]
+    ERROR_REASON_DRAINING: _ClassVar[ErrorReason]
+    ERROR_REASON_UNAUTHENTICATED: _ClassVar[ErrorReason]
+    ERROR_REASON_RECEIVE_TIMEOUT: _ClassVar[ErrorReason]
+    ERROR_REASON_DEADLINE: _ClassVar[ErrorReason]
+    ERROR_REASON_CANCELLED: _ClassVar[ErrorReason]
+    ERROR_REASON_NUMERICAL: _ClassVar[ErrorReason]
+    ERROR_REASON_INTERNAL: _ClassVar[ErrorReason]
+    ERROR_REASON_REQUEST_ID_IN_USE: _ClassVar[ErrorReason]
+    ERROR_REASON_NOT_FOUND: _ClassVar[ErrorReason]
+
+class StopReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STOP_REASON_NONE: _ClassVar[StopReason]
+    STOP_REASON_CLIENT: _ClassVar[StopReason]
+    STOP_REASON_DEADLINE: _ClassVar[StopReason]
+    STOP_REASON_TIME_LIMIT: _ClassVar[StopReason]
+    STOP_REASON_SHUTDOWN: _ClassVar[StopReason]
+
+class OptionScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OPTION_SCOPE_UNSPECIFIED: _ClassVar[OptionScope]
+    OPTION_SCOPE_ENGINE: _ClassVar[OptionScope]
+    OPTION_SCOPE_DELIVERY: _ClassVar[OptionScope]
+    OPTION_SCOPE_INPUT: _ClassVar[OptionScope]
 
 class Optimizer(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -33,6 +69,45 @@ class OutputFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTPUT_FORMAT_PNG: _ClassVar[OutputFormat]
     OUTPUT_FORMAT_JPEG: _ClassVar[OutputFormat]
     OUTPUT_FORMAT_WEBP: _ClassVar[OutputFormat]
+
+class ColorControl(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COLOR_CONTROL_UNSPECIFIED: _ClassVar[ColorControl]
+    COLOR_CONTROL_NONE: _ClassVar[ColorControl]
+    COLOR_CONTROL_LUMINANCE: _ClassVar[ColorControl]
+    COLOR_CONTROL_HISTOGRAM: _ClassVar[ColorControl]
+
+class UnmaskedRegion(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UNMASKED_REGION_UNSPECIFIED: _ClassVar[UnmaskedRegion]
+    UNMASKED_REGION_STYLES: _ClassVar[UnmaskedRegion]
+    UNMASKED_REGION_CONTENT: _ClassVar[UnmaskedRegion]
+ERROR_REASON_UNSPECIFIED: ErrorReason
+ERROR_REASON_INVALID_OPTION: ErrorReason
+ERROR_REASON_DECODE_FAILED: ErrorReason
+ERROR_REASON_TOO_LARGE: ErrorReason
+ERROR_REASON_QUEUE_FULL: ErrorReason
+ERROR_REASON_CLIENT_QUOTA: ErrorReason
+ERROR_REASON_CALL_LIMIT: ErrorReason
+ERROR_REASON_LOADING: ErrorReason
+ERROR_REASON_DRAINING: ErrorReason
+ERROR_REASON_UNAUTHENTICATED: ErrorReason
+ERROR_REASON_RECEIVE_TIMEOUT: ErrorReason
+ERROR_REASON_DEADLINE: ErrorReason
+ERROR_REASON_CANCELLED: ErrorReason
+ERROR_REASON_NUMERICAL: ErrorReason
+ERROR_REASON_INTERNAL: ErrorReason
+ERROR_REASON_REQUEST_ID_IN_USE: ErrorReason
+ERROR_REASON_NOT_FOUND: ErrorReason
+STOP_REASON_NONE: StopReason
+STOP_REASON_CLIENT: StopReason
+STOP_REASON_DEADLINE: StopReason
+STOP_REASON_TIME_LIMIT: StopReason
+STOP_REASON_SHUTDOWN: StopReason
+OPTION_SCOPE_UNSPECIFIED: OptionScope
+OPTION_SCOPE_ENGINE: OptionScope
+OPTION_SCOPE_DELIVERY: OptionScope
+OPTION_SCOPE_INPUT: OptionScope
 OPTIMIZER_UNSPECIFIED: Optimizer
 OPTIMIZER_LBFGS: Optimizer
 OPTIMIZER_ADAM: Optimizer
@@ -48,6 +123,25 @@ OUTPUT_FORMAT_UNSPECIFIED: OutputFormat
 OUTPUT_FORMAT_PNG: OutputFormat
 OUTPUT_FORMAT_JPEG: OutputFormat
 OUTPUT_FORMAT_WEBP: OutputFormat
+COLOR_CONTROL_UNSPECIFIED: ColorControl
+COLOR_CONTROL_NONE: ColorControl
+COLOR_CONTROL_LUMINANCE: ColorControl
+COLOR_CONTROL_HISTOGRAM: ColorControl
+UNMASKED_REGION_UNSPECIFIED: UnmaskedRegion
+UNMASKED_REGION_STYLES: UnmaskedRegion
+UNMASKED_REGION_CONTENT: UnmaskedRegion
+OPTION_FIELD_NUMBER: _ClassVar[int]
+option: _descriptor.FieldDescriptor
+
+class OptionSpec(_message.Message):
+    __slots__ = ("help", "scope", "metavar")
+    HELP_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    METAVAR_FIELD_NUMBER: _ClassVar[int]
+    help: str
+    scope: OptionScope
+    metavar: str
+    def __init__(self, help: _Optional[str] = ..., scope: _Optional[_Union[OptionScope, str]] = ..., metavar: _Optional[str] = ...) -> None: ...
 
 class Image(_message.Message):
     __slots__ = ("data",)
@@ -56,12 +150,14 @@ class Image(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class StyleImage(_message.Message):
-    __slots__ = ("image", "blend_weight")
+    __slots__ = ("image", "blend_weight", "mask")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     BLEND_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    MASK_FIELD_NUMBER: _ClassVar[int]
     image: Image
     blend_weight: float
-    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., blend_weight: _Optional[float] = ...) -> None: ...
+    mask: Image
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., blend_weight: _Optional[float] = ..., mask: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
 
 class LayerWeight(_message.Message):
     __slots__ = ("layer", "weight")
@@ -72,7 +168,7 @@ class LayerWeight(_message.Message):
     def __init__(self, layer: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class StylizeRequest(_message.Message):
-    __slots__ = ("content", "styles", "size", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "pooling", "init", "init_image", "seed", "style_scale", "preserve_colors", "multiscale", "multiscale_min_size", "progress_interval", "preview_max_side", "output_format", "quality", "request_id")
+    __slots__ = ("content", "styles", "size", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "pooling", "init", "init_image", "seed", "style_scale", "preserve_colors", "multiscale", "multiscale_min_size", "progress_interval", "preview_max_side", "output_format", "quality", "request_id", "color_control", "unmasked_region", "background", "output_bit_depth")
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     STYLES_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +193,10 @@ class StylizeRequest(_message.Message):
     OUTPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    COLOR_CONTROL_FIELD_NUMBER: _ClassVar[int]
+    UNMASKED_REGION_FIELD_NUMBER: _ClassVar[int]
+    BACKGROUND_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_BIT_DEPTH_FIELD_NUMBER: _ClassVar[int]
     content: Image
     styles: _containers.RepeatedCompositeFieldContainer[StyleImage]
     size: int
@@ -121,7 +221,11 @@ class StylizeRequest(_message.Message):
     output_format: OutputFormat
     quality: int
     request_id: str
-    def __init__(self, content: _Optional[_Union[Image, _Mapping]] = ..., styles: _Optional[_Iterable[_Union[StyleImage, _Mapping]]] = ..., size: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., init: _Optional[_Union[Init, str]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., seed: _Optional[int] = ..., style_scale: _Optional[float] = ..., preserve_colors: _Optional[bool] = ..., multiscale: _Optional[bool] = ..., multiscale_min_size: _Optional[int] = ..., progress_interval: _Optional[int] = ..., preview_max_side: _Optional[int] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., quality: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    color_control: ColorControl
+    unmasked_region: UnmaskedRegion
+    background: str
+    output_bit_depth: int
+    def __init__(self, content: _Optional[_Union[Image, _Mapping]] = ..., styles: _Optional[_Iterable[_Union[StyleImage, _Mapping]]] = ..., size: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., init: _Optional[_Union[Init, str]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., seed: _Optional[int] = ..., style_scale: _Optional[float] = ..., preserve_colors: _Optional[bool] = ..., multiscale: _Optional[bool] = ..., multiscale_min_size: _Optional[int] = ..., progress_interval: _Optional[int] = ..., preview_max_side: _Optional[int] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., quality: _Optional[int] = ..., request_id: _Optional[str] = ..., color_control: _Optional[_Union[ColorControl, str]] = ..., unmasked_region: _Optional[_Union[UnmaskedRegion, str]] = ..., background: _Optional[str] = ..., output_bit_depth: _Optional[int] = ...) -> None: ...
 
 class StylizeResponse(_message.Message):
     __slots__ = ("queued", "started", "progress", "result")
@@ -144,21 +248,63 @@ class Queued(_message.Message):
     def __init__(self, position: _Optional[int] = ..., queue_depth: _Optional[int] = ...) -> None: ...
 
 class Started(_message.Message):
-    __slots__ = ("request_id", "width", "height", "options", "queue_wait_seconds")
+    __slots__ = ("request_id", "width", "height", "options", "queue_wait_seconds", "estimate", "random_weights", "reattached")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    RANDOM_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    REATTACHED_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     width: int
     height: int
     options: ResolvedOptions
     queue_wait_seconds: float
-    def __init__(self, request_id: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., options: _Optional[_Union[ResolvedOptions, _Mapping]] = ..., queue_wait_seconds: _Optional[float] = ...) -> None: ...
+    estimate: Estimate
+    random_weights: bool
+    reattached: bool
+    def __init__(self, request_id: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., options: _Optional[_Union[ResolvedOptions, _Mapping]] = ..., queue_wait_seconds: _Optional[float] = ..., estimate: _Optional[_Union[Estimate, _Mapping]] = ..., random_weights: _Optional[bool] = ..., reattached: _Optional[bool] = ...) -> None: ...
+
+class Estimate(_message.Message):
+    __slots__ = ("device_memory_bytes", "seconds", "flops", "input_pixels", "scales")
+    DEVICE_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FLOPS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_PIXELS_FIELD_NUMBER: _ClassVar[int]
+    SCALES_FIELD_NUMBER: _ClassVar[int]
+    device_memory_bytes: int
+    seconds: float
+    flops: float
+    input_pixels: int
+    scales: _containers.RepeatedCompositeFieldContainer[ScaleEstimate]
+    def __init__(self, device_memory_bytes: _Optional[int] = ..., seconds: _Optional[float] = ..., flops: _Optional[float] = ..., input_pixels: _Optional[int] = ..., scales: _Optional[_Iterable[_Union[ScaleEstimate, _Mapping]]] = ...) -> None: ...
+
+class ScaleEstimate(_message.Message):
+    __slots__ = ("width", "height", "iterations", "style_pixels", "device_memory_bytes", "seconds_per_iteration", "tile_size", "tiles", "lbfgs_history")
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    STYLE_PIXELS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_PER_ITERATION_FIELD_NUMBER: _ClassVar[int]
+    TILE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TILES_FIELD_NUMBER: _ClassVar[int]
+    LBFGS_HISTORY_FIELD_NUMBER: _ClassVar[int]
+    width: int
+    height: int
+    iterations: int
+    style_pixels: int
+    device_memory_bytes: int
+    seconds_per_iteration: float
+    tile_size: int
+    tiles: int
+    lbfgs_history: int
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., iterations: _Optional[int] = ..., style_pixels: _Optional[int] = ..., device_memory_bytes: _Optional[int] = ..., seconds_per_iteration: _Optional[float] = ..., tile_size: _Optional[int] = ..., tiles: _Optional[int] = ..., lbfgs_history: _Optional[int] = ...) -> None: ...
 
 class ResolvedOptions(_message.Message):
-    __slots__ = ("size", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "pooling", "init", "seed", "style_scale", "preserve_colors", "multiscale", "scale_sizes", "scale_iterations", "style_blend_weights", "output_format", "quality", "progress_interval", "preview_max_side")
+    __slots__ = ("size", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "pooling", "init", "seed", "style_scale", "preserve_colors", "multiscale", "scale_sizes", "scale_iterations", "style_blend_weights", "output_format", "quality", "progress_interval", "preview_max_side", "color_control", "unmasked_region", "background", "output_bit_depth", "multiscale_min_size", "regions", "precision")
     SIZE_FIELD_NUMBER: _ClassVar[int]
     ITERATIONS_FIELD_NUMBER: _ClassVar[int]
     OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +327,13 @@ class ResolvedOptions(_message.Message):
     QUALITY_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     PREVIEW_MAX_SIDE_FIELD_NUMBER: _ClassVar[int]
+    COLOR_CONTROL_FIELD_NUMBER: _ClassVar[int]
+    UNMASKED_REGION_FIELD_NUMBER: _ClassVar[int]
+    BACKGROUND_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_BIT_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    MULTISCALE_MIN_SIZE_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
     size: int
     iterations: int
     optimizer: Optimizer
@@ -203,7 +356,14 @@ class ResolvedOptions(_message.Message):
     quality: int
     progress_interval: int
     preview_max_side: int
-    def __init__(self, size: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., init: _Optional[_Union[Init, str]] = ..., seed: _Optional[int] = ..., style_scale: _Optional[float] = ..., preserve_colors: _Optional[bool] = ..., multiscale: _Optional[bool] = ..., scale_sizes: _Optional[_Iterable[int]] = ..., scale_iterations: _Optional[_Iterable[int]] = ..., style_blend_weights: _Optional[_Iterable[float]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., quality: _Optional[int] = ..., progress_interval: _Optional[int] = ..., preview_max_side: _Optional[int] = ...) -> None: ...
+    color_control: ColorControl
+    unmasked_region: UnmaskedRegion
+    background: str
+    output_bit_depth: int
+    multiscale_min_size: int
+    regions: int
+    precision: str
+    def __init__(self, size: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., init: _Optional[_Union[Init, str]] = ..., seed: _Optional[int] = ..., style_scale: _Optional[float] = ..., preserve_colors: _Optional[bool] = ..., multiscale: _Optional[bool] = ..., scale_sizes: _Optional[_Iterable[int]] = ..., scale_iterations: _Optional[_Iterable[int]] = ..., style_blend_weights: _Optional[_Iterable[float]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., quality: _Optional[int] = ..., progress_interval: _Optional[int] = ..., preview_max_side: _Optional[int] = ..., color_control: _Optional[_Union[ColorControl, str]] = ..., unmasked_region: _Optional[_Union[UnmaskedRegion, str]] = ..., background: _Optional[str] = ..., output_bit_depth: _Optional[int] = ..., multiscale_min_size: _Optional[int] = ..., regions: _Optional[int] = ..., precision: _Optional[str] = ...) -> None: ...
 
 class Losses(_message.Message):
     __slots__ = ("content", "style", "tv", "total")
@@ -240,7 +400,7 @@ class Progress(_message.Message):
     def __init__(self, iteration: _Optional[int] = ..., total_iterations: _Optional[int] = ..., losses: _Optional[_Union[Losses, _Mapping]] = ..., elapsed_seconds: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., scale_index: _Optional[int] = ..., preview: _Optional[_Union[Image, _Mapping]] = ..., preview_width: _Optional[int] = ..., preview_height: _Optional[int] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("image", "mime_type", "width", "height", "losses", "iterations", "queue_wait_seconds", "compute_seconds", "request_id")
+    __slots__ = ("image", "mime_type", "width", "height", "losses", "iterations", "queue_wait_seconds", "compute_seconds", "request_id", "complete", "stop_reason", "iterations_requested", "chunk_index", "chunk_count", "total_bytes", "alpha", "flattened_on", "bit_depth")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     MIME_TYPE_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -250,6 +410,15 @@ class Result(_message.Message):
     QUEUE_WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    STOP_REASON_FIELD_NUMBER: _ClassVar[int]
+    ITERATIONS_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    FLATTENED_ON_FIELD_NUMBER: _ClassVar[int]
+    BIT_DEPTH_FIELD_NUMBER: _ClassVar[int]
     image: Image
     mime_type: str
     width: int
@@ -259,41 +428,58 @@ class Result(_message.Message):
     queue_wait_seconds: float
     compute_seconds: float
     request_id: str
-    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., mime_type: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., losses: _Optional[_Union[Losses, _Mapping]] = ..., iterations: _Optional[int] = ..., queue_wait_seconds: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., request_id: _Optional[str] = ...) -> None: ...
+    complete: bool
+    stop_reason: StopReason
+    iterations_requested: int
+    chunk_index: int
+    chunk_count: int
+    total_bytes: int
+    alpha: bool
+    flattened_on: str
+    bit_depth: int
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., mime_type: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., losses: _Optional[_Union[Losses, _Mapping]] = ..., iterations: _Optional[int] = ..., queue_wait_seconds: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., request_id: _Optional[str] = ..., complete: _Optional[bool] = ..., stop_reason: _Optional[_Union[StopReason, str]] = ..., iterations_requested: _Optional[int] = ..., chunk_index: _Optional[int] = ..., chunk_count: _Optional[int] = ..., total_bytes: _Optional[int] = ..., alpha: _Optional[bool] = ..., flattened_on: _Optional[str] = ..., bit_depth: _Optional[int] = ...) -> None: ...
 
 class GetServerInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("version", "model", "device", "limits", "queue", "defaults")
+    __slots__ = ("version", "model", "device", "limits", "queue", "defaults", "budget")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     DEFAULTS_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
     version: str
     model: ModelInfo
     device: DeviceInfo
     limits: Limits
     queue: QueueInfo
     defaults: ResolvedOptions
-    def __init__(self, version: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., device: _Optional[_Union[DeviceInfo, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., queue: _Optional[_Union[QueueInfo, _Mapping]] = ..., defaults: _Optional[_Union[ResolvedOptions, _Mapping]] = ...) -> None: ...
+    budget: Budget
+    def __init__(self, version: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., device: _Optional[_Union[DeviceInfo, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., queue: _Optional[_Union[QueueInfo, _Mapping]] = ..., defaults: _Optional[_Union[ResolvedOptions, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "weights_source", "random_weights", "default_pooling", "load_seconds")
+    __slots__ = ("name", "weights_source", "random_weights", "default_pooling", "load_seconds", "precision", "precision_reason", "xla")
     NAME_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_SOURCE_FIELD_NUMBER: _ClassVar[int]
     RANDOM_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_POOLING_FIELD_NUMBER: _ClassVar[int]
     LOAD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_REASON_FIELD_NUMBER: _ClassVar[int]
+    XLA_FIELD_NUMBER: _ClassVar[int]
     name: str
     weights_source: str
     random_weights: bool
     default_pooling: Pooling
     load_seconds: float
-    def __init__(self, name: _Optional[str] = ..., weights_source: _Optional[str] = ..., random_weights: _Optional[bool] = ..., default_pooling: _Optional[_Union[Pooling, str]] = ..., load_seconds: _Optional[float] = ...) -> None: ...
+    precision: str
+    precision_reason: str
+    xla: bool
+    def __init__(self, name: _Optional[str] = ..., weights_source: _Optional[str] = ..., random_weights: _Optional[bool] = ..., default_pooling: _Optional[_Union[Pooling, str]] = ..., load_seconds: _Optional[float] = ..., precision: _Optional[str] = ..., precision_reason: _Optional[str] = ..., xla: _Optional[bool] = ...) -> None: ...
 
 class DeviceInfo(_message.Message):
     __slots__ = ("kind", "name", "memory_bytes")
@@ -306,29 +492,65 @@ class DeviceInfo(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("max_pixels", "max_side", "max_iterations", "max_styles", "max_message_bytes", "max_input_pixels")
+    __slots__ = ("max_pixels", "max_side", "max_iterations", "max_styles", "max_message_bytes", "max_input_pixels", "max_request_pixels", "max_job_seconds", "max_jobs_per_client", "request_receive_seconds", "result_retention_seconds")
     MAX_PIXELS_FIELD_NUMBER: _ClassVar[int]
     MAX_SIDE_FIELD_NUMBER: _ClassVar[int]
     MAX_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
     MAX_STYLES_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_INPUT_PIXELS_FIELD_NUMBER: _ClassVar[int]
+    MAX_REQUEST_PIXELS_FIELD_NUMBER: _ClassVar[int]
+    MAX_JOB_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_JOBS_PER_CLIENT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_RECEIVE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_RETENTION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     max_pixels: int
     max_side: int
     max_iterations: int
     max_styles: int
     max_message_bytes: int
     max_input_pixels: int
-    def __init__(self, max_pixels: _Optional[int] = ..., max_side: _Optional[int] = ..., max_iterations: _Optional[int] = ..., max_styles: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_input_pixels: _Optional[int] = ...) -> None: ...
+    max_request_pixels: int
+    max_job_seconds: float
+    max_jobs_per_client: int
+    request_receive_seconds: float
+    result_retention_seconds: float
+    def __init__(self, max_pixels: _Optional[int] = ..., max_side: _Optional[int] = ..., max_iterations: _Optional[int] = ..., max_styles: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_input_pixels: _Optional[int] = ..., max_request_pixels: _Optional[int] = ..., max_job_seconds: _Optional[float] = ..., max_jobs_per_client: _Optional[int] = ..., request_receive_seconds: _Optional[float] = ..., result_retention_seconds: _Optional[float] = ...) -> None: ...
+
+class Budget(_message.Message):
+    __slots__ = ("device_memory_budget_bytes", "reserved_bytes", "tile_size")
+    DEVICE_MEMORY_BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TILE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    device_memory_budget_bytes: int
+    reserved_bytes: int
+    tile_size: int
+    def __init__(self, device_memory_budget_bytes: _Optional[int] = ..., reserved_bytes: _Optional[int] = ..., tile_size: _Optional[int] = ...) -> None: ...
 
 class QueueInfo(_message.Message):
-    __slots__ = ("max_concurrent_jobs", "capacity", "depth", "running")
+    __slots__ = ("max_concurrent_jobs", "capacity", "depth", "running", "open_calls", "max_open_calls")
     MAX_CONCURRENT_JOBS_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
+    OPEN_CALLS_FIELD_NUMBER: _ClassVar[int]
+    MAX_OPEN_CALLS_FIELD_NUMBER: _ClassVar[int]
     max_concurrent_jobs: int
     capacity: int
     depth: int
     running: int
-    def __init__(self, max_concurrent_jobs: _Optional[int] = ..., capacity: _Optional[int] = ..., depth: _Optional[int] = ..., running: _Optional[int] = ...) -> None: ...
+    open_calls: int
+    max_open_calls: int
+    def __init__(self, max_concurrent_jobs: _Optional[int] = ..., capacity: _Optional[int] = ..., depth: _Optional[int] = ..., running: _Optional[int] = ..., open_calls: _Optional[int] = ..., max_open_calls: _Optional[int] = ...) -> None: ...
+
+class CancelRequest(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class CancelResponse(_message.Message):
+    __slots__ = ("stopped",)
+    STOPPED_FIELD_NUMBER: _ClassVar[int]
+    stopped: bool
+    def __init__(self, stopped: _Optional[bool] = ...) -> None: ...

@@ -44,6 +44,11 @@ class StyleTransferStub:
                 request_serializer=stylize_dot_v1_dot_stylize__pb2.GetServerInfoRequest.SerializeToString,
                 response_deserializer=stylize_dot_v1_dot_stylize__pb2.ServerInfo.FromString,
                 _registered_method=True)
+        self.Cancel = channel.unary_unary(
+                '/stylize.v1.StyleTransfer/Cancel',
+                request_serializer=stylize_dot_v1_dot_stylize__pb2.CancelRequest.SerializeToString,
+                response_deserializer=stylize_dot_v1_dot_stylize__pb2.CancelResponse.FromString,
+                _registered_method=True)
 
 
 class StyleTransferServicer:
@@ -53,15 +58,38 @@ class StyleTransferServicer:
         """Stylize the content image in the style of the style image(s). The stream
         carries, in order: zero or more `queued` frames (one whenever the position
         in the queue changes), one `started` frame, `progress` frames every
-        `progress_interval` iterations, and finally exactly one `result` frame.
-        A stream that ends without a `result` ends with a non-OK status.
+        `progress_interval` iterations, and finally the `result`: one frame, or
+        several chunk frames when the encoded image is larger than the message
+        limit (Result.chunk_count). A stream that ends without a whole result ends
+        with a non-OK status.
+
+        A job stopped by the server (its time limit, or the end of a drain's grace
+        period) still ends OK: its result is the best image so far, with
+        `complete = false` and the stop reason.
+
+        Calling Stylize again with the same `request_id` (and the same credentials)
+        while the job runs, or within the server's result retention after it
+        ended, attaches to that job (`started.reattached`) instead of starting a
+        new one: a client that lost its connection gets its result without
+        recomputation. The request must be the same; a different request under a
+        request_id in use is ALREADY_EXISTS (REQUEST_ID_IN_USE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetServerInfo(self, request, context):
-        """What this server runs: version, model, device, limits and queue.
+        """What this server runs: version, model, device, limits, memory budget,
+        queue and the defaults of every option.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Cancel(self, request, context):
+        """Stop a job of this client by its request_id. A job with a request_id is
+        kept running for a short while after its stream is lost, so that its
+        client can attach again; Cancel stops it at once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -79,6 +107,11 @@ def add_StyleTransferServicer_to_server(servicer, server):
                     servicer.GetServerInfo,
                     request_deserializer=stylize_dot_v1_dot_stylize__pb2.GetServerInfoRequest.FromString,
                     response_serializer=stylize_dot_v1_dot_stylize__pb2.ServerInfo.SerializeToString,
+            ),
+            'Cancel': grpc.unary_unary_rpc_method_handler(
+                    servicer.Cancel,
+                    request_deserializer=stylize_dot_v1_dot_stylize__pb2.CancelRequest.FromString,
+                    response_serializer=stylize_dot_v1_dot_stylize__pb2.CancelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +168,33 @@ class StyleTransfer:
             '/stylize.v1.StyleTransfer/GetServerInfo',
             stylize_dot_v1_dot_stylize__pb2.GetServerInfoRequest.SerializeToString,
             stylize_dot_v1_dot_stylize__pb2.ServerInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Cancel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stylize.v1.StyleTransfer/Cancel',
+            stylize_dot_v1_dot_stylize__pb2.CancelRequest.SerializeToString,
+            stylize_dot_v1_dot_stylize__pb2.CancelResponse.FromString,
             options,
             channel_credentials,
             insecure,
