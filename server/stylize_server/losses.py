@@ -50,11 +50,17 @@ def gram(features: tf.Tensor) -> tf.Tensor:
 
 def gram_sums(flat: tf.Tensor, guides: tf.Tensor | None = None) -> tf.Tensor:
     """Σ_p f_p f_pᵀ over the positions of `flat` [N, C]: [C, C]; with `guides`
-    [R, N], Σ_p T_rp² f_p f_pᵀ per region: [R, C, C]."""
+    [R, N], Σ_p T_rp² f_p f_pᵀ = Fᵀ(T_r²∘F) per region: [R, C, C].
+
+    The regions go side by side into one matmul, Fᵀ[T_1²∘F | ... | T_R²∘F]:
+    one pass over F for any number of regions, and for one all-ones guide the
+    very same product as the unguided FᵀF, to the bit."""
     if guides is None:
         return tf.matmul(flat, flat, transpose_a=True)
-    weighted = guides[:, :, None] * flat[None]
-    return tf.matmul(weighted, weighted, transpose_a=True)
+    n, c = tf.shape(flat)[0], tf.shape(flat)[1]
+    weighted = tf.reshape(tf.transpose(tf.square(guides)[:, :, None] * flat[None], [1, 0, 2]), [n, -1])
+    sums = tf.reshape(tf.matmul(flat, weighted, transpose_a=True), [c, -1, c])
+    return tf.transpose(sums, [1, 0, 2])
 
 
 def guide_counts(guides: tf.Tensor) -> tf.Tensor:
@@ -93,11 +99,14 @@ def style_of_sums(
 
 def style_cotangent(flat: tf.Tensor, multiplier: tf.Tensor, guides: tf.Tensor | None = None) -> tf.Tensor:
     """dL/dF at every position of `flat` [N, C]: F M, or Σ_r T_r² ∘ (F M_r)
-    with `guides` [R, N] (the guided Gram's gradient, written out)."""
+    with `guides` [R, N] (the guided Gram's gradient, written out; the
+    regions' M_r side by side in one matmul, as in gram_sums)."""
     if guides is None:
         return tf.matmul(flat, multiplier)
-    per_region = tf.einsum("nc,rcd->rnd", flat, multiplier)
-    return tf.einsum("rn,rnd->nd", tf.square(guides), per_region)
+    n, c = tf.shape(flat)[0], tf.shape(flat)[1]
+    side_by_side = tf.reshape(tf.transpose(multiplier, [1, 0, 2]), [c, -1])
+    per_region = tf.reshape(tf.matmul(flat, side_by_side), [n, -1, c])
+    return tf.reduce_sum(per_region * tf.transpose(tf.square(guides))[:, :, None], axis=1)
 
 
 def squared_error_sum(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
