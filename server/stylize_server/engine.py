@@ -208,7 +208,7 @@ class Engine:
         steps = self.compiled(targets.spec_for(options, self.precision, guided))
         total = plan.total_iterations
         stopped: StopReason | None = None
-        latest = [Losses(0.0, 0.0, 0.0, 0.0)]  # the last iteration's, for a stopped job
+        latest = [Losses(0.0, 0.0, 0.0, 0.0)]  # the last reported iteration: the returned image's
 
         def stop_requested() -> bool:
             nonlocal stopped
@@ -223,8 +223,6 @@ class Engine:
         styles = prepare.styles(options, inputs)
         x: tf.Tensor | None = None
         content = inputs.content
-        evaluator = None
-        scale_targets = None
         done = 0
         for index, scale in enumerate(plan.scales):
             phase(f"scale {index + 1} of {len(plan.scales)}")
@@ -289,18 +287,13 @@ class Engine:
             x = targets.batch(prepare.initial_image(options, inputs, styles, final_shape, content))
         elif tuple(x.shape[1:3]) != final_shape:  # stopped at a coarser scale
             x = tf.image.resize(x, final_shape, method="bicubic")
-        complete = stopped is None and done == total
-        if complete and evaluator is not None and scale_targets is not None:
-            losses = Losses.of(*[float(v) for v in evaluator.terms(x, scale_targets)])
-        else:  # stopped: the losses of the last iteration that ran (at its scale)
-            losses = latest[0]
         return Result(
             pixels=prepare.finish(x[0].numpy(), options, content),
-            losses=losses,
+            losses=latest[0],  # of the image returned (at its scale, if stopped at a coarser one)
             iterations=done,
             iterations_requested=total,
             compute_seconds=time.perf_counter() - start,
-            complete=complete,
+            complete=stopped is None and done == total,
             stop_reason=stopped or StopReason.NONE,
         )
 

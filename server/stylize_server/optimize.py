@@ -90,9 +90,6 @@ class LBFGS:
         x_new, *rest = self._update(x, terms, grad, *state, lr)
         return x_new, tuple(rest), rest[1], rest[0]
 
-    def result(self, x_next: tf.Tensor, state: tuple[Any, ...]) -> tf.Tensor:
-        return state[0]  # the best evaluated point; the next trial was never evaluated
-
     def _step_impl(
         self,
         x: Any,
@@ -194,9 +191,6 @@ class Adam:
         x_new, m, v, t = self._update(x, grad, m, v, t, lr)
         return x_new, (m, v, t), terms, x
 
-    def result(self, x_next: tf.Tensor, state: tuple[Any, ...]) -> tf.Tensor:
-        return x_next
-
     def _step_impl(self, x: Any, m: Any, v: Any, t: Any, lr: Any, *targets: Any) -> Any:
         terms, g = self.objective.value_and_grad(x, targets)
         return (*self._update_impl(x, g, m, v, t, lr), terms)
@@ -235,6 +229,11 @@ def run_scale(
 ) -> tuple[tf.Tensor, int]:
     """Run up to `iterations` steps from `x`; return the image to keep and how
     many iterations ran (fewer when `hooks.should_stop` said so).
+
+    The image kept is the last one reported, an evaluated point whose losses
+    the caller already has: L-BFGS's best accepted point, Adam's last
+    evaluated one (the next trial point was never evaluated), so a job needs
+    no extra pass to know its final loss.
 
     Iterations are numbered globally from `first_iteration` (1-based). The host
     reads the loss of iteration k only after iteration k+1 has been dispatched,
@@ -278,8 +277,7 @@ def run_scale(
             settle(pending)
         pending = (first_iteration + k, terms, x_reported)
         done = k + 1
-    if pending is not None:
-        settle(pending)
-    if done == 0:
+    if pending is None:
         return x, 0
-    return optimizer.result(x, state), done
+    settle(pending)
+    return pending[2], done
