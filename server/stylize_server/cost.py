@@ -6,20 +6,29 @@ all read it.
 From the images' headers (`InputShapes`) and the options alone, per scale:
 
 * output pixels P, and style pixels (each style sized by area: style_scale²·P);
-* work per iteration: VGG-19's multiply-adds per pixel up to the deepest loss
-  layer D (layout.conv_macs_per_pixel), forward plus input gradient, times the
-  tiles' halo overhead; seconds = work / the device's measured rate;
-* peak device memory, the largest of
-  - the optimization: the activations the backward pass keeps
-    (layout.activation_values_per_pixel(D) per pixel, for the whole image or
-    one tile with its halo), times `keep`; plus the image-sized vectors
-    (the pixels, the gradient, 2·m L-BFGS history vectors or Adam's 2
-    moments, the content targets, the style guides);
-  - the style pass: one style image's forward pass (two feature maps at once).
+* how the scale runs (`Tiling`): the whole image at once, or the network cut
+  after block 2 or 3 with the part before the cut in tiles of T px (halo:
+  the reach of that part's deepest layer) and the part after it whole or in
+  tiles of its own (tiling.py). A tiled part runs forward twice and backward
+  once per iteration (its Gram sums first, then the gradient), a whole part
+  forward and backward once;
+* work per iteration: VGG-19's multiply-adds per pixel of each part
+  (layout.conv_macs_per_pixel) over the pixels its tiles cover, halos
+  included, plus the extra regions' Gram matrices; seconds = work / the
+  device's measured rate + a fixed cost per tile call;
+* peak memory, the largest of
+  - the optimization: the activations the backward pass keeps for the
+    largest piece in flight (the whole image, or one tile with its halo:
+    layout.activation_values_per_pixel of that part), times `keep`; plus the
+    image-sized state: pixels, gradient, trial point, 2·m L-BFGS history
+    vectors or Adam's 2 moments, the content targets, the region guides and,
+    when cut, the map handed between the parts and its gradient;
+  - the style pass: one style image's forward pass (two feature maps at
+    once), in the same tiles when the scale is tiled.
 
-The device figures (`Profile`) are fitted to measurements: `make bench` prints
-estimated against measured memory and seconds per iteration over a grid of
-sizes, and the README quotes them.
+The device figures (`Profile`) are fitted to measurements on the CPU (`make
+bench`, cost table: process RSS in its own process, seconds per iteration);
+the GPU figures are documented estimates (README, Benchmarks).
 """
 
 from __future__ import annotations
@@ -29,15 +38,7 @@ from dataclasses import dataclass
 
 from . import layout
 from .errors import TooLarge
-from .options import (
-    InputShapes,
-    JobOptions,
-    Optimizer,
-    Scale,
-    output_shape,
-    plan_scales,
-    style_shape,
-)
+from .options import InputShapes, JobOptions, Optimizer, Scale, output_shape, plan_scales, style_shape
 from .types import Estimate, ScaleEstimate
 
 MIB = 1 << 20
@@ -48,9 +49,10 @@ TILE_SIZES = (1024, 768, 512, 384, 256, 192, 128)
 # L-BFGS histories tried from the requested one down (jcjohnson uses 5 pairs
 # for its largest outputs).
 HISTORIES = (20, 10, 5)
-# Deep layers run on the pooled map of blocks 1-3 (1/64 of the pixels) in one
-# piece: only blocks 1-3 are tiled with this halo (conv3_4's reach, rounded).
-SHALLOW_END = "relu3_4"
+# Where the network may be cut: after block 2 (the deep part holds 202 of the
+# 610 activation values per pixel to relu5_1, but carries 74% of the work, run
+# once) or after block 3 (74 values per pixel, 38% of the work).
+SPLITS = (3, 2)
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,10 @@ class Profile:
 
     kind: str = "CPU"
     precision: str = "float32"
-    gmacs_per_second: float = 200.0  # forward multiply-adds per second, whole-image steps
+    gmacs_per_second: float = 200.0  # forward multiply-adds per second
     keep: float = 2.0  # bytes held per activation value, in units of the value's own size
     base_bytes: int = 96 * MIB  # per job, whatever its size (buffers, compiled scratch)
+    tile_seconds: float = 0.01  # fixed cost of one tile call (dispatch, slicing)
 
     @property
     def value_bytes(self) -> int:
@@ -72,8 +75,8 @@ class Profile:
 PROFILES: dict[tuple[str, str], Profile] = {
     ("CPU", "float32"): Profile("CPU", "float32", gmacs_per_second=110.0, keep=2.0),
     ("CPU", "bfloat16"): Profile("CPU", "bfloat16", gmacs_per_second=200.0, keep=2.0),
-    ("GPU", "float32"): Profile("GPU", "float32", gmacs_per_second=20_000.0, keep=2.0),
-    ("GPU", "bfloat16"): Profile("GPU", "bfloat16", gmacs_per_second=40_000.0, keep=2.0),
+    ("GPU", "float32"): Profile("GPU", "float32", gmacs_per_second=20_000.0, keep=2.0, tile_seconds=0.002),
+    ("GPU", "bfloat16"): Profile("GPU", "bfloat16", gmacs_per_second=40_000.0, keep=2.0, tile_seconds=0.002),
 }
 
 
@@ -81,8 +84,47 @@ def profile_for(kind: str, precision: str) -> Profile:
     return PROFILES.get((kind, precision), Profile(kind, precision))
 
 
+@dataclass(frozen=True)
+class Tiling:
+    """How one scale runs: tiles of `tile` px (0: the whole image); cut after
+    block `split` (0: not cut), the part after the cut in tiles of
+    `deep_tile` px (0: whole)."""
+
+    tile: int = 0
+    split: int = 0
+    deep_tile: int = 0
+
+
+@dataclass(frozen=True)
+class Part:
+    """A run of blocks as the cost model sees it."""
+
+    first_block: int
+    deepest: str  # the deepest layer it computes
+    tile: int  # px; 0 = whole
+    emits_next: bool
+
+
 def deepest_layer(options: JobOptions) -> str:
     return layout.deepest([n for n, _ in options.content_layers] + [n for n, _ in options.style_layers])
+
+
+def parts(deepest: str, tiling: Tiling) -> list[Part]:
+    last = layout.block_of(deepest)
+    if tiling.tile <= 0:
+        return [Part(1, deepest, 0, False)]
+    if not tiling.split or tiling.split >= last:
+        return [Part(1, deepest, tiling.tile, False)]
+    cut = layout.last_conv(tiling.split).replace("conv", "relu")
+    return [Part(1, cut, tiling.tile, True), Part(tiling.split + 1, deepest, tiling.deep_tile, False)]
+
+
+def halo_px(part: Part) -> int:
+    """A part's tile halo in image pixels (its stage halo on the pooling grid)."""
+    unit = 1 << (part.first_block - 1)
+    align = max(1, layout.ALIGN >> (part.first_block - 1))
+    reach = layout.stage_reach(part.deepest, part.first_block)
+    return -(-reach // align) * align * unit
 
 
 def tile_grid(height: int, width: int, tile: int) -> tuple[int, int]:
@@ -90,67 +132,66 @@ def tile_grid(height: int, width: int, tile: int) -> tuple[int, int]:
     return -(-height // tile), -(-width // tile)
 
 
-def _tiled_extent(tile: int, halo: int, length: int) -> int:
-    """Pixels one tile covers along an axis of `length`, halo included."""
-    return min(length, tile + 2 * halo)
-
-
-def activation_bytes(height: int, width: int, deepest: str, profile: Profile, tile: int) -> int:
-    """Activations the backward pass keeps, for the whole image (tile 0) or
-    for the largest tile of the two-stage tiling: blocks 1-3 in tiles with
-    conv3_4's halo, blocks 4-5 on their pooled map, tiled by the same count."""
-    per_value = profile.value_bytes * profile.keep
-    total_values = layout.activation_values_per_pixel(deepest)
-    if tile <= 0:
-        return int(height * width * total_values * per_value)
-    shallow_end = deepest if layout.layer_index(deepest) <= layout.layer_index(SHALLOW_END) else SHALLOW_END
-    shallow = layout.activation_values_per_pixel(shallow_end)
-    halo = layout.halo(shallow_end)
-    ty, tx = _tiled_extent(tile, halo, height), _tiled_extent(tile, halo, width)
-    shallow_bytes = ty * tx * shallow * per_value
-    deep_values = total_values - shallow
-    if deep_values <= 0:
-        return int(shallow_bytes)
-    deep_halo = layout.halo(deepest)
-    dy, dx = _tiled_extent(tile, deep_halo, height), _tiled_extent(tile, deep_halo, width)
-    return int(max(shallow_bytes, dy * dx * deep_values * per_value))
-
-
-def work_macs(height: int, width: int, deepest: str, tile: int) -> float:
-    """Multiply-adds of one iteration: forward and input gradient (about twice
-    the forward); tiled, the forward runs twice (once for the global Gram
-    matrices, once under the gradient tape) over tiles enlarged by their halo."""
-    macs = layout.conv_macs_per_pixel(deepest)
-    if tile <= 0:
-        return 2.0 * macs * height * width
+def extents(height: int, width: int, tile: int, halo: int) -> list[int]:
+    """Pixels each tile covers, halo included (clipped to the image)."""
+    if tile <= 0 or tile >= max(height, width):
+        return [height * width]
     rows, cols = tile_grid(height, width, tile)
-    halo = layout.halo(min(deepest, SHALLOW_END, key=layout.layer_index))
-    covered = 0.0
-    for r in range(rows):
-        th = min(tile, height - r * tile)
-        ey = th + halo * ((r > 0) + (r < rows - 1))
-        for c in range(cols):
-            tw = min(tile, width - c * tile)
-            ex = tw + halo * ((c > 0) + (c < cols - 1))
-            covered += ey * ex
-    return 3.0 * macs * covered
+    sides_y = [min(height, (r + 1) * tile + halo) - max(0, r * tile - halo) for r in range(rows)]
+    sides_x = [min(width, (c + 1) * tile + halo) - max(0, c * tile - halo) for c in range(cols)]
+    return [y * x for y in sides_y for x in sides_x]
 
 
-def vector_bytes(height: int, width: int, options: JobOptions, history: int, regions: int) -> int:
+def activation_bytes(height: int, width: int, deepest: str, profile: Profile, tiling: Tiling) -> int:
+    """Activations the backward pass keeps for the largest piece in flight."""
+    per_value = profile.value_bytes * profile.keep
+    peak = 0.0
+    for part in parts(deepest, tiling):
+        values = layout.activation_values_per_pixel(part.deepest, part.first_block)
+        if part.emits_next:
+            values += layout.pooled_values_per_pixel(layout.block_of(part.deepest))
+        peak = max(peak, max(extents(height, width, part.tile, halo_px(part))) * values * per_value)
+    return int(peak)
+
+
+def work(height: int, width: int, deepest: str, tiling: Tiling) -> tuple[float, int]:
+    """(multiply-adds of one iteration, tile calls): forward and input
+    gradient (about twice the forward) of each part, and one more forward for
+    a tiled part (its Gram sums come before its gradient)."""
+    macs, calls = 0.0, 0
+    cut = parts(deepest, tiling)
+    for index, part in enumerate(cut):
+        area = extents(height, width, part.tile, halo_px(part))
+        tiled = len(area) > 1
+        passes = 3.0 if tiled or (part.tile and index < len(cut) - 1) else 2.0
+        macs += passes * layout.conv_macs_per_pixel(part.deepest, part.first_block) * sum(area)
+        calls += 2 * len(area) if passes == 3.0 else 1
+    return macs, calls
+
+
+def vector_bytes(height: int, width: int, options: JobOptions, history: int, regions: int, tiling: Tiling) -> int:
     """Image-sized state: pixels, gradient, trial point and optimizer state,
-    content targets at their layers, and one guide per style region."""
+    content targets at their layers, one guide per style region, and when
+    cut, the map between the parts (in the activations' precision, with a
+    float32 gradient) and the tiled gradient's accumulator."""
     pixels = height * width
-    vectors = 4 + (2 * history if options.optimizer is Optimizer.LBFGS else 2)
+    vectors = 4 + (2 * history if options.optimizer is Optimizer.LBFGS else 2) + (1 if tiling.tile else 0)
     content = sum(layout.channels(n) / layout.stride(n) ** 2 for n, _ in options.content_layers)
     guides = regions if regions > 1 else 0
-    return int(pixels * (3 * vectors + content + guides) * 4)
+    between = 0.0
+    if tiling.tile and tiling.split:
+        between = layout.pooled_values_per_pixel(tiling.split) * 2  # the map, its gradient (both at most 4 B)
+    return int(pixels * (3 * vectors + content + guides + between) * 4)
 
 
-def style_pass_bytes(style_pixels_max: int, deepest: str, profile: Profile) -> int:
+def style_pass_bytes(style_height: int, style_width: int, deepest: str, profile: Profile, tile: int) -> int:
+    """One style image's forward pass: the widest two feature maps at once,
+    for the whole image or its largest tile."""
     widest = max(
         layout.channels(n) / layout.stride(n) ** 2 for n in layout.CONV_LAYERS[: layout.conv_index(deepest) + 1]
     )
-    return int(style_pixels_max * widest * 2 * profile.value_bytes)
+    piece = max(extents(style_height, style_width, tile, layout.halo(deepest) if tile else 0))
+    return int(piece * widest * 2 * profile.value_bytes)
 
 
 def scale_estimate(
@@ -159,25 +200,23 @@ def scale_estimate(
     scale: Scale,
     regions: int,
     profile: Profile,
-    tile: int,
+    tiling: Tiling,
     history: int,
 ) -> ScaleEstimate:
     height, width = output_shape(options.replace(size=scale.size), shapes.content)
     deepest = deepest_layer(options)
+    if tiling.tile and tiling.tile >= max(height, width):
+        tiling = Tiling()
+    if tiling.deep_tile and tiling.deep_tile >= max(height, width):
+        tiling = Tiling(tiling.tile, tiling.split, 0)
     style_sizes = [style_shape(s, (height, width), options.style_scale) for s in shapes.styles]
-    style_pixels = [h * w for h, w in style_sizes]
-    if tile and tile >= max(height, width):
-        tile = 0
     lbfgs = history if options.optimizer is Optimizer.LBFGS else 0
-    memory = (
-        max(
-            activation_bytes(height, width, deepest, profile, tile)
-            + vector_bytes(height, width, options, lbfgs, regions),
-            style_pass_bytes(max(style_pixels), deepest, profile) if not tile else 0,
-        )
-        + profile.base_bytes
+    optimization = activation_bytes(height, width, deepest, profile, tiling) + vector_bytes(
+        height, width, options, lbfgs, regions, tiling
     )
-    macs = work_macs(height, width, deepest, tile)
+    styles = max(style_pass_bytes(h, w, deepest, profile, tiling.tile) for h, w in style_sizes)
+    memory = max(optimization, styles) + profile.base_bytes
+    macs, calls = work(height, width, deepest, tiling)
     # The Gram matrices of extra regions, forward and backward.
     style_names = [n for n, _ in options.style_layers]
     gram_macs = (
@@ -185,38 +224,62 @@ def scale_estimate(
         * max(0, regions - 1)
         * sum(height * width / layout.stride(n) ** 2 * layout.channels(n) ** 2 for n in style_names)
     )
-    flops = 2.0 * (macs + gram_macs)
-    rows, cols = tile_grid(height, width, tile) if tile else (1, 1)
+    seconds = (macs + gram_macs) / (profile.gmacs_per_second * 1e9) + (
+        calls * profile.tile_seconds if tiling.tile else 0
+    )
+    rows, cols = tile_grid(height, width, tiling.tile) if tiling.tile else (1, 1)
     return ScaleEstimate(
         size=scale.size,
         height=height,
         width=width,
         iterations=scale.iterations,
-        style_pixels=sum(style_pixels),
+        style_pixels=sum(h * w for h, w in style_sizes),
         device_memory_bytes=int(memory),
-        flops_per_iteration=flops,
-        seconds_per_iteration=(macs + gram_macs) / (profile.gmacs_per_second * 1e9),
-        tile_size=tile,
+        flops_per_iteration=2.0 * (macs + gram_macs),
+        seconds_per_iteration=seconds,
+        tile_size=tiling.tile,
         tiles=rows * cols,
         lbfgs_history=lbfgs,
-        split_block=3 if tile and layout.block_of(deepest) > 3 else 0,
+        split_block=tiling.split if tiling.tile else 0,
+        deep_tile_size=tiling.deep_tile if tiling.tile and tiling.split else 0,
     )
 
 
-def _choices(options: JobOptions, tile_setting: int) -> list[tuple[int, int]]:
-    """(tile, history) pairs in order of preference."""
+def tilings(deepest: str, tile_setting: int) -> list[Tiling]:
+    """The ways a scale may run: whole (unless tiles are forced), then each
+    tile size cut after block 3 or 2 (the part after the cut whole or tiled)
+    and uncut."""
+    if tile_setting == 0:
+        return [Tiling()]
+    sizes = [tile_setting] if tile_setting > 0 else list(TILE_SIZES)
+    out = [] if tile_setting > 0 else [Tiling()]
+    last = layout.block_of(deepest)
+    for tile in sizes:
+        for split in SPLITS:
+            if split < last:
+                out += [Tiling(tile, split, 0), Tiling(tile, split, tile)]
+        out.append(Tiling(tile))
+    return out
+
+
+def _candidates(
+    options: JobOptions, shapes: InputShapes, scale: Scale, regions: int, profile: Profile, tile_setting: int
+) -> list[ScaleEstimate]:
+    """Every (tiling, history) choice in order of preference: the whole image
+    with the requested history, then shorter ones (tiling costs work, a
+    shorter history only some convergence at the finest scales), then tiled
+    choices from the fastest, each with the longest history first."""
     histories = [options.lbfgs_history] + [h for h in HISTORIES if h < options.lbfgs_history]
     if options.optimizer is not Optimizer.LBFGS:
         histories = [options.lbfgs_history]
-    if tile_setting > 0:
-        tiles = [tile_setting]
-    elif tile_setting == 0:
-        tiles = [0]
-    else:
-        tiles = [0, *TILE_SIZES]
-    # Whole image with a shorter history before tiles: tiling costs work, a
-    # shorter history costs some convergence only at the finest scales.
-    return [(t, h) for t in tiles for h in histories]
+    whole: list[ScaleEstimate] = []
+    tiled: list[ScaleEstimate] = []
+    for tiling in tilings(deepest_layer(options), tile_setting):
+        for history in histories:
+            est = scale_estimate(options, shapes, scale, regions, profile, tiling, history)
+            (tiled if est.tile_size else whole).append(est)
+    tiled.sort(key=lambda e: (round(e.seconds_per_iteration, 9), -e.lbfgs_history))
+    return whole + tiled
 
 
 def estimate(
@@ -228,27 +291,24 @@ def estimate(
     tile_setting: int = -1,
     regions: int = 1,
 ) -> Estimate:
-    """The job's cost with, per scale, the first (tile, history) choice whose
-    memory fits `target_bytes` (a job's share of the budget). Raises TooLarge
-    when even the smallest choice exceeds the whole `budget_bytes`."""
+    """The job's cost with, per scale, the first choice (see _candidates)
+    whose memory fits `target_bytes` (a job's share of the budget). Raises
+    TooLarge when even the smallest choice exceeds the whole `budget_bytes`.
+    `tile_setting`: -1 the model chooses, 0 never tile, N tiles of N px."""
     scales: list[ScaleEstimate] = []
     for scale in plan_scales(options, shapes.content):
-        candidates = [
-            scale_estimate(options, shapes, scale, regions, profile, t, h) for t, h in _choices(options, tile_setting)
-        ]
+        candidates = _candidates(options, shapes, scale, regions, profile, tile_setting)
         fitting = [c for c in candidates if c.device_memory_bytes <= target_bytes]
         chosen = fitting[0] if fitting else min(candidates, key=lambda c: c.device_memory_bytes)
         if chosen.device_memory_bytes > budget_bytes:
             raise TooLarge("size", _never_fits(options, shapes, chosen, budget_bytes, profile))
         scales.append(chosen)
-    flops = sum(s.flops_per_iteration * s.iterations for s in scales)
-    seconds = sum(s.seconds_per_iteration * s.iterations for s in scales)
     return Estimate(
         input_pixels=shapes.pixels,
         scales=tuple(scales),
         device_memory_bytes=max(s.device_memory_bytes for s in scales),
-        flops=flops,
-        seconds=seconds,
+        flops=sum(s.flops_per_iteration * s.iterations for s in scales),
+        seconds=sum(s.seconds_per_iteration * s.iterations for s in scales),
     )
 
 
@@ -272,10 +332,7 @@ def largest_size_that_fits(options: JobOptions, shapes: InputShapes, budget: int
     while lo <= hi:
         mid = (lo + hi) // 2 // layout.ALIGN * layout.ALIGN or layout.ALIGN
         probe = options.replace(size=mid, multiscale=False)
-        smallest = min(
-            scale_estimate(probe, shapes, Scale(mid, 1), 1, profile, t, h).device_memory_bytes
-            for t, h in _choices(probe, -1)
-        )
+        smallest = min(c.device_memory_bytes for c in _candidates(probe, shapes, Scale(mid, 1), 1, profile, -1))
         if smallest <= budget:
             best, lo = mid, mid + layout.ALIGN
         else:
@@ -293,3 +350,14 @@ def eta_seconds(estimate: Estimate, scale_index: int, done_in_scale: int, measur
 
 def round_up(value: int, to: int) -> int:
     return int(math.ceil(value / to) * to)
+
+
+def describe(scale: ScaleEstimate) -> str:
+    """How a scale runs, for logs: "whole" or "tiles 512 px, cut after block 3 (rest whole)"."""
+    if not scale.tile_size:
+        return "whole"
+    text = f"{scale.tiles} tiles of {scale.tile_size} px"
+    if scale.split_block:
+        rest = f"tiles of {scale.deep_tile_size} px" if scale.deep_tile_size else "whole"
+        text += f", cut after block {scale.split_block} (rest {rest})"
+    return text

@@ -120,25 +120,35 @@ def deepest(layers: Iterable[str]) -> str:
     return max(layers, key=layer_index)
 
 
-def conv_macs_per_pixel(upto: str) -> float:
-    """Multiply-adds of the forward pass up to layer `upto`, per input pixel."""
+def conv_macs_per_pixel(upto: str, first_block: int = 1) -> float:
+    """Multiply-adds of the forward pass from block `first_block` up to layer
+    `upto`, per input pixel of the image."""
     total = 0.0
     for index in range(conv_index(upto) + 1):
         name = CONV_LAYERS[index]
-        out = channels(name)
-        total += 9 * conv_in_channels(index) * out / stride(name) ** 2
+        if block_of(name) < first_block:
+            continue
+        total += 9 * conv_in_channels(index) * channels(name) / stride(name) ** 2
     return total
 
 
-def activation_values_per_pixel(upto: str) -> float:
-    """Values of every feature map up to `upto` (conv and relu outputs and
-    pooling outputs), per input pixel: what a backward pass keeps."""
+def activation_values_per_pixel(upto: str, first_block: int = 1) -> float:
+    """Values of every feature map from block `first_block` up to `upto`
+    (conv and relu outputs, and the poolings inside that part), per input
+    pixel of the image: what a backward pass through that part keeps."""
     total = 0.0
     for index in range(conv_index(upto) + 1):
         name = CONV_LAYERS[index]
-        per = channels(name) / stride(name) ** 2
-        total += 2 * per  # the convolution's output and its ReLU's
         _, block, i = split(name)
-        if i == 1 and block > 1:
+        if block < first_block:
+            continue
+        total += 2 * channels(name) / stride(name) ** 2  # the convolution's output and its ReLU's
+        if i == 1 and block > first_block:
             total += conv_in_channels(index) / stride(name) ** 2  # the pooling feeding this block
     return total
+
+
+def pooled_values_per_pixel(block: int) -> float:
+    """Values of the pooled map after `block` (the next block's input), per
+    input pixel of the image."""
+    return BLOCK_CHANNELS[block - 1] / float(4**block)

@@ -28,15 +28,14 @@ number of masks ever retraces a function.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import tensorflow as tf
 
 from . import losses
-from .layout import BLOCK_CHANNELS, BLOCK_SIZES, INPUT_CHANNELS, Pooling, block_of, channels, needed_layers
-from .precision import Precision
+from .layout import BLOCK_CHANNELS, BLOCK_SIZES, block_of, channels
+from .spec import LossSpec, Stage, Targets, gram_shape, stages_for
 from .vgg import VGG19Features
 
 IMAGE = tf.TensorSpec([1, None, None, 3], tf.float32)
@@ -47,97 +46,7 @@ SCALAR = tf.TensorSpec([], tf.float32)
 TensorList = list[tf.Tensor]
 Args = Sequence[Any]  # Targets.args(): content, style, guides lists; layer and loss weights
 
-
-@dataclasses.dataclass(frozen=True)
-class LossSpec:
-    """What a traced objective depends on; everything else is a tensor input.
-    Layer lists are canonical (network order, see canonical_layers), so the
-    order a request names them in never compiles anything new."""
-
-    content_layers: tuple[str, ...]
-    style_layers: tuple[str, ...]
-    pooling: Pooling
-    precision: Precision = Precision.FLOAT32
-    guided: bool = False  # style terms per region (masks); the unguided path is the fast one
-
-    @property
-    def dtype(self) -> tf.DType:
-        return tf.bfloat16 if self.precision is Precision.BFLOAT16 else tf.float32
-
-    @property
-    def layers(self) -> tuple[str, ...]:
-        return needed_layers(self.content_layers, self.style_layers)
-
-
-@dataclasses.dataclass(frozen=True)
-class Targets:
-    """Per-scale inputs of the objective, in the spec's layer order."""
-
-    content: tuple[tf.Tensor, ...]  # [1, h, w, C] feature maps, one per content layer
-    style: tuple[tf.Tensor, ...]  # [C, C] blended Gram matrices, or [R, C, C] per region (guided)
-    guides: tuple[tf.Tensor, ...]  # guided: [R, h, w] per style layer at its resolution; else ()
-    content_layer_weights: tf.Tensor  # [n_content]
-    style_layer_weights: tf.Tensor  # [n_style]
-    loss_weights: tf.Tensor  # [3]: content, style, tv
-
-    def args(self) -> tuple[Any, ...]:
-        return (
-            list(self.content),
-            list(self.style),
-            list(self.guides),
-            self.content_layer_weights,
-            self.style_layer_weights,
-            self.loss_weights,
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class Stage:
-    """Blocks first..last of the network, the spec's loss layers among them
-    (indices into its content/style lists), and whether it hands the pooled
-    map on to a next stage."""
-
-    first_block: int
-    last_block: int
-    content: tuple[int, ...]
-    style: tuple[int, ...]
-    emit_next: bool
-
-    def stride(self, layer: str) -> int:
-        """Positions of this stage's input per position of `layer`."""
-        return 1 << (block_of(layer) - self.first_block)
-
-    @property
-    def next_stride(self) -> int:
-        return 1 << (self.last_block - self.first_block + 1)
-
-    @property
-    def in_channels(self) -> int:
-        return INPUT_CHANNELS if self.first_block == 1 else BLOCK_CHANNELS[self.first_block - 2]
-
-
-def _gram_shape(c: int, guided: bool) -> list[int | None]:
-    return [None, c, c] if guided else [c, c]
-
-
-def stages_for(spec: LossSpec, splits: Sequence[int]) -> tuple[Stage, ...]:
-    """The spec's network cut after each block in `splits` (those before its
-    deepest block); one stage when `splits` is empty."""
-    deepest = max(block_of(n) for n in spec.layers)
-    ends = sorted({s for s in splits if 1 <= s < deepest}) + [deepest]
-    stages, first = [], 1
-    for last in ends:
-        stages.append(
-            Stage(
-                first,
-                last,
-                tuple(i for i, n in enumerate(spec.content_layers) if first <= block_of(n) <= last),
-                tuple(i for i, n in enumerate(spec.style_layers) if first <= block_of(n) <= last),
-                emit_next=last != deepest,
-            )
-        )
-        first = last + 1
-    return tuple(stages)
+__all__ = ["IMAGE", "LossSpec", "Objective", "Stage", "Targets", "stages_for"]
 
 
 class Objective:
@@ -150,7 +59,7 @@ class Objective:
         nc, ns = len(spec.content_layers), len(spec.style_layers)
         self.target_specs = (
             [tf.TensorSpec([1, None, None, channels(n)], tf.float32) for n in spec.content_layers],
-            [tf.TensorSpec(_gram_shape(channels(n), spec.guided), tf.float32) for n in spec.style_layers],
+            [tf.TensorSpec(gram_shape(channels(n), spec.guided), tf.float32) for n in spec.style_layers],
             [tf.TensorSpec([None, None, None], tf.float32) for _ in spec.style_layers] if spec.guided else [],
             tf.TensorSpec([nc], tf.float32),
             tf.TensorSpec([ns], tf.float32),
