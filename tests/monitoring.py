@@ -5,6 +5,7 @@ PrometheusRule's groups as the plain rule file promtool reads."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -22,6 +23,11 @@ RULES = MONITORING / "prometheus-rule.yaml"
 RULE_TESTS = MONITORING / "rules.test.yaml"
 RUNBOOK = MONITORING / "README.md"
 DASHBOARD = MONITORING / "grafana-dashboard.json"
+
+# Grafana's own variables, as Prometheus would see them after substitution.
+BUILTINS = {"__rate_interval": "5m", "__interval": "1m", "__range": "6h"}
+# The labels a ServiceMonitor scrape gives the server's series.
+SCRAPE = {"job": "stylize", "namespace": "stylize", "pod": "stylize-a", "instance": "10.0.0.1:9090"}
 
 # What the server exports (the serving core's metric set): name -> type.
 SERVER_METRICS = {
@@ -46,7 +52,7 @@ SERVER_METRICS = {
 }
 # The labels of the labelled ones, with a value each may take.
 SERVER_LABELS = {
-    "stylize_requests_total": {"code": "INTERNAL"},
+    "stylize_requests_total": {"code": "OK"},
     "stylize_refusals_total": {"reason": "QUEUE_FULL"},
     "stylize_jobs_stopped_total": {"reason": "time_limit"},
     "stylize_precision_info": {"precision": "bfloat16"},
@@ -142,3 +148,64 @@ def base_metric(name: str) -> str:
 def known_metric(name: str) -> bool:
     records = {r["record"] for r in rules_of("record")}
     return base_metric(name) in SERVER_METRICS or name in OTHER_METRICS or name in records
+
+
+# --- the dashboard ---------------------------------------------------------------
+
+
+def dashboard() -> dict[str, Any]:
+    board: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return board
+
+
+def panels() -> list[dict[str, Any]]:
+    return [p for p in dashboard()["panels"] if p["type"] != "row"]
+
+
+def variables() -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in dashboard()["templating"]["list"]}
+
+
+def substituted(expr: str) -> str:
+    """`expr` as Grafana sends it: variables replaced by their default (or a
+    namespace), Grafana's own by typical values."""
+    values = {"namespace": "stylize", **BUILTINS}
+    for name, var in variables().items():
+        if var["type"] in ("textbox", "constant", "custom"):
+            values[name] = str(var["query"]).split(",")[0]
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        assert name in values, f"{expr}: ${name} is not a variable of the dashboard"
+        return values[name]
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, expr)
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, query as Prometheus receives it) for every target."""
+    return [(p["title"], substituted(t["expr"])) for p in panels() for t in p["targets"]]
+
+
+# --- promtool input series and checks -------------------------------------------
+
+
+def series(name: str, labels: dict[str, str], values: str) -> dict[str, str]:
+    """One promtool input series."""
+    text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    return {"series": f"{name}{{{text}}}", "values": values}
+
+
+def other_series() -> list[dict[str, str]]:
+    """kube-state-metrics' and Prometheus's series about a stylize deployment."""
+    out = []
+    for name, labels in OTHER_METRICS.items():
+        owner = {} if name == "up" else {"job": "kube-state-metrics"}
+        out.append(series(name, {**owner, "namespace": "stylize", **labels}, "1x20"))
+    return out
+
+
+def returns_data(exprs: list[str], eval_time: str) -> list[dict[str, Any]]:
+    """promql_expr_test cases that each pass when `expr` returns a sample."""
+    check = {"eval_time": eval_time, "exp_samples": [{"labels": "{}", "value": 1}]}
+    return [{"expr": f"count(({expr})) > bool 0", **check} for expr in exprs]

@@ -33,14 +33,19 @@ from tests.monitoring import (
     REPO,
     RULE_TESTS,
     RUNBOOK,
+    SCRAPE,
     SERVER_LABELS,
     SERVER_METRICS,
+    dashboard_queries,
     find_promtool,
     known_metric,
     metric_names,
+    other_series,
+    returns_data,
     rule_groups,
     rules_of,
     run,
+    series,
     unit_test,
     with_expr,
 )
@@ -203,15 +208,29 @@ def exposition_after_calls(server: Any) -> bytes:
     return text
 
 
+def samples_of(page: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(page.decode())
+        for s in family.samples
+        if s.name.startswith("stylize_") and not s.name.endswith("_created")
+    }
+
+
+def scraped_series(before: bytes, after: bytes) -> list[dict[str, str]]:
+    """Two scrapes a minute apart as promtool input series, labelled as the
+    ServiceMonitor labels them (a series new in `after` starts at 0)."""
+    old = samples_of(before)
+    return [
+        series(name, {**SCRAPE, **dict(labels)}, f"{old.get((name, labels), 0.0):f} {value:f}")
+        for (name, labels), value in samples_of(after).items()
+    ]
+
+
 def test_live_metrics_pass_promtool_check_metrics(promtool: str, server: Any, tmp_path: Path) -> None:
     text = exposition_after_calls(server)
-    codes = {
-        s.labels["code"]
-        for f in text_string_to_metric_families(text.decode())
-        for s in f.samples
-        if s.name == "stylize_requests_total"
-    }
-    assert "OK" in codes and len(codes) >= 2, codes
+    codes = {name_labels[1] for name_labels in samples_of(text) if name_labels[0] == "stylize_requests_total"}
+    assert (("code", "OK"),) in codes and len(codes) >= 2, codes
     checked = run(promtool, "check", "metrics", cwd=tmp_path, stdin=text)
     assert checked.returncode == 0 and not checked.stdout.strip(), checked.stdout
     # The check can fail: the same page with a counter named like a duration.
@@ -226,9 +245,13 @@ def test_live_metrics_pass_promtool_check_metrics(promtool: str, server: Any, tm
     "stylize_refusals_total, the memory budget/reserved/estimate metrics, stylize_open_calls, "
     "stylize_result_store_bytes and stylize_precision_info; remove this mark when it is merged",
 )
-def test_live_server_exports_every_metric_the_monitoring_uses(server: Any) -> None:
-    families = text_string_to_metric_families(exposition_after_calls(server).decode())
-    exported = {f.name: f for f in families}
+def test_rules_and_dashboard_work_on_a_live_server_s_metrics(promtool: str, server: Any, tmp_path: Path) -> None:
+    """The server exports every metric the rules and the dashboard use, with
+    its type and labels; and on two real scrapes every recording rule and
+    every dashboard query returns data (device memory only where there is a GPU)."""
+    before = exposition_after_calls(server)
+    after = exposition_after_calls(server)
+    exported = {f.name: f for f in text_string_to_metric_families(after.decode())}
     missing = []
     for name, kind in SERVER_METRICS.items():
         family = exported.get(name.removesuffix("_total") if kind == "counter" else name)
@@ -238,3 +261,15 @@ def test_live_server_exports_every_metric_the_monitoring_uses(server: Any) -> No
         for label in SERVER_LABELS.get(name, {}):
             assert all(label in s.labels for s in family.samples), f"{name} lacks the label {label}"
     assert not missing, f"the rules and the dashboard use metrics the server does not export: {missing}"
+
+    on_device = any(name == "stylize_device_memory_bytes" for name, _ in samples_of(after))
+    exprs = [r["expr"] for r in rules_of("record")] + [expr for _, expr in dashboard_queries()]
+    exprs = [e for e in exprs if on_device or "stylize_device_memory_bytes" not in metric_names(e)]
+    input_series = scraped_series(before, after) + other_series()
+    tests = {
+        "rule_files": ["stylize.rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": input_series, "promql_expr_test": returns_data(exprs, "1m")}],
+    }
+    result = unit_test(promtool, tmp_path, rule_groups(), tests)
+    assert result.returncode == 0, result.stdout

@@ -7,30 +7,33 @@ memory, pods). The ConfigMap form is checked in test_k8s.py."""
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from tests.monitoring import (
-    DASHBOARD,
-    OTHER_METRICS,
+    SCRAPE,
     SERVER_LABELS,
     SERVER_METRICS,
     base_metric,
+    dashboard,
+    dashboard_queries,
     find_promtool,
     known_metric,
     metric_names,
+    other_series,
+    panels,
+    returns_data,
     rules_of,
     run,
+    series,
+    substituted,
     unit_test,
+    variables,
 )
 
-# Grafana's own variables, as Prometheus would see them after substitution.
-BUILTINS = {"__rate_interval": "5m", "__interval": "1m", "__range": "6h"}
 # Each question and the metrics one panel must show together to answer it.
 QUESTIONS = {
     "load vs capacity": {"stylize_jobs_in_progress", "stylize_queue_depth", "up"},
@@ -48,40 +51,6 @@ QUESTIONS = {
 @pytest.fixture(scope="module")
 def promtool() -> str:
     return find_promtool()
-
-
-def dashboard() -> dict[str, Any]:
-    board: dict[str, Any] = json.loads(DASHBOARD.read_text())
-    return board
-
-
-def panels() -> list[dict[str, Any]]:
-    return [p for p in dashboard()["panels"] if p["type"] != "row"]
-
-
-def variables() -> dict[str, dict[str, Any]]:
-    return {v["name"]: v for v in dashboard()["templating"]["list"]}
-
-
-def substituted(expr: str) -> str:
-    """`expr` as Grafana sends it: variables replaced by their default (or a
-    namespace), Grafana's own by typical values."""
-    values = {"namespace": "stylize", **BUILTINS}
-    for name, var in variables().items():
-        if var["type"] in ("textbox", "constant", "custom"):
-            values[name] = str(var["query"]).split(",")[0]
-
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
-        assert name in values, f"{expr}: ${name} is not a variable of the dashboard"
-        return values[name]
-
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, expr)
-
-
-def queries() -> list[tuple[str, str]]:
-    """(panel title, query as Prometheus receives it) for every target."""
-    return [(p["title"], substituted(t["expr"])) for p in panels() for t in p["targets"]]
 
 
 def test_layout_ids_and_data_sources() -> None:
@@ -109,7 +78,7 @@ def test_layout_ids_and_data_sources() -> None:
 
 
 def test_queries_parse_with_promtool(promtool: str, tmp_path: Path) -> None:
-    rules = [{"record": f"dashboard:query:{i}", "expr": expr} for i, (_, expr) in enumerate(queries())]
+    rules = [{"record": f"dashboard:query:{i}", "expr": expr} for i, (_, expr) in enumerate(dashboard_queries())]
     (tmp_path / "dashboard.rules.yaml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     checked = run(promtool, "check", "rules", "dashboard.rules.yaml", cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout
@@ -120,38 +89,25 @@ def test_queries_return_data_on_the_series_a_scrape_has(promtool: str, tmp_path:
     """Every query, on series labelled as the ServiceMonitor and
     kube-state-metrics label them, returns at least one sample: a misspelt
     metric or label name would return none."""
-    scrape = {"job": "stylize", "namespace": "stylize", "pod": "stylize-a", "instance": "10.0.0.1:9090"}
-    series = []
-
-    def add(name: str, labels: dict[str, str], values: str) -> None:
-        text = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        series.append({"series": f"{name}{{{text}}}", "values": values})
-
+    input_series = other_series()
     for name, kind in SERVER_METRICS.items():
-        labels = {**scrape, **SERVER_LABELS.get(name, {})}
+        labels = {**SCRAPE, **SERVER_LABELS.get(name, {})}
         if kind == "histogram":
             for le, step in (("1", 1), ("10", 2), ("+Inf", 3)):
-                add(f"{name}_bucket", {**labels, "le": le}, f"0+{step}x20")
-            add(f"{name}_count", labels, "0+3x20")
-            add(f"{name}_sum", labels, "0+9x20")
+                input_series.append(series(f"{name}_bucket", {**labels, "le": le}, f"0+{step}x20"))
+            input_series.append(series(f"{name}_count", labels, "0+3x20"))
+            input_series.append(series(f"{name}_sum", labels, "0+9x20"))
         else:
-            add(name, labels, "0+1x20" if kind == "counter" else "1x20")
-    for name, labels in OTHER_METRICS.items():
-        owner = {} if name == "up" else {"job": "kube-state-metrics"}
-        add(name, {**owner, "namespace": "stylize", **labels}, "1x20")
-
-    checks = [
-        {"expr": f"count(({expr})) > bool 0", "eval_time": "15m", "exp_samples": [{"labels": "{}", "value": 1}]}
-        for _, expr in queries()
-    ]
-    tests = {"tests": [{"interval": "1m", "input_series": series, "promql_expr_test": checks}]}
+            input_series.append(series(name, labels, "0+1x20" if kind == "counter" else "1x20"))
+    checks = returns_data([expr for _, expr in dashboard_queries()], "15m")
+    tests = {"tests": [{"interval": "1m", "input_series": input_series, "promql_expr_test": checks}]}
     result = unit_test(promtool, tmp_path, [], tests)
     assert result.returncode == 0, result.stdout
 
 
 def test_every_query_uses_metrics_that_exist_and_every_server_metric_is_shown() -> None:
     shown = set()
-    for title, expr in queries():
+    for title, expr in dashboard_queries():
         names = metric_names(expr)
         assert names, f"{title}: {expr}"
         unknown = {n for n in names if not known_metric(n)}
@@ -174,5 +130,5 @@ def test_a_panel_answers(question: str) -> None:
 def test_error_ratio_counts_the_codes_the_alert_counts() -> None:
     (record,) = [r for r in rules_of("record") if r["record"] == "namespace_job:stylize_request_errors:rate5m"]
     (codes,) = set(re.findall(r'code=~"([^"]+)"', record["expr"]))
-    used = {c for _, expr in queries() for c in re.findall(r'code=~"([^"]+)"', expr)}
+    used = {c for _, expr in dashboard_queries() for c in re.findall(r'code=~"([^"]+)"', expr)}
     assert used == {codes}, used
