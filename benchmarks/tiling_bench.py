@@ -5,14 +5,19 @@ measurement in its own process, so that its peak RSS is its own).
 Configurations (L-BFGS with 5 history pairs throughout, jcjohnson's setting
 for large outputs, so that the objective's memory is what differs):
 * whole:  the whole image at once;
-* cut2:   tiles of 512 px through blocks 1-2, blocks 3-5 whole (the fast cut);
-* cut3:   tiles of 512 px through blocks 1-3, blocks 4-5 whole, or in their
-          own 512 px tiles where whole would not be bounded by the tile
+* cut2:   tiles of 512 px (256 px at 0.25 MP) through blocks 1-2, blocks 3-5
+          whole (the fast cut);
+* cut3:   tiles of 512 px (256 px) through blocks 1-3, blocks 4-5 whole, or
+          in their own tiles where whole would not be bounded by the tile
           (16 MP): the memory-bounded cut.
-Each process first runs the same configuration on a 256 px image so that
-every function is traced before the clock starts; 16 MP runs one iteration.
-A configuration whose estimate exceeds --max-gib is not run (the machine is
-shared); its estimate is printed instead.
+Seconds: one process per size evaluates the loss and gradient of every
+configuration on the same image and targets, interleaved round by round
+(the machine is shared: only side-by-side ratios are fair), after tracing
+each on a 256 px image; the median per configuration. Memory: one process
+per (size, configuration) runs a 1-iteration job (targets included) and
+reports its peak RSS above the loaded, traced engine. A configuration whose
+estimate exceeds --max-gib is not run (the machine is shared); its estimate
+is printed instead. 16 MP is timed by its single iteration.
 
     python -m benchmarks.tiling_bench [--megapixels 0.25,1,4,16]
 """
@@ -23,24 +28,39 @@ import argparse
 import math
 from typing import Any
 
-from benchmarks.common import device_peak_bytes, emit, mib, peak_rss_bytes, rss_bytes, run_worker, sample_images
+from benchmarks.common import (
+    device_peak_bytes,
+    emit,
+    median,
+    mib,
+    peak_rss_bytes,
+    rss_bytes,
+    run_worker,
+    sample_images,
+)
 
 HISTORY = 5
 TILE = 512
 
 
 def side_for(megapixels: float) -> int:
-    return int(math.sqrt(megapixels * 1e6)) // 16 * 16
+    return round(math.sqrt(megapixels * 1e6)) // 16 * 16
+
+
+def tile_for(side: int) -> int:
+    """512 px tiles; 256 px below 1 MP, so that 0.25 MP is tiled too."""
+    return TILE if side > 2 * 256 else 256
 
 
 def tiling_for(name: str, side: int) -> Any:
     from stylize_server.cost import Tiling
 
+    tile = tile_for(side)
     if name == "whole":
         return Tiling()
     if name == "cut2":
-        return Tiling(TILE, 2, 0)
-    return Tiling(TILE, 3, TILE if side * side > 8_000_000 else 0)
+        return Tiling(tile, 2, 0)
+    return Tiling(tile, 3, tile if side * side > 8_000_000 else 0)
 
 
 def plan_for(engine: Any, side: int, name: str, iterations: int) -> Any:
@@ -60,13 +80,68 @@ def plan_for(engine: Any, side: int, name: str, iterations: int) -> Any:
     return JobPlan(options, inputs, estimate)
 
 
-def worker(megapixels: float, name: str, weights: str, iterations: int) -> dict[str, Any]:
+def worker_time(
+    megapixels: float, names: list[str], weights: str, rounds: int, precision: str = "auto"
+) -> dict[str, Any]:
+    """Median seconds of one loss-and-gradient evaluation per configuration,
+    interleaved round by round on one image and one set of targets."""
+    import time
+
+    import numpy as np
+
+    from stylize_server import regions
+    from stylize_server import targets as job_targets
+    from stylize_server.engine import Engine, layout_of
+
+    engine = Engine(weights=weights, precision=precision)
+
+    def setup(side: int) -> tuple[Any, dict[str, Any], Any]:
+        plans = {n: plan_for(engine, side, n, 1) for n in names}
+        first = next(iter(plans.values()))
+        options = job_targets.canonical(first.options)
+        steps = engine.compiled(job_targets.spec_for(options, engine.precision, False))
+        evaluators = {n: steps.evaluator(layout_of(p.scales[0])) for n, p in plans.items()}
+        inputs = first.inputs
+        found = regions.plan_regions(inputs.styles, options.unmasked_region, inputs.content.shape[:2])
+        build_with = evaluators[names[-1]]  # the most tiled: the least memory
+        built = job_targets.build(build_with, options, inputs.content, [s.image for s in inputs.styles], found, bool)
+        x = job_targets.batch(inputs.content.astype(np.float32))
+        return x, evaluators, built
+
+    x, evaluators, built = setup(256)
+    for evaluator in evaluators.values():
+        evaluator.value_and_grad(x, built)  # trace
+    side = side_for(megapixels)
+    x, evaluators, built = setup(side)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for _ in range(rounds):
+        for name, evaluator in evaluators.items():
+            started = time.perf_counter()
+            terms, grad = evaluator.value_and_grad(x, built)
+            float(terms[0]), grad.numpy()
+            samples[name].append(time.perf_counter() - started)
+    return {
+        "megapixels": side * side / 1e6,
+        "side": side,
+        "precision": engine.precision.value,
+        "seconds": {n: median(v) for n, v in samples.items()},
+        "ratio_to_whole": (
+            {n: median([a / b for a, b in zip(v, samples["whole"])]) for n, v in samples.items()}
+            if "whole" in samples
+            else {}
+        ),
+    }
+
+
+def worker_memory(
+    megapixels: float, name: str, weights: str, iterations: int, precision: str = "auto"
+) -> dict[str, Any]:
     from dataclasses import replace
 
     from stylize_server.cost import describe
     from stylize_server.engine import Engine, RunHooks
 
-    engine = Engine(weights=weights)
+    engine = Engine(weights=weights, precision=precision)
     side = side_for(megapixels)
     # Trace every function this configuration may use (the whole-image step,
     # and the tile functions through 64 px tiles) on a small image first.
@@ -116,48 +191,53 @@ def estimate_only(megapixels: float, name: str, precision: str) -> dict[str, Any
     }
 
 
+def _cells(
+    name: str,
+    seconds: dict[str, float],
+    ratios: dict[str, float],
+    used: dict[str, int],
+    estimates: dict[str, dict[str, float]],
+) -> tuple[str, str, str]:
+    if name not in seconds:
+        return "not run", "-", f"~{estimates[name]['estimated_bytes'] / 2**30:.0f} GiB*"
+    vs = f"{ratios[name]:.2f}x" if name in ratios else "-"
+    return f"{seconds[name]:.2f}", vs, mib(used[name])
+
+
 def section(weights: str, megapixels: list[float], max_gib: float = 12.0, precision: str = "bfloat16") -> list[Any]:
     print(
-        f"\ntiling: seconds per iteration and peak memory (RSS above the loaded engine), L-BFGS m={HISTORY}, "
-        f"tiles of {TILE} px; runs over {max_gib:g} GiB (estimated) are not run"
+        f"\ntiling ({precision}): seconds per iteration (loss and gradient, interleaved in one process) and peak "
+        f"memory (RSS above the loaded engine, 1-iteration job in its own process); L-BFGS m={HISTORY}, "
+        f"tiles of {TILE} px (256 px at 0.25 MP); runs estimated over {max_gib:g} GiB are not run"
     )
     print(
-        f"{'MP':>5} | {'whole s/it':>10} {'mem':>10} | {'cut2 s/it':>9} {'mem':>9} {'vs whole':>8} | "
-        f"{'cut3 s/it':>9} {'mem':>9} {'mem vs whole':>12}"
+        f"{'MP':>5} | {'whole s/it':>10} {'mem':>10} | {'cut2 s/it':>9} {'vs whole':>8} {'mem':>9} | "
+        f"{'cut3 s/it':>9} {'vs whole':>8} {'mem':>9} {'mem/whole':>9}"
     )
     rows = []
     for mp in megapixels:
-        row: dict[str, Any] = {"megapixels": mp}
+        row: dict[str, Any] = {"megapixels": mp, "memory": {}, "estimates": {}}
+        runnable = []
         for name in ("whole", "cut2", "cut3"):
             est = estimate_only(mp, name, precision)
+            row["estimates"][name] = est
             if est["estimated_bytes"] > max_gib * 2**30:
-                row[name] = {"not_run": True, **est}
                 continue
-            iterations = 1 if mp >= 8 else (2 if mp >= 2 else 4)
-            row[name] = run_worker("tiling_bench", [str(mp), name, weights, str(iterations)], timeout=7200)
+            runnable.append(name)
+            row["memory"][name] = run_worker("tiling_bench", ["memory", repr(mp), name, weights, "1"], timeout=7200)
+        if mp < 8 and runnable:
+            row["time"] = run_worker("tiling_bench", ["time", repr(mp), ",".join(runnable), weights, "2"], 7200)
+            seconds = row["time"]["seconds"]
+        else:  # one iteration each: the memory runs' own
+            seconds = {n: row["memory"][n]["seconds_per_iteration"] for n in runnable}
+        used = {n: m["device_peak_bytes"] or m["peak_over_loaded_bytes"] for n, m in row["memory"].items()}
+        ratios = row.get("time", {}).get("ratio_to_whole", {})
 
-        def cell(name: str, row: dict[str, Any] = row) -> tuple[str, str]:
-            r = row[name]
-            if r.get("not_run"):
-                return "not run", f"~{r['estimated_bytes'] / 2**30:.0f} GiB*"
-            used = r["device_peak_bytes"] or r["peak_over_loaded_bytes"]
-            return f"{r['seconds_per_iteration']:.2f}", mib(used)
-
-        def ratio(name: str, key: str, row: dict[str, Any] = row) -> str:
-            a, b = row[name], row["whole"]
-            if a.get("not_run") or b.get("not_run"):
-                return "-"
-            if key == "time":
-                return f"{a['seconds_per_iteration'] / b['seconds_per_iteration']:.2f}x"
-            used = (a["device_peak_bytes"] or a["peak_over_loaded_bytes"]) / (
-                b["device_peak_bytes"] or b["peak_over_loaded_bytes"]
-            )
-            return f"{used:.2f}x"
-
-        w, c2, c3 = cell("whole"), cell("cut2"), cell("cut3")
+        w, c2, c3 = (_cells(n, seconds, ratios, used, row["estimates"]) for n in ("whole", "cut2", "cut3"))
+        share = f"{used['cut3'] / used['whole']:.2f}x" if "whole" in used and "cut3" in used else "-"
         print(
-            f"{mp:>5g} | {w[0]:>10} {w[1]:>10} | {c2[0]:>9} {c2[1]:>9} {ratio('cut2', 'time'):>8} | "
-            f"{c3[0]:>9} {c3[1]:>9} {ratio('cut3', 'mem'):>12}",
+            f"{mp:>5g} | {w[0]:>10} {w[2]:>10} | {c2[0]:>9} {c2[1]:>8} {c2[2]:>9} | "
+            f"{c3[0]:>9} {c3[1]:>8} {c3[2]:>9} {share:>9}",
             flush=True,
         )
         rows.append(row)
@@ -173,8 +253,12 @@ def main() -> None:
     parser.add_argument("--worker", nargs="*")
     args = parser.parse_args()
     if args.worker is not None:
-        mp, name, weights, iterations = args.worker
-        emit(worker(float(mp), name, weights, int(iterations)))
+        kind, mp, *rest = args.worker
+        if kind == "time":
+            emit(worker_time(float(mp), rest[0].split(","), rest[1], int(rest[2]), *rest[3:]))
+        else:
+            name, weights, iterations, *precision = rest
+            emit(worker_memory(float(mp), name, weights, int(iterations), *precision))
         return
     section(args.weights, [float(m) for m in args.megapixels.split(",")], args.max_gib)
 

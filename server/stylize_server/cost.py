@@ -14,8 +14,10 @@ From the images' headers (`InputShapes`) and the options alone, per scale:
   forward and backward once;
 * work per iteration: VGG-19's multiply-adds per pixel of each part
   (layout.conv_macs_per_pixel) over the pixels its tiles cover, halos
-  included, plus the extra regions' Gram matrices; seconds = work / the
-  device's measured rate + a fixed cost per tile call;
+  included, plus the extra regions' Gram matrices, and the activation values
+  each pass writes (the wide early layers are bound by memory traffic, not
+  multiply-adds); seconds = multiply-adds / the device's rate + values / its
+  rate + a fixed cost per tile call;
 * peak memory, the largest of
   - the optimization: the activations the backward pass keeps for the
     largest piece in flight (the whole image, or one tile with its halo:
@@ -61,7 +63,8 @@ class Profile:
 
     kind: str = "CPU"
     precision: str = "float32"
-    gmacs_per_second: float = 200.0  # forward multiply-adds per second
+    gmacs_per_second: float = 200.0  # multiply-adds per second (convolutions, forward or backward)
+    gvalues_per_second: float = 20.0  # activation values written per second (the wide early layers)
     keep: float = 2.0  # bytes held per activation value, in units of the value's own size
     base_bytes: int = 96 * MIB  # per job, whatever its size (buffers, compiled scratch)
     tile_seconds: float = 0.01  # fixed cost of one tile call (dispatch, slicing)
@@ -71,12 +74,45 @@ class Profile:
         return 2 if self.precision == "bfloat16" else 4
 
 
-# Calibrated with `make bench` (cost table); see the README's Benchmarks.
+# CPU figures fitted to measurement on the build machine (AMD EPYC, 2 shared
+# cores, avx512_bf16, no AMX; `make bench`, tiling and cost tables):
+# * time: whole-image evaluations take 7.75 µs/px in float32 and 4.1 µs/px in
+#   bfloat16 (0.25-2.2 MP, quiet machine); tiled against whole side by side
+#   fix the cost of an activation value written at 360 (float32) and 1800
+#   (bfloat16) multiply-adds: the wide early layers are bound by memory
+#   traffic, which bfloat16 does not speed up (its convolutions run 4.7x
+#   faster). Fit within 1-2% on 6 tiled/whole ratios per precision.
+# * memory: peak RSS above the loaded engine fits 0.74 x value bytes per
+#   counted activation value and 0.83 x the image-sized vectors (13 runs,
+#   1-16 MP, whole and tiled); `keep` is rounded up to 0.8 and the vectors
+#   left at 1.0, so that admission errs on the safe side.
+# GPU figures are estimates for a mid-range data-centre GPU (not measured
+# here: no GPU on the build machine); calibrate them with `make bench` there.
 PROFILES: dict[tuple[str, str], Profile] = {
-    ("CPU", "float32"): Profile("CPU", "float32", gmacs_per_second=110.0, keep=2.0),
-    ("CPU", "bfloat16"): Profile("CPU", "bfloat16", gmacs_per_second=200.0, keep=2.0),
-    ("GPU", "float32"): Profile("GPU", "float32", gmacs_per_second=20_000.0, keep=2.0, tile_seconds=0.002),
-    ("GPU", "bfloat16"): Profile("GPU", "bfloat16", gmacs_per_second=40_000.0, keep=2.0, tile_seconds=0.002),
+    ("CPU", "float32"): Profile(
+        "CPU",
+        "float32",
+        gmacs_per_second=150.0,
+        gvalues_per_second=0.42,
+        keep=0.8,
+        base_bytes=64 * MIB,
+        tile_seconds=0.003,
+    ),
+    ("CPU", "bfloat16"): Profile(
+        "CPU",
+        "bfloat16",
+        gmacs_per_second=710.0,
+        gvalues_per_second=0.40,
+        keep=0.8,
+        base_bytes=64 * MIB,
+        tile_seconds=0.003,
+    ),
+    ("GPU", "float32"): Profile(
+        "GPU", "float32", gmacs_per_second=20_000.0, gvalues_per_second=100.0, keep=1.0, tile_seconds=0.002
+    ),
+    ("GPU", "bfloat16"): Profile(
+        "GPU", "bfloat16", gmacs_per_second=40_000.0, gvalues_per_second=150.0, keep=1.0, tile_seconds=0.002
+    ),
 }
 
 
@@ -154,19 +190,22 @@ def activation_bytes(height: int, width: int, deepest: str, profile: Profile, ti
     return int(peak)
 
 
-def work(height: int, width: int, deepest: str, tiling: Tiling) -> tuple[float, int]:
-    """(multiply-adds of one iteration, tile calls): forward and input
-    gradient (about twice the forward) of each part, and one more forward for
-    a tiled part (its Gram sums come before its gradient)."""
-    macs, calls = 0.0, 0
+def work(height: int, width: int, deepest: str, tiling: Tiling) -> tuple[float, float, int]:
+    """(multiply-adds, activation values written, tile calls) of one
+    iteration: forward and input gradient (about twice the forward) of each
+    part, and one more forward for a tiled part (its Gram sums come before
+    its gradient). The values count because the early layers are wide and
+    cheap in multiply-adds: there the memory traffic sets the time."""
+    macs, values, calls = 0.0, 0.0, 0
     cut = parts(deepest, tiling)
     for index, part in enumerate(cut):
         area = extents(height, width, part.tile, halo_px(part))
         tiled = len(area) > 1
         passes = 3.0 if tiled or (part.tile and index < len(cut) - 1) else 2.0
         macs += passes * layout.conv_macs_per_pixel(part.deepest, part.first_block) * sum(area)
+        values += passes * layout.activation_values_per_pixel(part.deepest, part.first_block) * sum(area)
         calls += 2 * len(area) if passes == 3.0 else 1
-    return macs, calls
+    return macs, values, calls
 
 
 def vector_bytes(height: int, width: int, options: JobOptions, history: int, regions: int, tiling: Tiling) -> int:
@@ -216,7 +255,7 @@ def scale_estimate(
     )
     styles = max(style_pass_bytes(h, w, deepest, profile, tiling.tile) for h, w in style_sizes)
     memory = max(optimization, styles) + profile.base_bytes
-    macs, calls = work(height, width, deepest, tiling)
+    macs, values, calls = work(height, width, deepest, tiling)
     # The Gram matrices of extra regions, forward and backward.
     style_names = [n for n, _ in options.style_layers]
     gram_macs = (
@@ -224,8 +263,10 @@ def scale_estimate(
         * max(0, regions - 1)
         * sum(height * width / layout.stride(n) ** 2 * layout.channels(n) ** 2 for n in style_names)
     )
-    seconds = (macs + gram_macs) / (profile.gmacs_per_second * 1e9) + (
-        calls * profile.tile_seconds if tiling.tile else 0
+    seconds = (
+        (macs + gram_macs) / (profile.gmacs_per_second * 1e9)
+        + values / (profile.gvalues_per_second * 1e9)
+        + (calls * profile.tile_seconds if tiling.tile else 0.0)
     )
     rows, cols = tile_grid(height, width, tiling.tile) if tiling.tile else (1, 1)
     return ScaleEstimate(

@@ -28,6 +28,7 @@ number of masks ever retraces a function.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -67,6 +68,7 @@ class Objective:
         )
         self.whole = stages_for(spec, ())[0]
         self._functions: dict[tuple[str, Stage | None], Callable[..., Any]] = {}
+        self._lock = threading.Lock()
 
     # --------------------------------------------------------- signatures
 
@@ -85,9 +87,10 @@ class Objective:
         """The traced function `kind` (forward, backward, final, global,
         features, grams) of `stage`, compiled on first use."""
         key = (kind, stage)
-        if key not in self._functions:
-            self._functions[key] = self._compile(kind, stage)
-        return self._functions[key]
+        with self._lock:  # jobs on several threads may ask for it at once: trace it once
+            if key not in self._functions:
+                self._functions[key] = self._compile(kind, stage)
+            return self._functions[key]
 
     def _compile(self, kind: str, stage: Stage | None) -> Callable[..., Any]:
         targets = list(self.target_specs)

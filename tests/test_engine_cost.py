@@ -1,0 +1,124 @@
+"""The cost model's choices (TF-free): what runs whole, what is tiled and
+how, the L-BFGS history that fits, bfloat16's half-size activations, and
+that its tiles and halos are the engine's own."""
+
+from __future__ import annotations
+
+import pytest
+
+from stylize_server import cost
+from stylize_server.errors import TooLarge
+from stylize_server.options import InputShapes, JobOptions, Optimizer, Scale, resolve
+
+F32 = cost.profile_for("CPU", "float32")
+BF16 = cost.profile_for("CPU", "bfloat16")
+
+
+def shapes(side: int, styles: int = 1) -> InputShapes:
+    return InputShapes((side, side), ((side, side),) * styles, (None,) * styles, (1.0,) * styles)
+
+
+def options(side: int, **kw) -> JobOptions:
+    return resolve(JobOptions(size=side, multiscale=False, iterations=10, **kw))
+
+
+def one_scale(side: int, tiling: cost.Tiling, history: int = 20, profile: cost.Profile = F32, **kw):
+    return cost.scale_estimate(options(side, **kw), shapes(side), Scale(side, 10), 1, profile, tiling, history)
+
+
+def test_the_whole_image_when_it_fits() -> None:
+    est = cost.estimate(options(512), shapes(512), F32, 1 << 40, 1 << 40)
+    (scale,) = est.scales
+    assert scale.tile_size == 0 and scale.lbfgs_history == 20 and scale.split_block == 0
+    assert est.device_memory_bytes == scale.device_memory_bytes
+
+
+def test_a_shorter_history_before_tiles_then_the_fastest_tiling_that_fits() -> None:
+    whole = one_scale(2048, cost.Tiling())
+    shorter = one_scale(2048, cost.Tiling(), history=5)
+    assert shorter.device_memory_bytes < whole.device_memory_bytes
+    chosen = cost.estimate(options(2048), shapes(2048), F32, shorter.device_memory_bytes, 1 << 40).scales[0]
+    assert chosen.tile_size == 0 and chosen.lbfgs_history == 5
+    squeezed = cost.estimate(options(2048), shapes(2048), F32, shorter.device_memory_bytes - 1, 1 << 40).scales[0]
+    assert squeezed.tile_size > 0 and squeezed.device_memory_bytes < shorter.device_memory_bytes
+    # Among the tilings that fit, the fastest: nothing that fits is faster.
+    target = shorter.device_memory_bytes - 1
+    for tiling in cost.tilings("relu5_1", -1):
+        for history in (20, 10, 5):
+            other = one_scale(2048, tiling, history)
+            if other.tile_size and other.device_memory_bytes <= target:
+                assert other.seconds_per_iteration >= squeezed.seconds_per_iteration - 1e-9
+
+
+def test_tile_setting_forces_or_forbids_tiles() -> None:
+    never = cost.estimate(options(2048), shapes(2048), F32, 1 << 20, 1 << 40, tile_setting=0).scales[0]
+    assert never.tile_size == 0
+    forced = cost.estimate(options(2048), shapes(2048), F32, 1 << 40, 1 << 40, tile_setting=256).scales[0]
+    assert forced.tile_size == 256 and forced.tiles == 64
+    small = cost.estimate(options(128), shapes(128), F32, 1 << 40, 1 << 40, tile_setting=256).scales[0]
+    assert small.tile_size == 0  # a tile larger than the image is the whole image
+
+
+def test_cutting_after_block_3_holds_a_fraction_of_the_memory_cutting_after_2_costs_less_time() -> None:
+    whole = one_scale(2000, cost.Tiling(), 5)
+    cut3 = one_scale(2000, cost.Tiling(512, 3, 0), 5)
+    cut2 = one_scale(2000, cost.Tiling(512, 2, 0), 5)
+    assert cut3.device_memory_bytes < whole.device_memory_bytes / 3
+    assert cut2.seconds_per_iteration < 1.3 * whole.seconds_per_iteration < cut3.seconds_per_iteration * 1.3
+    assert (cut3.split_block, cut3.deep_tile_size, cut3.tiles) == (3, 0, 16)
+
+
+def test_bfloat16_halves_the_activations() -> None:
+    a32 = cost.activation_bytes(1024, 1024, "relu5_1", F32, cost.Tiling())
+    a16 = cost.activation_bytes(1024, 1024, "relu5_1", BF16, cost.Tiling())
+    assert 2 * a16 / BF16.keep == pytest.approx(a32 / F32.keep, rel=1e-6)  # 2 bytes a value, not 4
+    half = one_scale(1024, cost.Tiling(), profile=BF16).device_memory_bytes
+    assert half < one_scale(1024, cost.Tiling()).device_memory_bytes
+
+
+def test_regions_add_work_and_guides() -> None:
+    o, s = options(512), shapes(512, styles=2)
+    one = cost.scale_estimate(o, s, Scale(512, 10), 1, F32, cost.Tiling(), 20)
+    two = cost.scale_estimate(o, s, Scale(512, 10), 2, F32, cost.Tiling(), 20)
+    assert two.seconds_per_iteration > one.seconds_per_iteration
+    assert two.device_memory_bytes > one.device_memory_bytes
+    assert two.seconds_per_iteration < 1.2 * one.seconds_per_iteration  # the extra Gram terms are cheap
+
+
+def test_adam_has_no_history_and_the_estimate_grows_with_size() -> None:
+    adam = cost.estimate(options(1024, optimizer=Optimizer.ADAM), shapes(1024), F32, 1 << 40, 1 << 40)
+    assert adam.scales[0].lbfgs_history == 0
+    sizes = [cost.estimate(options(s), shapes(s), F32, 1 << 40, 1 << 40).device_memory_bytes for s in (256, 512, 1024)]
+    assert sizes == sorted(sizes) and sizes[2] > 3 * sizes[1]
+
+
+def test_a_job_that_never_fits_says_what_would() -> None:
+    expected = r"size: the job needs an estimated .* GiB .* budget of 0\.10 GiB; what would fit: size \d+"
+    with pytest.raises(TooLarge, match=expected):
+        cost.estimate(options(4096), shapes(4096), F32, 100 << 20, 100 << 20)
+
+
+def test_the_cost_model_tiles_and_halos_are_the_engines() -> None:
+    """cost.py plans with the same parts, halos and tile counts that
+    tiling.Evaluator runs (it imports TensorFlow, so only here)."""
+    from stylize_server.engine import layout_of
+    from stylize_server.layout import Pooling
+    from stylize_server.spec import LossSpec, stages_for
+    from stylize_server.tiling import stage_halo, tile_grid
+
+    layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    spec = LossSpec(("relu4_2",), layers, Pooling.AVG)
+    for tiling in (cost.Tiling(256, 3, 0), cost.Tiling(256, 2, 256), cost.Tiling(192)):
+        scale = one_scale(1000, tiling)
+        layout = layout_of(scale)
+        parts = cost.parts("relu5_1", tiling)
+        stages = stages_for(spec, layout.splits)
+        assert len(stages) == len(parts)
+        for stage, part in zip(stages, parts):
+            unit = 1 << (stage.first_block - 1)
+            assert stage_halo(stage, "relu5_1") * unit == cost.halo_px(part)
+            side = 1000 // unit
+            tile = part.tile // unit
+            expected = len(cost.extents(1000, 1000, part.tile, cost.halo_px(part)))
+            assert len(tile_grid(side, side, tile, stage_halo(stage, "relu5_1"))) == expected
+        assert scale.tiles == len(tile_grid(1000, 1000, tiling.tile, 0))
