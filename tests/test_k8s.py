@@ -13,7 +13,6 @@ NetworkPolicy, ServiceMonitor) point at each other correctly.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
 import json
 import os
@@ -57,7 +56,7 @@ METRICS_PORT = 9090
 
 # Every STYLIZE_* variable the server reads: the env form of each field of its
 # configuration. A ConfigMap key outside this set is a typo the server ignores.
-SERVER_ENV = {server_config_module.env_var(f.name) for f in dataclasses.fields(server_config_module.ServerConfig)}
+SERVER_ENV = server_config_module.env_vars()
 
 
 class ManifestError(AssertionError):
@@ -144,7 +143,7 @@ def server_accepts(env: dict[str, str]) -> server_config_module.ServerConfig:
         args = server_config_module.build_parser(env).parse_args([])
     except SystemExit as exc:  # argparse's way of refusing a value
         raise ManifestError(f"the server refuses its environment (exit {exc.code})") from exc
-    parsed = server_config_module.ServerConfig(**vars(args))
+    parsed = server_config_module.config_from_args(args)
     try:
         # Secret files exist only inside the pod; their paths are checked
         # against the Secret mounts separately.

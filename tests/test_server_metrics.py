@@ -25,7 +25,7 @@ def test_metrics_after_a_known_run(engine):
             "stylize_job_duration_seconds",
             "stylize_iteration_seconds",
             "stylize_iterations",
-            "stylize_jobs_cancelled",
+            "stylize_jobs_stopped",
             "stylize_model_load_seconds",
             "stylize_device_memory_bytes",
         ):
@@ -60,8 +60,8 @@ def test_metrics_after_a_known_run(engine):
         assert delta("stylize_requests_total", code="OK") == 2
         assert delta("stylize_requests_total", code="INVALID_ARGUMENT") == 1
         assert delta("stylize_requests_total", code="CANCELLED") == 1
-        assert delta("stylize_jobs_cancelled_total", reason="client") == 1
-        assert delta("stylize_jobs_cancelled_total", reason="deadline") == 0
+        assert delta("stylize_jobs_stopped_total", reason="client") == 1
+        assert delta("stylize_jobs_stopped_total", reason="deadline") == 0
         assert delta("stylize_queue_wait_seconds_count") == 3  # the invalid request never reached the queue
         assert delta("stylize_job_duration_seconds_count") == 3
         done = delta("stylize_iterations_total")

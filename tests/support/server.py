@@ -77,7 +77,7 @@ def test_config(**overrides: Any):
     limits, no warm-up, short grace. Keyword arguments override any field."""
     from stylize_server.config import ServerConfig
 
-    base = ServerConfig(
+    base = ServerConfig().replace(
         host="127.0.0.1",
         port=0,
         metrics_port=0,
