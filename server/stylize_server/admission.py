@@ -126,7 +126,8 @@ def decode_inputs(
         image = _shrink(images.decode(style.image.data, f"styles[{i}].image", cap, at_least=hw).rgb, hw)
         mask = None
         if style.mask.data:
-            mask = images.resize_float(images.decode_mask(style.mask.data, f"styles[{i}].mask", cap), out_hw)
+            plane = images.decode_mask(style.mask.data, f"styles[{i}].mask", cap, at_least=out_hw)
+            mask = images.resize_float(plane, out_hw)
         styles.append(StyleSource(image, head.shapes.weights[i], mask))
     init = None
     if request.init_image.data:

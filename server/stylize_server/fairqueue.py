@@ -68,7 +68,8 @@ class FairQueue(Generic[T]):
         return True
 
     def served(self, client: str) -> None:
-        """Record that a job of `client` started (queued or not)."""
+        """Record that a job of `client` started (`take` does; a job that never
+        waited is recorded by the caller)."""
         self._starts += 1
         self._served[client] = self._starts
 
@@ -108,6 +109,7 @@ class FairQueue(Generic[T]):
                 for waiting in blocked:
                     waiting.overtaken += 1
                 self.remove(job)
+                self.served(job.client)
                 return job
             if job.overtaken >= self.overtake_limit:
                 return None

@@ -121,7 +121,8 @@ def decode(data: bytes, field: str, max_pixels: int, at_least: tuple[int, int] |
         if at_least is not None and image.format == "JPEG":
             image.draft("RGB", (max(1, at_least[1]), max(1, at_least[0])))
         image.load()
-        image = ImageOps.exif_transpose(image)
+        # In place: without it Pillow returns a copy even when nothing turns (+4 bytes a pixel).
+        ImageOps.exif_transpose(image, in_place=True)
         if at_least is not None:
             # Box-reduce to no less than twice the target; the caller's Lanczos does the rest.
             factor = min(image.size[0] // max(1, 2 * at_least[1]), image.size[1] // max(1, 2 * at_least[0]))
@@ -134,10 +135,10 @@ def decode(data: bytes, field: str, max_pixels: int, at_least: tuple[int, int] |
         raise _bad_bytes(field) from None
 
 
-def decode_mask(data: bytes, field: str, max_pixels: int) -> np.ndarray:
+def decode_mask(data: bytes, field: str, max_pixels: int, at_least: tuple[int, int] | None = None) -> np.ndarray:
     """A mask image as H×W float32 in 0..1: its luminance, or its alpha where
-    it has one and is otherwise of one colour."""
-    decoded = decode(data, field, max_pixels)
+    it has one and is otherwise of one colour. `at_least` as for `decode`."""
+    decoded = decode(data, field, max_pixels, at_least=at_least)
     gray = np.asarray(Image.fromarray(decoded.rgb).convert("L"), dtype=np.float32) / 255.0
     if decoded.alpha is not None and float(gray.max() - gray.min()) < 1e-6:
         return decoded.alpha.astype(np.float32) / 255.0

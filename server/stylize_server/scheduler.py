@@ -125,6 +125,7 @@ class Scheduler:
             )
         if not self._queue and self._fits(job):
             self._account(job, +1)
+            self._queue.served(job.client)
             self._start(job)
             return
         if len(self._queue) >= self.queue_size:
@@ -226,7 +227,6 @@ class Scheduler:
         job.position = None
         job.started_at = time.monotonic()
         self._running.add(job)
-        self._queue.served(job.client)
         self.reserved_bytes += job.memory
         metrics.JOBS_IN_PROGRESS.inc()
         metrics.MEMORY_RESERVED.inc(job.memory)
