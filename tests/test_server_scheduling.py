@@ -5,6 +5,7 @@ frames show they run; tests wait on frames and metrics, never on wall time."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import grpc
@@ -154,7 +155,8 @@ def test_deadline_while_queued_removes_the_job(engine):
         _idle(srv)
 
 
-def test_server_time_limit_per_job(engine):
+def test_server_time_limit_per_job(engine, caplog):
+    caplog.set_level(logging.INFO, logger="stylize.jobs")
     with running_server(engine=engine, max_job_seconds=1.0) as srv:
         before = value(scrape(srv.metrics_port), "stylize_jobs_stopped_total", reason="time_limit")
         job = StreamReader(srv.stub().Stylize(long_request(), timeout=120))
@@ -165,6 +167,9 @@ def test_server_time_limit_per_job(engine):
         assert 0 < result.iterations < result.iterations_requested
         assert decode(result.image.data)[1].shape == (result.height, result.width, 3)
         wait_for_value(srv.metrics_port, "stylize_jobs_stopped_total", lambda v: v >= before + 1, reason="time_limit")
+        ended = [r.fields for r in caplog.records if r.getMessage() == "job ended"]  # type: ignore[attr-defined]
+        assert ended[-1]["code"] == "OK" and ended[-1]["complete"] is False
+        assert ended[-1]["stop_reason"] == "time_limit" and ended[-1]["iterations_done"] == result.iterations
 
 
 def test_jobs_run_concurrently_up_to_the_limit(engine):

@@ -111,7 +111,8 @@ class StyleTransferService:
             request = await calls.receive(context, self.config.request_receive_seconds, pb.StylizeRequest)
             call.request_id = request.request_id
             client = self.auth.client_of(context.invocation_metadata(), context.peer())
-            scheduler.check_room()
+            if not (request.request_id and self.registry.find((client, request.request_id))):
+                scheduler.check_room()  # a reattaching call needs no room
             head = admission.read_request(request, self.config.limits)
             await self._admit(request, head, client, context, scheduler, engine, call)
             del request  # a queued job keeps its own reference until its images are decoded
