@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import logging
 import threading
 import time
@@ -43,7 +44,15 @@ def load_engine(config: ServerConfig) -> Any:
     anything touches the GPU); raises WeightsError."""
     from .engine import Engine
 
-    return Engine(weights=config.weights, pooling=config.pooling, limits=config.limits, xla=config.xla)
+    # Precision and the compiled-step LRU are the engine's newer arguments: an
+    # engine without them runs float32 with its own cache, and says so.
+    wanted = {"precision": config.precision, "max_compiled": config.max_compiled_steps}
+    accepted = inspect.signature(Engine).parameters
+    missing = [name for name in wanted if name not in accepted]
+    if missing and config.precision != "auto":
+        raise ValueError(f"--precision {config.precision}: this engine has no precision setting")
+    extra = {name: value for name, value in wanted.items() if name in accepted}
+    return Engine(weights=config.weights, pooling=config.pooling, limits=config.limits, xla=config.xla, **extra)
 
 
 class Server:
