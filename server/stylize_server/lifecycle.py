@@ -45,12 +45,11 @@ def load_engine(config: ServerConfig) -> Any:
     from .engine import Engine
 
     # Precision and the compiled-step LRU are the engine's newer arguments: an
-    # engine without them runs float32 with its own cache, and says so.
+    # engine without them runs float32 with its own cache.
     wanted = {"precision": config.precision, "max_compiled": config.max_compiled_steps}
     accepted = inspect.signature(Engine).parameters
-    missing = [name for name in wanted if name not in accepted]
-    if missing and config.precision != "auto":
-        raise ValueError(f"--precision {config.precision}: this engine has no precision setting")
+    if "precision" not in accepted and config.precision == "bfloat16":
+        raise ValueError("--precision bfloat16: this engine runs float32 only")
     extra = {name: value for name, value in wanted.items() if name in accepted}
     return Engine(weights=config.weights, pooling=config.pooling, limits=config.limits, xla=config.xla, **extra)
 

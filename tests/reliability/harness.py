@@ -82,6 +82,11 @@ class Profile:
     memory_sizes: tuple[int, ...] = (32, 48, 64)
     memory_rss_bound_mb: float = 32.0
     memory_novel_shapes: int = 0  # jobs of never-seen shapes after the main run (reported only)
+    # the serving core (issue 9)
+    header_only_streams: int = 200
+    unread_streams: int = 100
+    layer_lists: int = 12
+    fair_seconds: float = 8.0
 
 
 FAST = Profile(name="fast")
@@ -100,6 +105,10 @@ FULL = Profile(
     memory_jobs=300,
     memory_sizes=(32, 40, 48, 56, 64),
     memory_novel_shapes=100,
+    header_only_streams=1000,
+    unread_streams=200,
+    layer_lists=60,
+    fair_seconds=30.0,
 )
 PROFILES = {"fast": FAST, "full": FULL}
 
@@ -185,9 +194,15 @@ class ServerProc:
     """A `stylize-server` child: its stdout and stderr (kept whole, for the
     secrets-in-logs check), its JSON log records, its memory, and channels."""
 
-    def __init__(self, args: Sequence[str], port: int = 0, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        port: int = 0,
+        env: dict[str, str] | None = None,
+        command: Sequence[str] | None = None,
+    ) -> None:
         self.args = list(args)
-        cmd = server_command() + [
+        cmd = list(command or server_command()) + [
             "--host",
             "127.0.0.1",
             "--port",
@@ -202,8 +217,8 @@ class ServerProc:
             "json",
             # The suite's many clients all come from 127.0.0.1 without tokens,
             # so the server sees them as one; fair share has scenarios of its own.
-            "--max-jobs-per-client",
-            "1000",
+            # (A baseline build from before per-client quotas has no such flag.)
+            *(("--max-jobs-per-client", "1000") if command is None else ()),
             *self.args,
         ]
         child_env = dict(os.environ)
@@ -384,9 +399,11 @@ def spawn_server(
     env: dict[str, str] | None = None,
     credentials: grpc.ChannelCredentials | None = None,
     ready_timeout: float = 180,
+    command: Sequence[str] | None = None,
 ) -> Iterator[ServerProc]:
-    """A ready `stylize-server` subprocess (killed on exit if still running)."""
-    proc = ServerProc(args, port=port, env=env)
+    """A ready `stylize-server` subprocess (killed on exit if still running);
+    `command` runs another build of the server (the benchmark's baseline)."""
+    proc = ServerProc(args, port=port, env=env, command=command)
     try:
         proc.wait_ready(ready_timeout)
         proc.wait_serving(credentials)
