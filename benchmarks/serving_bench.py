@@ -128,6 +128,46 @@ def server_args(own: bool) -> list[str]:
     return args + (["--precision", "float32"] if own else [])
 
 
+def measure_step(args: argparse.Namespace, command: list[str], env: dict[str, str]) -> dict:
+    floors: list[float] = []
+    served: dict[str, list[float]] = {"baseline": [], "branch": []}
+    with (
+        spawn_server(*server_args(False), command=command, env=env) as base,
+        spawn_server(*server_args(True)) as own,
+    ):
+        for server in (base, own):  # warm: the first job traces the step for this shape
+            served_seconds(server, 3)
+        for _ in range(args.rounds):
+            floors.append(floor_seconds(args.iterations))
+            served["baseline"].append(served_seconds(base, args.iterations))
+            served["branch"].append(served_seconds(own, args.iterations))
+    out: dict = {"floor_s_per_it": statistics.median(floors)}
+    for name, values in served.items():
+        ratios = [s / f for s, f in zip(values, floors)]
+        out[f"{name}_s_per_it"] = statistics.median(values)
+        out[f"{name}_over_floor"] = statistics.median(ratios)
+        out[f"{name}_over_floor_min_max"] = [min(ratios), max(ratios)]
+    return out
+
+
+def measure_overload(args: argparse.Namespace, command: list[str], env: dict[str, str]) -> dict:
+    rejections: dict[str, list[dict]] = {"baseline": [], "branch": []}
+    for _ in range(args.overload_rounds):
+        for name, cmd, extra in (("baseline", command, env), ("branch", None, None)):
+            with spawn_server(*main_server_args(FAST), command=cmd, env=extra) as server:
+                result = load.run_overload(server, FAST)
+            keys = ("rejected", "reject_p50_ms", "reject_p99_ms", "jobs_completed")
+            rejections[name].append({k: result.figures.get(k) for k in keys})
+    return {
+        name: {
+            "rounds": runs,
+            "reject_p50_ms": statistics.median(r["reject_p50_ms"] for r in runs if r["reject_p50_ms"] is not None),
+            "reject_p99_ms": statistics.median(r["reject_p99_ms"] for r in runs if r["reject_p99_ms"] is not None),
+        }
+        for name, runs in rejections.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "benchmarks" / "results")
@@ -135,74 +175,33 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=12, help="iterations of each served job")
     parser.add_argument("--overload-rounds", type=int, default=2)
+    parser.add_argument("--skip-step", action="store_true", help="only the overload rejection")
     args = parser.parse_args()
 
-    report: dict = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "baseline": args.baseline,
-        "size": SIZE,
-    }
-    baseline_cmd = [sys.executable, "-m", "stylize_server.app"]
+    report: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "baseline": args.baseline}
+    command = [sys.executable, "-m", "stylize_server.app"]
     with baseline_tree(args.baseline) as tree:
         report["baseline_imports_from"] = check_baseline_imports(tree)
         env = baseline_env(tree)
-        floors: list[float] = []
-        served: dict[str, list[float]] = {"baseline": [], "branch": []}
-        with (
-            spawn_server(*server_args(False), command=baseline_cmd, env=env) as base,
-            spawn_server(*server_args(True)) as own,
-        ):
-            for server in (base, own):  # warm: the first job traces the step for this shape
-                served_seconds(server, 3)
-            for _ in range(args.rounds):
-                floors.append(floor_seconds(args.iterations))
-                served["baseline"].append(served_seconds(base, args.iterations))
-                served["branch"].append(served_seconds(own, args.iterations))
-        floor = statistics.median(floors)
-        report["served_step"] = {
-            "floor_s_per_it": floor,
-            **{f"{name}_s_per_it": statistics.median(v) for name, v in served.items()},
-            **{
-                f"{name}_over_floor": statistics.median([s / f for s, f in zip(v, floors)])
-                for name, v in served.items()
-            },
-            **{
-                f"{name}_over_floor_min_max": [
-                    min(s / f for s, f in zip(v, floors)),
-                    max(s / f for s, f in zip(v, floors)),
-                ]
-                for name, v in served.items()
-            },
-        }
-        rejections: dict[str, list[dict]] = {"baseline": [], "branch": []}
-        for _ in range(args.overload_rounds):
-            for name, command, extra in (("baseline", baseline_cmd, env), ("branch", None, None)):
-                with spawn_server(*main_server_args(FAST), command=command, env=extra) as server:
-                    result = load.run_overload(server, FAST)
-                rejections[name].append(
-                    {k: result.figures.get(k) for k in ("rejected", "reject_p50_ms", "reject_p99_ms", "jobs_completed")}
-                )
-        report["overload"] = {
-            name: {
-                "rounds": runs,
-                "reject_p50_ms": statistics.median(r["reject_p50_ms"] for r in runs if r["reject_p50_ms"] is not None),
-                "reject_p99_ms": statistics.median(r["reject_p99_ms"] for r in runs if r["reject_p99_ms"] is not None),
-            }
-            for name, runs in rejections.items()
-        }
+        if not args.skip_step:
+            report["served_step"] = measure_step(args, command, env)
+        report["overload"] = measure_overload(args, command, env)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serving_bench.json").write_text(json.dumps(report, indent=2) + "\n")
-    step, over = report["served_step"], report["overload"]
-    print(f"\nServing at {SIZE} px, CPU float32, baseline {args.baseline} vs this branch, side by side\n")
-    print("| build | served step (s/it) | served / floor (min-max) | overload reject p50 | p99 |")
+    print(f"\nServing, CPU float32, baseline {args.baseline} vs this branch, side by side in one run\n")
+    print("| build | served step at 256 px (s/it) | served / floor (min-max) | overload reject p50 | p99 |")
     print("|---|---|---|---|---|")
+    step, over = report.get("served_step"), report["overload"]
     for name in ("baseline", "branch"):
-        lo, hi = step[f"{name}_over_floor_min_max"]
-        print(
-            f"| {name} | {step[f'{name}_s_per_it']:.3f} | {step[f'{name}_over_floor']:.2f}x ({lo:.2f}-{hi:.2f}) "
-            f"| {over[name]['reject_p50_ms']:.1f} ms | {over[name]['reject_p99_ms']:.1f} ms |"
-        )
-    print(f"\nfloor: bare VGG-19 fwd+bwd {step['floor_s_per_it']:.3f} s/it; wrote {args.out / 'serving_bench.json'}")
+        if step:
+            lo, hi = step[f"{name}_over_floor_min_max"]
+            stepped = f"{step[f'{name}_s_per_it']:.3f} | {step[f'{name}_over_floor']:.2f}x ({lo:.2f}-{hi:.2f})"
+        else:
+            stepped = "- | -"
+        print(f"| {name} | {stepped} | {over[name]['reject_p50_ms']:.1f} ms | {over[name]['reject_p99_ms']:.1f} ms |")
+    if step:
+        print(f"\nfloor: bare VGG-19 fwd+bwd at {SIZE} px, {step['floor_s_per_it']:.3f} s/it")
+    print(f"wrote {args.out / 'serving_bench.json'}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .lifecycle import Server
 
 log = logging.getLogger("stylize.server")
+SWITCH_INTERVAL = 0.001  # seconds
 
 __all__ = ["Server", "main"]
 
@@ -62,6 +63,11 @@ def main(argv: Sequence[str] | None = None, hard_exit: bool = True) -> int:
 
 def _serve(argv: Sequence[str] | None) -> int:
     config = parse_config(argv, version=server_version())
+    # The event loop answers every call (health, refusals, frames) on one
+    # thread, while the engine threads run Python between TensorFlow ops. A
+    # thread that wants the GIL waits up to the switch interval per hand-over
+    # (5 ms by default); 1 ms keeps refusals and health quick under load.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     if config.log_format == "json":
         capture_stderr()  # before TensorFlow is imported: its C++ lines go straight to fd 2
     setup_logging(config.log_format, config.log_level)

@@ -27,7 +27,8 @@ Context = aio.ServicerContext[Any, Any]
 async def receive(context: Context, timeout: float, kind: type[M]) -> M:
     """The call's request message; ReceiveTimeout when it has not arrived in `timeout` s."""
     try:
-        message = await asyncio.wait_for(context.read(), timeout)
+        async with asyncio.timeout(timeout):  # no task of its own, unlike wait_for
+            message = await context.read()
     except TimeoutError:
         raise ReceiveTimeout(
             f"the request message did not arrive within {timeout:g} s of the call opening (--request-receive-seconds)"
@@ -45,7 +46,8 @@ class ClientGone(Cancelled):
 async def send(context: Context, frame: object, timeout: float) -> None:
     """Write one frame; SendTimeout when the client has not taken it in `timeout` s."""
     try:
-        await asyncio.wait_for(context.write(frame), timeout)
+        async with asyncio.timeout(timeout):
+            await context.write(frame)
     except TimeoutError:
         raise SendTimeout(
             f"the client took no frame for {timeout:g} s (--send-timeout-seconds); the stream is closed as a "

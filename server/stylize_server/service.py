@@ -305,7 +305,10 @@ class StyleTransferService:
                     continue
                 # A preview that a newer one already supersedes is not worth encoding.
                 side = 0 if subscriber.newer_waiting("progress") else delivery.preview_max_side
-                frame = await loop.run_in_executor(self.pools.encode, frames.progress_frame, job, progress, side)
+                if side:  # rendering and encoding the image is the only costly part
+                    frame = await loop.run_in_executor(self.pools.encode, frames.progress_frame, job, progress, side)
+                else:
+                    frame = frames.progress_frame(job, progress, 0)
                 await calls.send(context, frame, timeout)
             else:
                 outcome: Outcome = event.payload
