@@ -256,6 +256,7 @@ class Server:
             "random_weights": bool(info.random_weights),
             "device": f"{info.device_kind} {info.device_name}",
             "precision": info.precision,
+            "precision_reason": info.precision_reason,
             "load_seconds": round(float(info.load_seconds), 3),
             "max_concurrent_jobs": cfg.max_concurrent_jobs,
             "queue_size": cfg.queue_size,

@@ -125,7 +125,7 @@ class StyleTransferService:
             call.code = _gone(context)  # nobody to tell: no status is sent
         except Exception as exc:
             if not isinstance(exc, StylizeError):
-                log.exception("request %s failed", call.request_id)
+                log.exception("request failed", extra={"fields": {"request_id": call.request_id}})
             reply = status_for(exc)
             call.code, call.reason, call.message = reply.code, reply.reason.value, reply.message
             ran = call.job is not None and call.job.iterations_done > 0
@@ -272,7 +272,7 @@ class StyleTransferService:
             try:
                 outcome = await loop.run_in_executor(self.pools.encode, encode_output, result, job.alpha, job.delivery)
             except Exception as exc:
-                log.exception("job %s: encoding the result failed", job.request_id)
+                log.exception("encoding the result failed", extra={"fields": {"request_id": job.request_id}})
                 outcome = InternalError(exc)
         job.request, job.plan, job.alpha = None, None, None  # the images are no longer needed
         job.publish("finished", outcome)
