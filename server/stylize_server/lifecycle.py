@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import inspect
 import logging
 import os
 import threading
@@ -45,14 +44,14 @@ def load_engine(config: ServerConfig) -> Any:
     anything touches the GPU); raises WeightsError."""
     from .engine import Engine
 
-    # Precision and the compiled-step LRU are the engine's newer arguments: an
-    # engine without them runs float32 with its own cache.
-    wanted = {"precision": config.precision, "max_compiled": config.max_compiled_steps}
-    accepted = inspect.signature(Engine).parameters
-    if "precision" not in accepted and config.precision == "bfloat16":
-        raise ValueError("--precision bfloat16: this engine runs float32 only")
-    extra = {name: value for name, value in wanted.items() if name in accepted}
-    return Engine(weights=config.weights, pooling=config.pooling, limits=config.limits, xla=config.xla, **extra)
+    return Engine(
+        weights=config.weights,
+        pooling=config.pooling,
+        limits=config.limits,
+        xla=config.xla,
+        precision=config.precision,
+        max_compiled=config.max_compiled_steps,
+    )
 
 
 # The bulk work (TensorFlow's compute threads, the engine, decoding, encoding)
