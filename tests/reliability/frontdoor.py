@@ -88,11 +88,14 @@ def run_unread(profile: Profile) -> ScenarioResult:
             stylize(server.stub(), make_request(size=48, iterations=2, preview_max_side=48))
             rss_before = server.rss_mb()
             done0 = server.metric("stylize_job_duration_seconds_count")
-            lazy = server.stub(server.channel(options=window))
+            # 50 streams a connection: an unread stream keeps its HTTP/2 stream
+            # (the server's last frames wait in the client's full window), so a
+            # lazy client past --max-streams-per-connection blocks only itself.
+            lazy = [server.stub(server.channel(options=window)) for _ in range(-(-n // 50))]
             requests = [
                 make_request(size=48, iterations=2, preview_max_side=48, seed=i, request_id="unread") for i in range(n)
             ]
-            calls = [lazy.Stylize(r, timeout=600) for r in requests]
+            calls = [lazy[i // 50].Stylize(r, timeout=600) for i, r in enumerate(requests)]
             _health(res, server, 200, "(streams unread)")
             normal = stylize(server.stub(), make_request(iterations=2))
             server.wait_metric("stylize_job_duration_seconds_count", lambda v: v >= done0 + n + 1, timeout=600)
@@ -200,7 +203,8 @@ def _layer_lists(n: int) -> list[list[str]]:
 def run_layer_lists(server: ServerProc, profile: Profile) -> ScenarioResult:
     with scenario("distinct layer lists") as res:
         lists = _layer_lists(profile.layer_lists)
-        warm = min(4, len(lists) // 2)
+        # More lists than the step cache holds (--max-compiled-steps, 8): each later one evicts one.
+        warm = min(12, len(lists) // 2)
         rss: list[float] = []
         failed: list[str] = []
         for index, layers in enumerate(lists):
@@ -220,6 +224,8 @@ def run_layer_lists(server: ServerProc, profile: Profile) -> ScenarioResult:
         )
         res.check("every list served", not failed, "; ".join(failed[:3]))
         res.check(
-            "RSS flat over distinct lists (< 2 MB per list; 22.5 MB before)", per_list < 2.0, f"{per_list:.2f} MB"
+            "RSS flat over distinct lists once the cache is full (< 3 MB per list, allocator noise; 22.5 MB before)",
+            per_list < 3.0,
+            f"{per_list:.2f} MB",
         )
     return res
