@@ -47,8 +47,9 @@ demo: $(VENV)/.installed ## start a server, stylize the sample pair into out/, s
 test: $(VENV)/.installed ## run the whole test suite
 	$(PY) -m pytest
 
-bench: $(VENV)/.installed ## engine benchmarks: step vs floor, quality, precision, masks, tiling, cost model (tables + JSON)
+bench: $(VENV)/.installed ## engine and serving benchmarks: step vs floor, quality, precision, masks, tiling, cost model; served step and refusals vs the foundation build (tables + JSON)
 	$(PY) -m benchmarks.engine_bench --out benchmarks/results
+	$(PY) -m benchmarks.serving_bench --out benchmarks/results
 
 reliability: $(VENV)/.installed ## full reliability and security run (table + JSON)
 	$(PY) -m tests.reliability.run --out reliability-results

@@ -429,7 +429,7 @@ def test_overloaded_after_retries_then_a_retry_succeeds_once_the_server_frees_up
 
 
 def test_ctrl_c_cancels_the_job_on_the_server(server, images, tmp_path):
-    before = value(scrape(server.metrics_port), "stylize_jobs_cancelled_total", reason="client")
+    before = value(scrape(server.metrics_port), "stylize_jobs_stopped_total", reason="client")
     proc = subprocess.Popen(
         with_default_sigint(
             stylize_command()
@@ -471,7 +471,7 @@ def test_ctrl_c_cancels_the_job_on_the_server(server, images, tmp_path):
     assert proc.returncode == EXIT_INTERRUPTED, stderr
     assert stderr.strip().splitlines()[-1] == "stylize: cancelled by Ctrl-C; the server stops the job"
     assert json_lines(stdout)[-1]["event"] == "error"
-    wait_for_value(server.metrics_port, "stylize_jobs_cancelled_total", lambda v: v >= before + 1, reason="client")
+    wait_for_value(server.metrics_port, "stylize_jobs_stopped_total", lambda v: v >= before + 1, reason="client")
     assert not (tmp_path / "x.png").exists()
 
 
@@ -598,7 +598,7 @@ def test_ctrl_c_in_a_batch_cancels_every_running_and_queued_job(server, images, 
     indir.mkdir()
     for i in range(3):
         (indir / f"img{i}.png").write_bytes(png_bytes(40, 32, seed=10 + i))
-    before = value(scrape(server.metrics_port), "stylize_jobs_cancelled_total")
+    before = value(scrape(server.metrics_port), "stylize_jobs_stopped_total")
     proc = subprocess.Popen(
         with_default_sigint(
             stylize_command()
@@ -646,5 +646,5 @@ def test_ctrl_c_in_a_batch_cancels_every_running_and_queued_job(server, images, 
     summary = json_lines(stdout)[-1]
     assert summary["event"] == "summary" and summary["failed"] == 3
     assert {j["exit_code"] for j in summary["jobs"]} == {EXIT_INTERRUPTED}
-    wait_for_value(server.metrics_port, "stylize_jobs_cancelled_total", lambda v: v >= before + 2)
+    wait_for_value(server.metrics_port, "stylize_jobs_stopped_total", lambda v: v >= before + 2)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

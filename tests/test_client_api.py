@@ -169,13 +169,13 @@ def test_deadline_exceeded_stops_a_long_job(client):
 
 
 def test_cancel_from_another_thread_stops_the_job_on_the_server(server, client):
-    before = value(scrape(server.metrics_port), "stylize_jobs_cancelled_total", reason="client")
+    before = value(scrape(server.metrics_port), "stylize_jobs_stopped_total", reason="client")
     stream = client.stylize(CONTENT, STYLE, **dict(FAST, iterations=4000))
     with pytest.raises(Cancelled):
         for event in stream:
             if isinstance(event, Progress):
                 threading.Thread(target=stream.cancel).start()
-    wait_for_value(server.metrics_port, "stylize_jobs_cancelled_total", lambda v: v >= before + 1, reason="client")
+    wait_for_value(server.metrics_port, "stylize_jobs_stopped_total", lambda v: v >= before + 1, reason="client")
 
 
 def test_cannot_connect_raises_connect_error_after_the_retries():
@@ -286,7 +286,7 @@ def test_asyncio_cancellation_and_errors(server):
             with pytest.raises(InvalidArgument):
                 async for _ in aclient.stylize(CONTENT, STYLE, **dict(FAST, iterations=0)):
                     pass
-            before = value(scrape(server.metrics_port), "stylize_jobs_cancelled_total", reason="client")
+            before = value(scrape(server.metrics_port), "stylize_jobs_stopped_total", reason="client")
             seen = asyncio.Event()
 
             async def consume():
@@ -302,7 +302,7 @@ def test_asyncio_cancellation_and_errors(server):
             return before
 
     before = asyncio.run(main())
-    wait_for_value(server.metrics_port, "stylize_jobs_cancelled_total", lambda v: v >= before + 1, reason="client")
+    wait_for_value(server.metrics_port, "stylize_jobs_stopped_total", lambda v: v >= before + 1, reason="client")
 
 
 # ------------------------------------------------------------ no server needed

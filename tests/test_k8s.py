@@ -13,7 +13,6 @@ NetworkPolicy, ServiceMonitor) point at each other correctly.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
 import json
 import os
@@ -59,7 +58,7 @@ METRICS_PORT = 9090
 
 # Every STYLIZE_* variable the server reads: the env form of each field of its
 # configuration. A ConfigMap key outside this set is a typo the server ignores.
-SERVER_ENV = {server_config_module.env_var(f.name) for f in dataclasses.fields(server_config_module.ServerConfig)}
+SERVER_ENV = server_config_module.env_vars()
 
 
 class ManifestError(AssertionError):
@@ -146,7 +145,7 @@ def server_accepts(env: dict[str, str]) -> server_config_module.ServerConfig:
         args = server_config_module.build_parser(env).parse_args([])
     except SystemExit as exc:  # argparse's way of refusing a value
         raise ManifestError(f"the server refuses its environment (exit {exc.code})") from exc
-    parsed = server_config_module.ServerConfig(**vars(args))
+    parsed = server_config_module.config_from_args(args)
     try:
         # Secret files exist only inside the pod; their paths are checked
         # against the Secret mounts separately.
@@ -242,7 +241,7 @@ def test_server_env_check_rejects_typos_and_bad_values() -> None:
     with pytest.raises(ManifestError):
         server_accepts(dict(config, STYLIZE_MAX_PIXELS="1M"))
     with pytest.raises(ManifestError, match="--warmup-sizes"):
-        server_accepts(dict(config, STYLIZE_WARMUP_SIZES="4096"))
+        server_accepts(dict(config, STYLIZE_WARMUP_SIZES="8192"))  # over --max-side
 
 
 def with_component(component: str, tmp_path: Path) -> list[dict[str, Any]]:
@@ -365,6 +364,48 @@ def test_configuration_and_secret_wiring(overlay: str) -> None:
     assert volume["secret"]["secretName"] == "stylize-auth"
     assert {"key": "token", "path": token_name} in volume["secret"]["items"]
     assert mount["readOnly"] is True
+
+
+def test_base_server_env_lists_every_flag_but_tls() -> None:
+    keys = {
+        line.split("=", 1)[0]
+        for line in (K8S / "base" / "server.env").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    tls = {"STYLIZE_TLS_CERT", "STYLIZE_TLS_KEY", "STYLIZE_TLS_CLIENT_CA"}
+    assert sorted(server_config_module.env_vars() - tls - keys) == []
+
+
+def test_the_documented_token_secret_format_is_what_the_server_reads(tmp_path: Path) -> None:
+    from stylize_server.auth import load_tokens
+
+    text = (K8S / "base" / "deployment.yaml").read_text()
+    block = text.split("./tokens holds one `name:token` line per client", 1)[1].split("A file with one bare token", 1)[
+        0
+    ]
+    example = [line.strip().lstrip("#").strip() for line in block.splitlines()[2:] if ":" in line]
+    assert len(example) == 2, example
+    tokens = tmp_path / "tokens"
+    tokens.write_text("\n".join(example) + "\n")
+    assert sorted(load_tokens(str(tokens))) == ["render-farm", "web-frontend"]
+
+
+def _bytes(quantity: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    for unit, factor in units.items():
+        if quantity.endswith(unit):
+            return int(float(quantity[: -len(unit)]) * factor)
+    return int(quantity)
+
+
+def test_a_cpu_pod_s_memory_limit_holds_its_budget_calls_and_kept_results() -> None:
+    objs = rendered("overlays/cpu")
+    config = server_accepts(server_config(objs))
+    limit = _bytes(server_container(objs)["resources"]["limits"]["memory"])
+    process = 2 * 2**30  # TensorFlow, VGG-19 and the server itself, measured ~1.5 GiB (README)
+    held = config.max_open_calls * config.max_message_bytes + config.result_store_bytes
+    assert config.device_memory_budget > 0, "a CPU pod must not take the 8 GiB CPU default under an 8Gi limit"
+    assert config.device_memory_budget + process + held <= limit
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -239,12 +239,6 @@ def test_live_metrics_pass_promtool_check_metrics(promtool: str, server: Any, tm
     assert linted.returncode != 0 and "stylize_bad_seconds" in linted.stdout, linted.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the serving branch exports stylize_jobs_stopped_total (renamed from stylize_jobs_cancelled_total), "
-    "stylize_refusals_total, the memory budget/reserved/estimate metrics, stylize_open_calls, "
-    "stylize_result_store_bytes and stylize_precision_info; remove this mark when it is merged",
-)
 def test_rules_and_dashboard_work_on_a_live_server_s_metrics(promtool: str, server: Any, tmp_path: Path) -> None:
     """The server exports every metric the rules and the dashboard use, with
     its type and labels; and on two real scrapes every recording rule and

@@ -4,15 +4,18 @@ The scenarios of `tests/reliability/` at the FAST profile, against real
 `stylize-server` subprocesses (random weights, loopback, 32-64 px): load,
 overload, a cancellation storm, stalled and slow clients, a few hundred
 fuzzed requests, the message-size limit, memory over 30 jobs, image bytes in
-logs, SIGTERM, SIGKILL and restart, token and mTLS. Each test fails on any
-failed hard check; timing checks (soft) are left to `make reliability`.
+logs, SIGTERM, SIGKILL and restart, token and mTLS; and the serving core's
+(issue 9): header-only and unread streams, the decompression bomb, fair share,
+a deadline in the style pass, a partial result at the time limit, reattach.
+Each test fails on any failed hard check; timing checks (soft) are left to
+`make reliability`.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.reliability import cancel, faults, fuzz, load, memory, security
+from tests.reliability import cancel, faults, frontdoor, fuzz, load, memory, security, work
 from tests.reliability.harness import FAST, ServerProc, main_server_args, spawn_server
 
 pytestmark = pytest.mark.slow
@@ -30,6 +33,29 @@ def test_sigkill_mid_stream_then_retry_against_restarted_server() -> None:
 
 def test_token_and_mtls_let_nobody_in_and_logs_keep_secrets() -> None:
     security.run_security(FAST).assert_ok()
+
+
+def test_header_only_streams_cost_nothing_and_health_answers() -> None:
+    frontdoor.run_header_only(FAST).assert_ok()
+
+
+def test_unread_streams_end_and_their_results_stay_retrievable() -> None:
+    frontdoor.run_unread(FAST).assert_ok()
+
+
+def test_the_issue_s_decompression_bomb_costs_less_than_300_mb() -> None:
+    result = frontdoor.run_bomb(FAST)
+    result.assert_ok()
+    assert result.figures["decoded_code"] == "OK"
+
+
+def test_fair_share_and_a_deadline_within_the_style_pass() -> None:
+    for result in work.run_fair(FAST):
+        result.assert_ok()
+
+
+def test_partial_result_at_the_time_limit() -> None:
+    work.run_partial_at_time_limit(FAST).assert_ok()
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +94,14 @@ def test_fuzzed_requests_get_clean_status_codes(shared_server: ServerProc) -> No
 
 def test_message_of_exactly_the_limit_is_served_one_byte_more_is_refused(shared_server: ServerProc) -> None:
     security.run_message_limit(shared_server, FAST).assert_ok()
+
+
+def test_reattach_to_running_and_finished_jobs(shared_server: ServerProc) -> None:
+    work.run_reattach(shared_server, FAST).assert_ok()
+
+
+# The distinct-layer-lists scenario (frontdoor.run_layer_lists) runs in the full
+# `make reliability` only: `make test` has the engine's own RSS test over 60 lists.
 
 
 def test_memory_flat_over_mixed_jobs(shared_server: ServerProc) -> None:

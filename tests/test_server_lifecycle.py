@@ -63,7 +63,7 @@ def test_drain_refuses_new_calls_ends_queued_jobs_and_lets_running_ones_finish(e
         running.wait_for(is_kind("progress"))
         queued = StreamReader(stub.Stylize(small_request(iterations=2, request_id="queued"), timeout=120))
         queued.wait_for(is_kind("queued"))
-        shutdown0 = value(scrape(srv.metrics_port), "stylize_jobs_cancelled_total", reason="shutdown")
+        shutdown0 = value(scrape(srv.metrics_port), "stylize_jobs_stopped_total", reason="shutdown")
 
         stopper = threading.Thread(target=srv.server.stop, name="stopper")
         stopper.start()
@@ -81,13 +81,13 @@ def test_drain_refuses_new_calls_ends_queued_jobs_and_lets_running_ones_finish(e
         assert not stopper.is_alive()
         # Only the queued job was ended by the drain. (The metrics port is closed
         # now; the registry is this process's own.)
-        assert REGISTRY.get_sample_value("stylize_jobs_cancelled_total", {"reason": "shutdown"}) == shutdown0 + 1
+        assert REGISTRY.get_sample_value("stylize_jobs_stopped_total", {"reason": "shutdown"}) == shutdown0 + 1
 
 
 def test_running_job_past_the_grace_period_returns_its_best_image(engine):
     with running_server(engine=engine, max_concurrent_jobs=1, grace_seconds=300) as srv:
         port = srv.metrics_port
-        shutdown0 = value(scrape(port), "stylize_jobs_cancelled_total", reason="shutdown")
+        shutdown0 = value(scrape(port), "stylize_jobs_stopped_total", reason="shutdown")
         running = StreamReader(srv.stub().Stylize(long_request(), timeout=120))
         running.wait_for(is_kind("progress"))
         stopper = threading.Thread(target=srv.server.stop, name="stopper")
@@ -98,7 +98,7 @@ def test_running_job_past_the_grace_period_returns_its_best_image(engine):
         for _ in range(1000):
             if health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status == NOT_SERVING:
                 break
-        shutdown_seen = value(scrape(port), "stylize_jobs_cancelled_total", reason="shutdown")
+        shutdown_seen = value(scrape(port), "stylize_jobs_stopped_total", reason="shutdown")
         srv.server.force()
         assert running.wait_done(60) == grpc.StatusCode.OK
         result = running.frames[-1].result
@@ -108,4 +108,4 @@ def test_running_job_past_the_grace_period_returns_its_best_image(engine):
         stopper.join(60)
         assert not stopper.is_alive()
         assert shutdown_seen == shutdown0  # nothing was cut off before the grace ended
-        assert REGISTRY.get_sample_value("stylize_jobs_cancelled_total", {"reason": "shutdown"}) == shutdown0 + 1
+        assert REGISTRY.get_sample_value("stylize_jobs_stopped_total", {"reason": "shutdown"}) == shutdown0 + 1

@@ -17,21 +17,39 @@ def test_metrics_after_a_known_run(engine):
         port = srv.metrics_port
         before = scrape(port)
         names = set(before)
-        for family in (
-            "stylize_requests",
-            "stylize_jobs_in_progress",
-            "stylize_queue_depth",
-            "stylize_queue_wait_seconds",
-            "stylize_job_duration_seconds",
-            "stylize_iteration_seconds",
-            "stylize_iterations",
-            "stylize_jobs_cancelled",
-            "stylize_model_load_seconds",
-            "stylize_device_memory_bytes",
-        ):
+        # The names and types the monitoring rules and dashboard are written against.
+        expected = {
+            "stylize_requests": ("counter", {"code"}),
+            "stylize_refusals": ("counter", {"reason"}),
+            "stylize_jobs_in_progress": ("gauge", set()),
+            "stylize_queue_depth": ("gauge", set()),
+            "stylize_queue_wait_seconds": ("histogram", {"le"}),
+            "stylize_job_duration_seconds": ("histogram", {"le"}),
+            "stylize_iteration_seconds": ("histogram", {"le"}),
+            "stylize_iterations": ("counter", set()),
+            "stylize_jobs_stopped": ("counter", {"reason"}),
+            "stylize_model_load_seconds": ("gauge", set()),
+            "stylize_device_memory_bytes": ("gauge", set()),
+            "stylize_memory_budget_bytes": ("gauge", set()),
+            "stylize_memory_reserved_bytes": ("gauge", set()),
+            "stylize_job_estimated_memory_bytes": ("histogram", {"le"}),
+            "stylize_job_estimated_seconds": ("histogram", {"le"}),
+            "stylize_open_calls": ("gauge", set()),
+            "stylize_result_store_bytes": ("gauge", set()),
+            "stylize_precision_info": ("gauge", {"precision"}),
+        }
+        for family, (kind, labels) in expected.items():
             assert family in names, family
-        assert before["stylize_job_duration_seconds"].type == "histogram"
-        assert before["stylize_requests"].type == "counter"
+            assert before[family].type == kind, family
+            seen = {label for sample in before[family].samples for label in sample.labels}
+            assert seen <= labels, (family, seen)  # no per-client (or any other) label
+        assert value(before, "stylize_precision_info", precision=srv.server.engine.model_info.precision) >= 1
+        assert {s.labels["reason"] for s in before["stylize_jobs_stopped"].samples} >= {
+            "client",
+            "deadline",
+            "time_limit",
+            "shutdown",
+        }
         assert has_sample(before, "process_cpu_seconds_total")  # the default process metrics
         assert value(before, "stylize_model_load_seconds") > 0
 
@@ -60,9 +78,12 @@ def test_metrics_after_a_known_run(engine):
         assert delta("stylize_requests_total", code="OK") == 2
         assert delta("stylize_requests_total", code="INVALID_ARGUMENT") == 1
         assert delta("stylize_requests_total", code="CANCELLED") == 1
-        assert delta("stylize_jobs_cancelled_total", reason="client") == 1
-        assert delta("stylize_jobs_cancelled_total", reason="deadline") == 0
+        assert delta("stylize_jobs_stopped_total", reason="client") == 1
+        assert delta("stylize_jobs_stopped_total", reason="deadline") == 0
         assert delta("stylize_queue_wait_seconds_count") == 3  # the invalid request never reached the queue
+        assert delta("stylize_refusals_total", reason="INVALID_OPTION") == 1
+        assert delta("stylize_job_estimated_memory_bytes_count") == 3
+        assert delta("stylize_job_estimated_seconds_count") == 3
         assert delta("stylize_job_duration_seconds_count") == 3
         done = delta("stylize_iterations_total")
         assert done >= 3 + 4 + 1  # and the cancelled job's iterations

@@ -5,6 +5,7 @@ exits 0."""
 from __future__ import annotations
 
 import signal
+import subprocess
 
 import grpc
 import pytest
@@ -52,3 +53,11 @@ def test_bad_weights_exit_1_with_a_clear_message(tmp_path):
         pass
     assert "exit code 1" in str(caught.value)
     assert "could not be loaded" in str(caught.value)
+
+
+def test_version_answers_without_loading_anything():
+    from tests.support.server import server_command
+
+    done = subprocess.run([*server_command(), "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith("stylize-server ") and done.stderr == ""

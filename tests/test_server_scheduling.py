@@ -5,6 +5,7 @@ frames show they run; tests wait on frames and metrics, never on wall time."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import grpc
@@ -59,12 +60,12 @@ def test_queue_positions_move_up_and_a_queued_job_can_be_cancelled(engine):
         third = StreamReader(stub.Stylize(small_request(iterations=2), timeout=120))
         assert third.wait_for(is_kind("queued")).queued.position == 2
 
-        before = value(scrape(srv.metrics_port), "stylize_jobs_cancelled_total", reason="client")
+        before = value(scrape(srv.metrics_port), "stylize_jobs_stopped_total", reason="client")
         second.call.cancel()  # a queued job leaves the queue; the one behind it moves up
         moved = third.wait_for(lambda f: f.HasField("queued") and f.queued.position == 1)
         assert moved.queued.queue_depth == 1
         assert second.wait_done() == grpc.StatusCode.CANCELLED
-        wait_for_value(srv.metrics_port, "stylize_jobs_cancelled_total", lambda v: v >= before + 1, reason="client")
+        wait_for_value(srv.metrics_port, "stylize_jobs_stopped_total", lambda v: v >= before + 1, reason="client")
 
         running.call.cancel()
         assert third.wait_done() == grpc.StatusCode.OK
@@ -104,7 +105,7 @@ def test_cancel_mid_stream_stops_the_job_and_frees_the_slot(engine):
         port = srv.metrics_port
         stub = srv.stub()
         before = scrape(port)
-        cancelled0 = value(before, "stylize_jobs_cancelled_total", reason="client")
+        cancelled0 = value(before, "stylize_jobs_stopped_total", reason="client")
         durations0 = value(before, "stylize_job_duration_seconds_count")
 
         job = StreamReader(stub.Stylize(long_request(), timeout=120))
@@ -114,7 +115,7 @@ def test_cancel_mid_stream_stops_the_job_and_frees_the_slot(engine):
 
         # The engine returned (the job's duration was observed) and it was counted as cancelled.
         wait_for_value(port, "stylize_job_duration_seconds_count", lambda v: v >= durations0 + 1)
-        wait_for_value(port, "stylize_jobs_cancelled_total", lambda v: v >= cancelled0 + 1, reason="client")
+        wait_for_value(port, "stylize_jobs_stopped_total", lambda v: v >= cancelled0 + 1, reason="client")
         wait_for_value(port, "stylize_jobs_in_progress", lambda v: v == 0)
         wait_for_value(port, "stylize_requests_total", lambda v: v >= 1, code="CANCELLED")
         last = value(scrape(port), "stylize_iterations_total")
@@ -131,11 +132,11 @@ def test_deadline_stops_a_running_job(engine):
     with running_server(engine=engine, max_concurrent_jobs=1) as srv:
         port = srv.metrics_port
         stub = srv.stub()
-        deadline0 = value(scrape(port), "stylize_jobs_cancelled_total", reason="deadline")
+        deadline0 = value(scrape(port), "stylize_jobs_stopped_total", reason="deadline")
         job = StreamReader(stub.Stylize(long_request(), timeout=2.0))
         assert job.wait_done() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert "progress" in job.kinds()  # it was running when the deadline passed
-        wait_for_value(port, "stylize_jobs_cancelled_total", lambda v: v >= deadline0 + 1, reason="deadline")
+        wait_for_value(port, "stylize_jobs_stopped_total", lambda v: v >= deadline0 + 1, reason="deadline")
         wait_for_value(port, "stylize_jobs_in_progress", lambda v: v == 0)
         frames = list(stub.Stylize(small_request(iterations=2), timeout=60))
         assert frames[0].HasField("started") and frames[-1].HasField("result")
@@ -154,9 +155,10 @@ def test_deadline_while_queued_removes_the_job(engine):
         _idle(srv)
 
 
-def test_server_time_limit_per_job(engine):
+def test_server_time_limit_per_job(engine, caplog):
+    caplog.set_level(logging.INFO, logger="stylize.jobs")
     with running_server(engine=engine, max_job_seconds=1.0) as srv:
-        before = value(scrape(srv.metrics_port), "stylize_jobs_cancelled_total", reason="time_limit")
+        before = value(scrape(srv.metrics_port), "stylize_jobs_stopped_total", reason="time_limit")
         job = StreamReader(srv.stub().Stylize(long_request(), timeout=120))
         # The work is not thrown away: the best image so far, marked partial.
         assert job.wait_done() == grpc.StatusCode.OK
@@ -164,7 +166,10 @@ def test_server_time_limit_per_job(engine):
         assert not result.complete and result.stop_reason == pb.STOP_REASON_TIME_LIMIT
         assert 0 < result.iterations < result.iterations_requested
         assert decode(result.image.data)[1].shape == (result.height, result.width, 3)
-        wait_for_value(srv.metrics_port, "stylize_jobs_cancelled_total", lambda v: v >= before + 1, reason="time_limit")
+        wait_for_value(srv.metrics_port, "stylize_jobs_stopped_total", lambda v: v >= before + 1, reason="time_limit")
+        ended = [r.fields for r in caplog.records if r.getMessage() == "job ended"]  # type: ignore[attr-defined]
+        assert ended[-1]["code"] == "OK" and ended[-1]["complete"] is False
+        assert ended[-1]["stop_reason"] == "time_limit" and ended[-1]["iterations_done"] == result.iterations
 
 
 def test_jobs_run_concurrently_up_to_the_limit(engine):
@@ -188,12 +193,12 @@ def test_jobs_run_concurrently_up_to_the_limit(engine):
 
 def test_client_disconnect_stops_the_job(engine):
     with running_server(engine=engine, max_concurrent_jobs=1) as srv:
-        before = value(scrape(srv.metrics_port), "stylize_jobs_cancelled_total", reason="client")
+        before = value(scrape(srv.metrics_port), "stylize_jobs_stopped_total", reason="client")
         channel = grpc.insecure_channel(srv.address)
         job = StreamReader(pb_grpc.StyleTransferStub(channel).Stylize(long_request(), timeout=120))
         job.wait_for(is_kind("progress"))
         channel.close()  # the client goes away without cancelling
-        wait_for_value(srv.metrics_port, "stylize_jobs_cancelled_total", lambda v: v >= before + 1, reason="client")
+        wait_for_value(srv.metrics_port, "stylize_jobs_stopped_total", lambda v: v >= before + 1, reason="client")
         wait_for_value(srv.metrics_port, "stylize_jobs_in_progress", lambda v: v == 0)
         frames = list(srv.stub().Stylize(small_request(iterations=2), timeout=60))
         assert frames[0].HasField("started") and frames[-1].HasField("result")

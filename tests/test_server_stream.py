@@ -4,6 +4,8 @@ frame queue that keeps a slow client from stalling the optimization."""
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from google.rpc import error_details_pb2
@@ -11,7 +13,7 @@ from google.rpc import error_details_pb2
 from stylize.schema import ErrorReason, StopReason
 from stylize.v1 import stylize_pb2 as pb
 from stylize_server import errors
-from stylize_server.service import FrameQueue
+from stylize_server.jobs import Event, Subscriber
 from stylize_server.status import status_for
 from tests.support.images import decode
 from tests.support.metrics import scrape, value, wait_for_value
@@ -99,17 +101,28 @@ def test_server_info(server):
     assert info.defaults.iterations == 500 and info.defaults.size == 512
 
 
-def test_frame_queue_coalesces_progress_but_keeps_the_rest():
-    frames = FrameQueue()
-    frames.put("queued", (2, 2))
-    frames.put("queued", (1, 1))
-    frames.put("started", 0.5)
-    for i in range(1000):
-        frames.put("progress", i)
-    frames.put("finished", ("result", None))
-    got = [frames.get(timeout=1) for _ in range(4)]
-    assert got == [("queued", (1, 1)), ("started", 0.5), ("progress", 999), ("finished", ("result", None))]
-    assert frames.get(timeout=0) is None
+def test_subscriber_coalesces_progress_but_keeps_the_rest():
+    async def scenario() -> tuple[list[Event], Subscriber]:
+        frames = Subscriber(reattached=False)
+        frames.put(Event("queued", (2, 2)))
+        frames.put(Event("queued", (1, 1)))
+        frames.put(Event("started", 0.5))
+        for i in range(1000):
+            frames.put(Event("progress", i))
+        frames.put(Event("finished", "result"))
+        got = [await frames.get() for _ in range(4)]
+        assert not frames.newer_waiting("progress")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(frames.get(), 0.05)  # nothing more
+        return got, frames
+
+    got, frames = asyncio.run(scenario())
+    assert [(e.kind, e.payload) for e in got] == [
+        ("queued", (1, 1)),
+        ("started", 0.5),
+        ("progress", 999),
+        ("finished", "result"),
+    ]
     assert frames.coalesced == 1 + 999
 
 

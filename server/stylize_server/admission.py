@@ -10,6 +10,8 @@ the shapes the cost model needs), decides on admission, and only then calls
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,11 +71,47 @@ def read_request(request: pb.StylizeRequest, limits: Limits) -> RequestHead:
     return RequestHead(options, delivery, shapes, content.alpha)
 
 
-def decode_inputs(request: pb.StylizeRequest, head: RequestHead, limits: Limits) -> tuple[Inputs, np.ndarray | None]:
+def style_regions(request: pb.StylizeRequest) -> tuple[int, ...]:
+    """Each style's region of the loss: styles with the same mask bytes share
+    one, the styles without a mask share another. The number of distinct
+    values is what the cost model counts (one without any masks)."""
+    ids: dict[bytes, int] = {}
+    return tuple(ids.setdefault(style.mask.data, len(ids)) for style in request.styles)
+
+
+def fingerprint(request: pb.StylizeRequest, head: RequestHead) -> str:
+    """What makes two requests the same job (images, engine options, and the
+    options that shape the result's bytes), whatever the stream's progress
+    and preview settings. Reattaching needs the same fingerprint."""
+    digest = hashlib.sha256()
+
+    def add(data: bytes) -> None:
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+
+    delivery = head.delivery.replace(request_id="", progress_interval=1, preview_max_side=0)
+    add(repr(head.options).encode())
+    add(repr(delivery).encode())
+    add(request.content.data)
+    for style in request.styles:
+        add(style.image.data)
+        add(style.mask.data)
+        add(repr(float(style.blend_weight) if style.HasField("blend_weight") else None).encode())
+    add(request.init_image.data)
+    return digest.hexdigest()
+
+
+def decode_inputs(
+    request: pb.StylizeRequest,
+    head: RequestHead,
+    limits: Limits,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> tuple[Inputs, np.ndarray | None] | None:
     """Decode every image, one at a time, each shrunk at once to the largest
     size the job uses (content, masks, alpha and init image to the output;
     styles to their size at the output's scale). Returns the inputs and the
-    content's alpha at the output size (None without alpha)."""
+    content's alpha at the output size (None without alpha), or None when
+    `should_stop` said so between two images."""
     cap = limits.max_input_pixels
     out_hw = output_shape(head.options, head.shapes.content)
     decoded = images.decode(request.content.data, "content", cap, at_least=out_hw)
@@ -82,14 +120,19 @@ def decode_inputs(request: pb.StylizeRequest, head: RequestHead, limits: Limits)
     del decoded
     styles = []
     for i, style in enumerate(request.styles):
+        if should_stop():
+            return None
         hw = style_shape(head.shapes.styles[i], out_hw, head.options.style_scale)
         image = _shrink(images.decode(style.image.data, f"styles[{i}].image", cap, at_least=hw).rgb, hw)
         mask = None
         if style.mask.data:
-            mask = images.resize_float(images.decode_mask(style.mask.data, f"styles[{i}].mask", cap), out_hw)
+            plane = images.decode_mask(style.mask.data, f"styles[{i}].mask", cap, at_least=out_hw)
+            mask = images.resize_float(plane, out_hw)
         styles.append(StyleSource(image, head.shapes.weights[i], mask))
     init = None
     if request.init_image.data:
+        if should_stop():
+            return None
         init = _shrink(images.decode(request.init_image.data, "init_image", cap, at_least=out_hw).rgb, out_hw)
     return Inputs(content=content, styles=tuple(styles), init_image=init), alpha
 

@@ -2,24 +2,22 @@
 it (every flag also read from its environment variable, the flag winning), and
 the checks that refuse a configuration that cannot work.
 
-Defaults and why (README, "Server configuration"):
+The request limits are `options.Limits`, embedded whole: their flags
+(--max-pixels, ...) are generated from its fields, so the one set of defaults
+lives there. Defaults and why (README, "Server configuration"):
 
-* ``max_pixels`` 1 MiP (1024x1024) and ``max_concurrent_jobs`` 2: one job's
-  peak device memory grows linearly with the output's pixels (VGG-19 forward
-  activations up to relu5_1 kept for the backward pass, their gradients, the
-  L-BFGS history of image-sized vectors, cuDNN workspaces). Published numbers
-  put this at roughly 3.5-4 GB per megapixel for the Gatys optimization, so two
-  1 MP jobs plus the resident weights and allocator slack stay well under a
-  16 GB card.
-* ``max_iterations`` 2000 and ``max_job_seconds`` 300: a job never runs longer
-  than five minutes of device time; at 1 MP on a 16 GB-class card 2000 L-BFGS
-  iterations take minutes, and the cap bounds the worst case whatever the card.
+* ``max_concurrent_jobs`` 2 is an upper bound; the memory budget
+  (``device_memory_budget``: 90% of the GPU's memory, or 8 GiB on a CPU)
+  decides which jobs may run together, by the cost model's estimate.
+* ``max_job_seconds`` 300: a job never runs longer than five minutes of device
+  time; a job the limit stops still returns its best image (complete=false).
 * ``grace_seconds`` 315: longer than ``max_job_seconds`` plus the time to
-  encode and send a result, so a SIGTERM never cuts off a job that was already
-  running (Kubernetes' terminationGracePeriodSeconds must exceed it).
-* ``queue_size`` 16: queued jobs hold their decoded (already shrunk) images in
-  host memory and a handler thread each; 16 is minutes of work at most sizes,
-  beyond which a client is better told RESOURCE_EXHAUSTED and retries elsewhere.
+  encode and send a result, so a SIGTERM never cuts off a running job.
+* ``queue_size`` 16, ``max_jobs_per_client`` 4: queued jobs hold their request
+  message (not decoded); no client may hold more than 4 places, and the queue
+  serves clients round-robin.
+* ``max_open_calls`` 64 and ``max_message_mb`` 32: an open call holds at most
+  one request message, so 64 x 32 MiB bounds what clients can make a pod hold.
 """
 
 from __future__ import annotations
@@ -28,14 +26,19 @@ import argparse
 import dataclasses
 import os
 import pathlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from .options import Limits
 
 ENV_PREFIX = "STYLIZE_"
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+PRECISIONS = ("auto", "float32", "bfloat16")
+LIMIT_FIELDS = tuple(f.name for f in dataclasses.fields(Limits))
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
 class ConfigError(ValueError):
@@ -51,16 +54,25 @@ class ServerConfig:
     metrics_port: int = 9090
     weights: str = "imagenet"
     pooling: str = "avg"
+    precision: str = "auto"  # of the convolutions: measured at start-up (bfloat16 where >= 1.3x faster)
+    max_compiled_steps: int = 8
     max_concurrent_jobs: int = 2
     queue_size: int = 16
-    max_pixels: int = 1024 * 1024
-    max_side: int = 2048
-    max_iterations: int = 2000
-    max_styles: int = 8
-    max_input_pixels: int = 40_000_000
+    max_jobs_per_client: int = 4
+    device_memory_budget: int = 0  # bytes; 0: 90% of the GPU's memory, or CPU_MEMORY_BUDGET
+    tile_size: int = -1  # -1: the cost model decides per job; 0: never tile; N: tiles of N px
+    limits: Limits = field(default_factory=Limits)
     max_message_mb: float = 32.0
     max_job_seconds: float = 300.0
     grace_seconds: float = 315.0
+    max_concurrent_decodes: int = 2
+    max_open_calls: int = 64
+    max_streams_per_connection: int = 100
+    request_receive_seconds: float = 10.0
+    send_timeout_seconds: float = 60.0
+    detach_grace_seconds: float = 30.0
+    result_retention_seconds: float = 600.0
+    result_store_mb: float = 256.0
     max_connection_age_seconds: float = 0.0  # 0: connections live forever
     auth_token_file: str | None = None
     tls_cert: str | None = None
@@ -71,35 +83,24 @@ class ServerConfig:
     warmup_sizes: tuple[int, ...] = (256, 512)
     xla: bool = False  # measured slower on the CPU (make bench); try it on your GPU
 
-    def replace(self, **changes: object) -> ServerConfig:
+    def replace(self, **changes: Any) -> ServerConfig:
+        """A copy with `changes`; a Limits field name (max_pixels=...) changes the limits."""
+        limit_changes = {k: changes.pop(k) for k in list(changes) if k in LIMIT_FIELDS}
+        if limit_changes:
+            changes["limits"] = dataclasses.replace(changes.get("limits", self.limits), **limit_changes)
         return dataclasses.replace(self, **changes)
-
-    @property
-    def limits(self) -> Limits:
-        return Limits(
-            max_pixels=self.max_pixels,
-            max_side=self.max_side,
-            max_iterations=self.max_iterations,
-            max_styles=self.max_styles,
-            max_input_pixels=self.max_input_pixels,
-        )
 
     @property
     def max_message_bytes(self) -> int:
         return int(self.max_message_mb * 1024 * 1024)
 
     @property
+    def result_store_bytes(self) -> int:
+        return int(self.result_store_mb * 1024 * 1024)
+
+    @property
     def tls(self) -> bool:
         return bool(self.tls_cert)
-
-    def read_auth_token(self) -> str | None:
-        """The bearer token, stripped of surrounding whitespace, or None."""
-        if not self.auth_token_file:
-            return None
-        token = pathlib.Path(self.auth_token_file).read_text(encoding="utf-8").strip()
-        if not token:
-            raise ConfigError(f"--auth-token-file: {self.auth_token_file} is empty")
-        return token
 
     def validate(self) -> ServerConfig:
         """Raise ConfigError naming the first flag that cannot work."""
@@ -107,25 +108,44 @@ class ServerConfig:
         _port("--metrics-port", self.metrics_port)
         if self.pooling not in ("avg", "max"):
             raise ConfigError(f"--pooling: must be avg or max, got {self.pooling!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision: must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not self.weights:
             raise ConfigError("--weights: must be imagenet, a file path or random:SEED")
-        _at_least("--max-concurrent-jobs", self.max_concurrent_jobs, 1)
-        _at_least("--queue-size", self.queue_size, 0)
-        _at_least("--max-side", self.max_side, 16)
-        _at_least("--max-pixels", self.max_pixels, 16 * 8)
-        _at_least("--max-iterations", self.max_iterations, 1)
-        _at_least("--max-styles", self.max_styles, 1)
-        _at_least("--max-input-pixels", self.max_input_pixels, 1)
-        if not self.max_message_mb > 0:
-            raise ConfigError(f"--max-message-mb: must be positive, got {self.max_message_mb:g}")
-        if not self.max_job_seconds > 0:
-            raise ConfigError(f"--max-job-seconds: must be positive, got {self.max_job_seconds:g}")
-        if self.grace_seconds < 0:
-            raise ConfigError(f"--grace-seconds: must be >= 0, got {self.grace_seconds:g}")
-        if self.max_connection_age_seconds < 0:
-            raise ConfigError(
-                f"--max-connection-age-seconds: must be >= 0 (0 = off), got {self.max_connection_age_seconds:g}"
-            )
+        for flag, value, lo in (
+            ("--max-compiled-steps", self.max_compiled_steps, 1),
+            ("--max-concurrent-jobs", self.max_concurrent_jobs, 1),
+            ("--queue-size", self.queue_size, 0),
+            ("--max-jobs-per-client", self.max_jobs_per_client, 1),
+            ("--device-memory-budget", self.device_memory_budget, 0),
+            ("--tile-size", self.tile_size, -1),
+            ("--max-concurrent-decodes", self.max_concurrent_decodes, 1),
+            ("--max-open-calls", self.max_open_calls, 1),
+            ("--max-streams-per-connection", self.max_streams_per_connection, 1),
+            ("--max-side", self.limits.max_side, 16),
+            ("--max-pixels", self.limits.max_pixels, 16 * 16),
+            ("--max-iterations", self.limits.max_iterations, 1),
+            ("--max-styles", self.limits.max_styles, 1),
+            ("--max-input-pixels", self.limits.max_input_pixels, 1),
+            ("--max-request-pixels", self.limits.max_request_pixels, 1),
+            ("--max-preview-side", self.limits.max_preview_side, 0),
+            ("--grace-seconds", self.grace_seconds, 0),
+            ("--detach-grace-seconds", self.detach_grace_seconds, 0),
+            ("--result-retention-seconds", self.result_retention_seconds, 0),
+            ("--result-store-mb", self.result_store_mb, 0),
+            ("--max-connection-age-seconds", self.max_connection_age_seconds, 0),
+        ):
+            _at_least(flag, value, lo)
+        if self.tile_size > 0 and self.tile_size % 16:
+            raise ConfigError(f"--tile-size: must be -1 (auto), 0 (never) or a multiple of 16, got {self.tile_size}")
+        for flag, value in (
+            ("--max-message-mb", self.max_message_mb),
+            ("--max-job-seconds", self.max_job_seconds),
+            ("--request-receive-seconds", self.request_receive_seconds),
+            ("--send-timeout-seconds", self.send_timeout_seconds),
+        ):
+            if not value > 0:
+                raise ConfigError(f"{flag}: must be positive, got {value:g}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("--tls-cert and --tls-key must be given together")
         if self.tls_client_ca and not self.tls_cert:
@@ -143,8 +163,8 @@ class ServerConfig:
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(f"--log-level: must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         for size in self.warmup_sizes:
-            if not 16 <= size <= self.max_side:
-                raise ConfigError(f"--warmup-sizes: {size} is outside [16, --max-side {self.max_side}]")
+            if not 16 <= size <= self.limits.max_side:
+                raise ConfigError(f"--warmup-sizes: {size} is outside [16, --max-side {self.limits.max_side}]")
         return self
 
 
@@ -158,6 +178,7 @@ def _at_least(flag: str, value: float, lo: float) -> None:
         raise ConfigError(f"{flag}: must be >= {lo:g}, got {value:g}")
 
 
+# ------------------------------------------------------------------ parsing
 def parse_sizes(text: str) -> tuple[int, ...]:
     """ "256,512" -> (256, 512); "" -> ()."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
@@ -165,6 +186,15 @@ def parse_sizes(text: str) -> tuple[int, ...]:
         return tuple(int(p) for p in parts)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list of sizes, got {text!r}") from None
+
+
+def parse_bytes(text: str) -> int:
+    """ "12GiB", "512MiB", "8e9", "0" -> bytes (binary and decimal units)."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*", str(text))
+    unit = match.group(2).upper() if match else ""
+    if not match or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"expected bytes such as 12GiB, 800MB or 4294967296, got {text!r}")
+    return int(float(match.group(1)) * _UNITS[unit])
 
 
 def _optional_path(text: str) -> str | None:
@@ -180,76 +210,137 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-# (field, flag, type, help). The env var is STYLIZE_ + the field name upper-cased.
-_FLAGS: tuple[tuple[str, str, object, str], ...] = (
-    ("host", "--host", str, "address to listen on"),
-    ("port", "--port", int, "gRPC port (0 = any free port)"),
-    ("metrics_port", "--metrics-port", int, "Prometheus /metrics HTTP port (0 = any free port)"),
-    ("weights", "--weights", str, "VGG-19 weights: imagenet, a path to the Keras notop .h5 file, or random:SEED"),
-    ("pooling", "--pooling", str, "default pooling of the network: avg (the paper) or max"),
-    ("max_concurrent_jobs", "--max-concurrent-jobs", int, "jobs running on the device at once"),
-    ("queue_size", "--queue-size", int, "jobs allowed to wait behind the running ones"),
-    ("max_pixels", "--max-pixels", int, "largest output, width*height"),
-    ("max_side", "--max-side", int, "largest output side in pixels"),
-    ("max_iterations", "--max-iterations", int, "most iterations one job may ask for"),
-    ("max_styles", "--max-styles", int, "most style images in one request"),
-    ("max_input_pixels", "--max-input-pixels", int, "largest decoded input image, checked from its header"),
-    ("max_message_mb", "--max-message-mb", float, "largest request/response message in MiB"),
-    ("max_job_seconds", "--max-job-seconds", float, "a job running longer is stopped (DEADLINE_EXCEEDED)"),
-    ("grace_seconds", "--grace-seconds", float, "on SIGTERM, how long running jobs may take to finish"),
+Parser = Callable[[str], Any]
+
+# (field, type, help) of the server's own settings. The flag is --field-name,
+# the env var STYLIZE_FIELD_NAME.
+_SERVER_FLAGS: tuple[tuple[str, Parser, str], ...] = (
+    ("host", str, "address to listen on"),
+    ("port", int, "gRPC port (0 = any free port)"),
+    ("metrics_port", int, "Prometheus /metrics HTTP port (0 = any free port)"),
+    ("weights", str, "VGG-19 weights: imagenet, a path to the Keras notop .h5 file, or random:SEED"),
+    ("pooling", str, "default pooling of the network: avg (the paper) or max"),
+    (
+        "precision",
+        str,
+        "convolutions in auto (bfloat16 where measured >= 1.3x faster at start-up), float32 or bfloat16",
+    ),
+    ("max_compiled_steps", int, "compiled objectives and optimizers kept (LRU); each costs ~20 MB"),
+    ("max_concurrent_jobs", int, "most jobs on the device at once (the memory budget may allow fewer)"),
+    ("queue_size", int, "jobs allowed to wait for a slot, all clients together"),
+    ("max_jobs_per_client", int, "running plus queued jobs one client (token name, or peer host) may have"),
+    (
+        "device_memory_budget",
+        parse_bytes,
+        "device memory the jobs' estimates may add up to, e.g. 12GiB (0 = 90%% of the GPU's, or 8GiB on a CPU)",
+    ),
+    ("tile_size", int, "-1: tile a job only when the whole image would not fit its share; 0: never; N: tiles of N px"),
+    ("max_message_mb", float, "largest request or response message in MiB (larger results come in chunks)"),
+    ("max_job_seconds", float, "a job running longer is stopped and returns its best image (complete=false)"),
+    ("grace_seconds", float, "on SIGTERM, how long running jobs may take to finish"),
+    ("max_concurrent_decodes", int, "images decoded at once, all calls together"),
+    ("max_open_calls", int, "open Stylize calls per pod; beyond: RESOURCE_EXHAUSTED (CALL_LIMIT)"),
+    (
+        "max_streams_per_connection",
+        int,
+        "concurrent streams one HTTP/2 connection may open (grpc.max_concurrent_streams)",
+    ),
+    ("request_receive_seconds", float, "a call whose request message has not arrived by then ends (RECEIVE_TIMEOUT)"),
+    ("send_timeout_seconds", float, "a frame the client has not taken by then ends the call (the job goes on)"),
+    ("detach_grace_seconds", float, "a job with a client request_id keeps running this long after its stream is lost"),
+    ("result_retention_seconds", float, "results of jobs with a client request_id are kept this long for reattach"),
+    ("result_store_mb", float, "bytes of kept results, in MiB; the oldest are evicted first"),
     (
         "max_connection_age_seconds",
-        "--max-connection-age-seconds",
         float,
         "close client connections after this age so load balancers rebalance (0 = never)",
     ),
-    ("auth_token_file", "--auth-token-file", _optional_path, "file with the bearer token clients must send"),
-    ("tls_cert", "--tls-cert", _optional_path, "PEM server certificate (turns TLS on)"),
-    ("tls_key", "--tls-key", _optional_path, "PEM private key of --tls-cert"),
-    ("tls_client_ca", "--tls-client-ca", _optional_path, "PEM CA bundle; clients must present a cert it signed (mTLS)"),
-    ("log_format", "--log-format", str, "json (one object per line) or text"),
-    ("log_level", "--log-level", str, "DEBUG, INFO, WARNING or ERROR"),
-    ("warmup_sizes", "--warmup-sizes", parse_sizes, 'sizes compiled before serving, e.g. "256,512" ("" = none)'),
-    (
-        "xla",
-        "--xla",
-        parse_bool,
-        "compile the optimization steps with XLA (true/false); `make bench` shows if it helps",
-    ),
+    ("auth_token_file", _optional_path, "file of `name:token` lines (or one bare token) clients must send"),
+    ("tls_cert", _optional_path, "PEM server certificate (turns TLS on)"),
+    ("tls_key", _optional_path, "PEM private key of --tls-cert"),
+    ("tls_client_ca", _optional_path, "PEM CA bundle; clients must present a cert it signed (mTLS)"),
+    ("log_format", str, "json (one object per line, every line) or text"),
+    ("log_level", str, "DEBUG, INFO, WARNING or ERROR"),
+    ("warmup_sizes", parse_sizes, 'sizes compiled before serving, e.g. "256,512" ("" = none)'),
+    ("xla", parse_bool, "compile the optimization steps with XLA (true/false); `make bench` shows if it helps"),
 )
+_LIMIT_HELP: dict[str, str] = {
+    "max_pixels": "largest output, width*height",
+    "max_side": "largest output side in pixels",
+    "max_iterations": "most iterations one job may ask for",
+    "max_styles": "most style images in one request",
+    "max_input_pixels": "largest input image, checked from its header before decoding",
+    "max_request_pixels": "most decoded pixels of all the images of one request, checked from their headers",
+    "max_preview_side": "largest preview side a request may ask for",
+}
 
 
-def env_var(field: str) -> str:
-    return ENV_PREFIX + field.upper()
+def flag_of(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
-def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentParser:
+def env_var(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def flag_fields() -> tuple[str, ...]:
+    """Every setting that has a flag: the server's own, then the limits."""
+    return tuple(name for name, *_ in _SERVER_FLAGS) + LIMIT_FIELDS
+
+
+def env_vars() -> frozenset[str]:
+    """Every STYLIZE_* variable the server reads."""
+    return frozenset(env_var(name) for name in flag_fields())
+
+
+def _flags() -> tuple[tuple[str, Parser, str], ...]:
+    missing = set(LIMIT_FIELDS) - set(_LIMIT_HELP)
+    if missing:  # a new limit without its help would lack a documented flag
+        raise RuntimeError(f"Limits fields without help in config._LIMIT_HELP: {sorted(missing)}")
+    return _SERVER_FLAGS + tuple((name, int, _LIMIT_HELP[name]) for name in LIMIT_FIELDS)
+
+
+def _default(name: str) -> Any:
+    defaults = ServerConfig()
+    return getattr(defaults.limits, name) if name in LIMIT_FIELDS else getattr(defaults, name)
+
+
+def build_parser(environ: dict[str, str] | None = None, version: str | None = None) -> argparse.ArgumentParser:
     """The command line; each flag's default comes from its env var when set."""
     environ = dict(os.environ if environ is None else environ)
-    defaults = ServerConfig()
     parser = argparse.ArgumentParser(
         prog="stylize-server",
         description="Neural style transfer (Gatys et al.) over gRPC. Every flag can also be set "
         "with the environment variable STYLIZE_<FLAG> (e.g. STYLIZE_MAX_PIXELS); the flag wins.",
     )
-    for field, flag, kind, help_text in _FLAGS:
-        default = getattr(defaults, field)
-        var = env_var(field)
+    if version is not None:
+        parser.add_argument("--version", action="version", version=f"stylize-server {version}")
+    for name, kind, help_text in _flags():
+        default = _default(name)
+        var = env_var(name)
         if var in environ:
             try:
-                default = kind(environ[var])  # type: ignore[operator]
+                default = kind(environ[var])
             except (ValueError, argparse.ArgumentTypeError) as exc:
                 parser.error(f"{var}={environ[var]!r}: {exc}")
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        parser.add_argument(flag, dest=field, type=kind, default=default, help=f"{help_text} [{var}, {shown}]")
+        parser.add_argument(flag_of(name), dest=name, type=kind, default=default, help=f"{help_text} [{var}, {shown}]")
     return parser
 
 
-def parse_config(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> ServerConfig:
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    values = vars(args)
+    limits = Limits(**{name: values[name] for name in LIMIT_FIELDS})
+    own = {name: values[name] for name, *_ in _SERVER_FLAGS}
+    return ServerConfig(limits=limits, **own)
+
+
+def parse_config(
+    argv: Sequence[str] | None = None, environ: dict[str, str] | None = None, version: str | None = None
+) -> ServerConfig:
     """Flags and env vars -> a validated ServerConfig (exits with usage on error)."""
-    parser = build_parser(environ)
-    args = parser.parse_args(argv)
-    config = ServerConfig(**{field: getattr(args, field) for field, *_ in _FLAGS})
+    parser = build_parser(environ, version)
+    config = config_from_args(parser.parse_args(argv))
     try:
         return config.replace(log_level=config.log_level.upper()).validate()
     except ConfigError as exc:

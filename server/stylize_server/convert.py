@@ -65,6 +65,7 @@ def read_option(request: pb.StylizeRequest, option: OptionField) -> Any:
             return None
         if value not in option.choices.values():
             enum_type = request.DESCRIPTOR.fields_by_name[option.name].enum_type
+            assert enum_type is not None
             names = ", ".join(enum_type.values_by_number[n].name for n in option.choices.values())
             raise InvalidArgument(option.name, f"unknown value {value}; use one of {names}")
         return _enum_class(_HINTS[option.scope][option.name])(option.enum_name(value))

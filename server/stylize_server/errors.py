@@ -95,6 +95,14 @@ class ReceiveTimeout(StylizeError):
     reason = ErrorReason.RECEIVE_TIMEOUT
 
 
+class SendTimeout(StylizeError):
+    """The client took no frame for --send-timeout-seconds. Its stream ends as
+    a broken connection would (UNAVAILABLE without ErrorInfo, so a client
+    reattaches by request_id); the job itself goes on."""
+
+    reason = ErrorReason.INTERNAL  # not sent: see status.py
+
+
 class Stopped(StylizeError):
     """A job was stopped before its end. The engine raises it only where it has
     nothing to return; otherwise a stopped job returns a partial Result."""
@@ -126,6 +134,17 @@ class RequestIdInUse(StylizeError):
 
 class NotFound(StylizeError):
     reason = ErrorReason.NOT_FOUND
+
+
+class InternalError(StylizeError):
+    """An unexpected failure (a bug), wrapped so that it can be stored and
+    replayed like any outcome; the caller sees INTERNAL without its text."""
+
+    reason = ErrorReason.INTERNAL
+
+    def __init__(self, cause: BaseException) -> None:
+        self.cause = cause
+        super().__init__(f"internal error ({type(cause).__name__}); the server log has the details")
 
 
 class WeightsError(Exception):

@@ -85,27 +85,49 @@ def probe(data: bytes, field: str, max_pixels: int) -> Header:
     alone: nothing is decoded, so this is what admission may afford."""
     image = _open(data, field, max_pixels)
     w, h = image.size
-    try:
-        orientation = int(image.getexif().get(0x0112, 1))
-    except Exception:
-        orientation = 1
+    orientation = _orientation(image)
     if orientation in _TRANSPOSING:
         w, h = h, w
     alpha = image.mode in _ALPHA_MODES or (image.mode == "P" and "transparency" in image.info)
     return Header(width=w, height=h, format=image.format or "unknown", alpha=alpha)
 
 
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation from what the header parse already read. Pillow's
+    PNG getexif() decodes the whole image to look for a late eXIf chunk, which
+    a header check cannot afford: a PNG's orientation counts only from an eXIf
+    chunk before the pixels (PNG 1.5), which the parse has read."""
+    try:
+        if image.format == "PNG":
+            raw = image.info.get("exif")
+            if not raw:
+                return 1
+            exif = Image.Exif()
+            exif.load(raw)
+            return int(exif.get(0x0112, 1))
+        return int(image.getexif().get(0x0112, 1))
+    except Exception:
+        return 1
+
+
 def decode(data: bytes, field: str, max_pixels: int, at_least: tuple[int, int] | None = None) -> Decoded:
     """Decode into RGB (and the alpha channel, if any). With `at_least`
     (height, width), a JPEG is decoded at the smallest DCT scale that still
-    covers it, so a huge photo for a small output never exists in memory at
-    full size."""
+    covers it, and any image much larger than that is reduced by an integer
+    factor before it becomes an array, so a huge upload for a small output
+    never exists in memory more than once, in Pillow's own buffer."""
     image = _open(data, field, max_pixels)
     try:
         if at_least is not None and image.format == "JPEG":
             image.draft("RGB", (max(1, at_least[1]), max(1, at_least[0])))
         image.load()
-        image = ImageOps.exif_transpose(image)
+        # In place: without it Pillow returns a copy even when nothing turns (+4 bytes a pixel).
+        ImageOps.exif_transpose(image, in_place=True)
+        if at_least is not None:
+            # Box-reduce to no less than twice the target; the caller's Lanczos does the rest.
+            factor = min(image.size[0] // max(1, 2 * at_least[1]), image.size[1] // max(1, 2 * at_least[0]))
+            if factor >= 2 and image.mode in ("L", "LA", "RGB", "RGBA", "I", "F"):
+                image = image.reduce(factor)
         return _split_alpha(image)
     except (InvalidArgument, TooLarge):
         raise
@@ -113,10 +135,10 @@ def decode(data: bytes, field: str, max_pixels: int, at_least: tuple[int, int] |
         raise _bad_bytes(field) from None
 
 
-def decode_mask(data: bytes, field: str, max_pixels: int) -> np.ndarray:
+def decode_mask(data: bytes, field: str, max_pixels: int, at_least: tuple[int, int] | None = None) -> np.ndarray:
     """A mask image as H×W float32 in 0..1: its luminance, or its alpha where
-    it has one and is otherwise of one colour."""
-    decoded = decode(data, field, max_pixels)
+    it has one and is otherwise of one colour. `at_least` as for `decode`."""
+    decoded = decode(data, field, max_pixels, at_least=at_least)
     gray = np.asarray(Image.fromarray(decoded.rgb).convert("L"), dtype=np.float32) / 255.0
     if decoded.alpha is not None and float(gray.max() - gray.min()) < 1e-6:
         return decoded.alpha.astype(np.float32) / 255.0
@@ -176,7 +198,8 @@ def shrink(image: np.ndarray, max_side: int) -> np.ndarray:
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    return out
 
 
 def resize_float(plane: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -1,306 +1,298 @@
-"""Who runs when: at most N jobs on the device at once, a bounded FIFO queue
-behind them, position-change notifications, and cancellation of queued and
-running jobs for a reason (client, deadline, time_limit, shutdown).
+"""Who runs when, on the event loop: at most `max_concurrent` jobs at once,
+each admitted only while the memory estimates of the running jobs and its own
+fit the budget; a queue in front of them that is fair between clients
+(`fairqueue`); per-client quotas; and stopping jobs for a reason (client,
+deadline, time_limit, shutdown).
 
-Each running job has its own worker thread that calls `engine.run`; when a job
-ends, its thread takes the next queued job, so a slot is handed over without a
-gap. The scheduler never blocks a caller: a full queue raises QueueFull at once.
-Events go to the job's `JobEvents`, whose methods must be quick and must not
-call back into the scheduler (the service's frame queue only appends).
+A started job runs as a task of its own: `prepare` (decode its images, on the
+decode executor) then `engine.run` on the engine executor, whose thread polls
+`stop` between iterations and phases. Its slot and its share of the budget are
+given back the moment the engine returns, before `finish` encodes and delivers
+the result, so the next job starts while the last one's image is encoded.
+Nothing here blocks the loop, and nothing here knows gRPC.
 """
 
 from __future__ import annotations
 
-import collections
-import enum
-import itertools
+import asyncio
+import concurrent.futures
+import functools
 import logging
-import threading
 import time
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
 
 from . import metrics
-from .delivery import DeliveryOptions
-from .engine import RunHooks
-from .errors import Draining, QueueFull, Stopped, StylizeError
+from .errors import ClientQuota, Draining, QueueFull, StylizeError
+from .fairqueue import FairQueue
+from .jobs import Job, JobState, ProgressMailbox
 from .plan import JobPlan
-from .types import Progress, Result, StopReason
+from .types import Result, StopReason
+
+if TYPE_CHECKING:
+    from .engine import RunHooks
 
 log = logging.getLogger("stylize.scheduler")
 
-
-class JobEvents(Protocol):
-    """What a job reports, in this order: queued* started progress* finished."""
-
-    def queued(self, position: int, depth: int) -> None: ...
-
-    def started(self, queue_wait: float) -> None: ...
-
-    def progress(self, progress: Progress) -> None: ...
-
-    def finished(self, result: Result | None, error: BaseException | None) -> None: ...
-
-
-class JobState(str, enum.Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
+RETRY_AFTER_FULL = 1.0  # seconds suggested to a client refused for capacity
 
 
 class EngineLike(Protocol):
     def run(self, plan: JobPlan, hooks: RunHooks | None = None) -> Result: ...
 
 
-_ids = itertools.count(1)
-
-
-@dataclass(eq=False)
-class Job:
-    """One admitted request. `deadline` is on the time.monotonic() clock."""
-
-    plan: JobPlan
-    delivery: DeliveryOptions
-    events: JobEvents
-    deadline: float | None = None
-    id: int = field(default_factory=lambda: next(_ids))
-    state: JobState = JobState.QUEUED
-    submitted_at: float = field(default_factory=time.monotonic)
-    started_at: float | None = None
-    finished_at: float | None = None
-    iterations_done: int = 0
-    stop_reason: StopReason | None = None
-
-    @property
-    def queue_wait(self) -> float:
-        end = self.started_at if self.started_at is not None else (self.finished_at or time.monotonic())
-        return end - self.submitted_at
+Prepare = Callable[[Job], Awaitable[JobPlan]]
+Finish = Callable[[Job, Result | None, BaseException | None], Awaitable[None]]
 
 
 class Scheduler:
-    """Bounded FIFO queue in front of `max_concurrent` device slots."""
-
     def __init__(
         self,
         engine: EngineLike,
+        executor: concurrent.futures.Executor,
+        *,
+        prepare: Prepare,
+        finish: Finish,
         max_concurrent: int,
         queue_size: int,
+        max_jobs_per_client: int,
+        budget_bytes: int,
         max_job_seconds: float,
-        grace_seconds: float = 0.0,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be >= 1")
         self._engine = engine
+        self._executor = executor
+        self._prepare = prepare
+        self._finish = finish
         self.max_concurrent = max_concurrent
         self.queue_size = queue_size
+        self.max_jobs_per_client = max_jobs_per_client
+        self.budget_bytes = budget_bytes
         self.max_job_seconds = max_job_seconds
-        self.grace_seconds = grace_seconds
-        self._cond = threading.Condition()
-        self._queue: collections.deque[Job] = collections.deque()
+        # A job that does not fit may be overtaken this often, then nothing passes it.
+        self._queue: FairQueue[Job] = FairQueue(overtake_limit=2 * max_concurrent)
         self._running: set[Job] = set()
-        self._by_request_id: dict[str, Job] = {}
+        self._per_client: dict[str, int] = {}
+        self.reserved_bytes = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._closed = False
 
     # ------------------------------------------------------------ queries
     @property
     def depth(self) -> int:
-        with self._cond:
-            return len(self._queue)
+        return len(self._queue)
 
     @property
     def running(self) -> int:
-        with self._cond:
-            return len(self._running)
+        return len(self._running)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def jobs_of(self, client: str) -> int:
+        return self._per_client.get(client, 0)
 
     # ---------------------------------------------------------- admission
     def check_room(self) -> None:
-        """Raise QueueFull / Unavailable now if `submit` would, so a caller can
-        refuse a request before paying to decode its images. `submit` checks
-        again under the same lock: this is an early answer, not a reservation."""
-        with self._cond:
-            if self._closed:
-                raise Draining("the server is shutting down and accepts no new jobs")
-            if len(self._running) >= self.max_concurrent and len(self._queue) >= self.queue_size:
-                raise self._queue_full_locked()
+        """Refuse at once when `admit` could only refuse: a full pod answers
+        before the request's images are even looked at."""
+        if self._closed:
+            raise Draining("the server is shutting down and accepts no new jobs")
+        if len(self._running) >= self.max_concurrent and len(self._queue) >= self.queue_size:
+            raise self._queue_full()
 
-    def _queue_full_locked(self) -> QueueFull:
+    def _queue_full(self) -> QueueFull:
         return QueueFull(
             f"the queue is full: {len(self._running)} job(s) running and {len(self._queue)} queued "
             f"(capacity {self.queue_size})",
-            retry_after=1.0,
+            retry_after=RETRY_AFTER_FULL,
         )
 
-    def submit(self, plan: JobPlan, delivery: DeliveryOptions, events: JobEvents, deadline: float | None = None) -> Job:
-        """Admit a job: start it now if a slot is free, else queue it (and send
-        its position). Raises QueueFull when the queue is full, Unavailable
-        when the scheduler is closed (draining)."""
-        job = Job(plan=plan, delivery=delivery, events=events, deadline=deadline)
-        with self._cond:
-            if self._closed:
-                raise Draining("the server is shutting down and accepts no new jobs")
-            if len(self._running) < self.max_concurrent and not self._queue:
-                self._by_request_id[delivery.request_id] = job
-                self._start_locked(job)
-                thread = threading.Thread(target=self._worker, args=(job,), name=f"job-{job.id}", daemon=True)
-                thread.start()
-                return job
-            if len(self._queue) >= self.queue_size:
-                raise self._queue_full_locked()
-            self._by_request_id[delivery.request_id] = job
-            self._queue.append(job)
-            metrics.QUEUE_DEPTH.inc()
-            events.queued(len(self._queue), len(self._queue))
-            return job
+    def admit(self, job: Job) -> None:
+        """Start the job now if it may, else queue it (it hears its position).
+        Raises Draining, ClientQuota or QueueFull."""
+        if self._closed:
+            raise Draining("the server is shutting down and accepts no new jobs")
+        held = self._per_client.get(job.client, 0)
+        if held >= self.max_jobs_per_client:
+            raise ClientQuota(
+                f"this client already has {held} job(s) running or queued, its limit of {self.max_jobs_per_client}",
+                retry_after=RETRY_AFTER_FULL,
+            )
+        if not self._queue and self._fits(job):
+            self._account(job, +1)
+            self._queue.served(job.client)
+            self._start(job)
+            return
+        if len(self._queue) >= self.queue_size:
+            raise self._queue_full()
+        self._account(job, +1)
+        self._queue.push(job)
+        metrics.QUEUE_DEPTH.inc()
+        self._dispatch()  # it may start now, overtaking jobs that do not fit (fairqueue's policy)
+        self._notify_positions()
 
-    def cancel(self, job: Job, reason: StopReason) -> None:
-        """Stop a job for `reason`: a queued job ends at once, a running one
-        within one iteration. A finished job is left alone; the first reason wins."""
-        with self._cond:
-            if job.state is JobState.DONE:
-                return
-            if job.stop_reason is None:
-                job.stop_reason = reason
-            if job.state is JobState.QUEUED:
-                index = self._queue.index(job)
-                del self._queue[index]
-                metrics.QUEUE_DEPTH.dec()
-                self._finish_queued_locked(job, index)
+    def _fits(self, job: Job) -> bool:
+        return len(self._running) < self.max_concurrent and self.reserved_bytes + job.memory <= self.budget_bytes
 
-    def find(self, request_id: str) -> Job | None:
-        """The queued or running job with this request id."""
-        with self._cond:
-            return self._by_request_id.get(request_id)
+    def _account(self, job: Job, delta: int) -> None:
+        count = self._per_client.get(job.client, 0) + delta
+        if count > 0:
+            self._per_client[job.client] = count
+        else:
+            self._per_client.pop(job.client, None)
+            self._queue.forget(job.client)
+        if self._per_client:
+            self._idle.clear()
+        else:
+            self._idle.set()
 
-    # ----------------------------------------------------------- draining
+    # ----------------------------------------------------------- stopping
+    def stop(self, job: Job, reason: StopReason) -> bool:
+        """Stop a job for `reason`: a queued one ends at once, a running one
+        within one iteration (or one style pass). True if it was still going."""
+        if job.state is JobState.DONE:
+            return False
+        job.request_stop(reason)
+        if job.state is JobState.QUEUED and self._queue.remove(job):
+            metrics.QUEUE_DEPTH.dec()
+            self._account(job, -1)
+            self._end_unstarted(job)
+            self._notify_positions()
+            self._dispatch()
+        return True
+
     def close(self) -> int:
-        """Refuse new jobs and end every queued job with UNAVAILABLE. Returns
-        how many queued jobs were ended. Running jobs go on."""
-        with self._cond:
-            self._closed = True
-            ended = 0
-            while self._queue:
-                job = self._queue.popleft()
-                metrics.QUEUE_DEPTH.dec()
-                if job.stop_reason is None:
-                    job.stop_reason = StopReason.SHUTDOWN
-                self._finish_queued_locked(job, None)
-                ended += 1
-            return ended
+        """Refuse new jobs and end every queued one (UNAVAILABLE). Returns how
+        many were ended; running jobs go on."""
+        self._closed = True
+        queued = self._queue.order()
+        for job in queued:
+            job.request_stop(StopReason.SHUTDOWN)
+            self._queue.remove(job)
+            metrics.QUEUE_DEPTH.dec()
+            self._account(job, -1)
+            self._end_unstarted(job)
+        return len(queued)
 
     def stop_running(self, reason: StopReason = StopReason.SHUTDOWN) -> int:
-        """Ask every running job to stop (they end within one iteration)."""
-        with self._cond:
-            for job in self._running:
-                if job.stop_reason is None:
-                    job.stop_reason = reason
-            return len(self._running)
+        for job in self._running:
+            job.request_stop(reason)
+        return len(self._running)
 
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until no job runs or is queued; True if that happened in time."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._running and not self._queue, timeout)
+    async def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no job runs, waits or is being delivered; True if that happened in time."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
-    # ----------------------------------------------------------- internals
-    def _error_for(self, job: Job) -> StylizeError:
-        reason = job.stop_reason or StopReason.CLIENT
-        if reason is StopReason.DEADLINE:
-            return Stopped(
-                reason,
-                (
-                    f"the call's deadline passed after {time.monotonic() - job.submitted_at:.1f} s; "
-                    f"the job was stopped after {job.iterations_done} of {job.plan.total_iterations} iterations"
-                ),
-            )
-        if reason is StopReason.SHUTDOWN:
-            return Stopped(reason, "the server is shutting down; the queued job was not started")
-        return Stopped(StopReason.CLIENT, "the client cancelled the call; the job was stopped")
-
-    def _finish_queued_locked(self, job: Job, removed_index: int | None) -> None:
+    def _end_unstarted(self, job: Job) -> None:
         job.state = JobState.DONE
-        self._forget_locked(job)
+        job.position = None
         job.finished_at = time.monotonic()
-        metrics.JOBS_CANCELLED.labels(reason=(job.stop_reason or StopReason.CLIENT).value).inc()
-        job.events.finished(None, self._error_for(job))
-        if removed_index is not None:
-            self._notify_positions_locked(removed_index)
+        metrics.JOBS_STOPPED.labels(reason=(job.stop_reason or StopReason.CLIENT).value).inc()
+        self._spawn(self._finish(job, None, None))
 
-    def _forget_locked(self, job: Job) -> None:
-        if self._by_request_id.get(job.delivery.request_id) is job:
-            del self._by_request_id[job.delivery.request_id]
+    # ----------------------------------------------------------- dispatch
+    def _notify_positions(self) -> None:
+        order = self._queue.order()
+        depth = len(order)
+        for index, job in enumerate(order):
+            position = (index + 1, depth)
+            if job.position is None or job.position[0] != position[0]:
+                job.publish("queued", position)
+            else:
+                job.position = position
 
-    def _notify_positions_locked(self, from_index: int) -> None:
-        depth = len(self._queue)
-        for i in range(from_index, depth):
-            self._queue[i].events.queued(i + 1, depth)
+    def _dispatch(self) -> None:
+        started = False
+        while self._queue and not self._closed:
+            job = self._queue.take(self._fits)
+            if job is None:
+                break
+            metrics.QUEUE_DEPTH.dec()
+            self._start(job)
+            started = True
+        if started:
+            self._notify_positions()
 
-    def _start_locked(self, job: Job) -> None:
-        job.state = JobState.RUNNING
+    def _start(self, job: Job) -> None:
+        job.state = JobState.STARTING
+        job.position = None
         job.started_at = time.monotonic()
         self._running.add(job)
+        self.reserved_bytes += job.memory
         metrics.JOBS_IN_PROGRESS.inc()
+        metrics.MEMORY_RESERVED.inc(job.memory)
         metrics.QUEUE_WAIT.observe(job.queue_wait)
+        self._spawn(self._run(job))
 
-    def _next_locked(self) -> Job | None:
-        if self._queue:
-            job = self._queue.popleft()
-            metrics.QUEUE_DEPTH.dec()
-            self._start_locked(job)
-            self._notify_positions_locked(0)
-            return job
-        return None
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def _worker(self, job: Job | None) -> None:
-        while job is not None:
-            result, error = self._run(job)
-            with self._cond:
-                self._running.discard(job)
-                self._forget_locked(job)
-                metrics.JOBS_IN_PROGRESS.dec()
-                finished, job = job, (None if self._closed else self._next_locked())
-                self._cond.notify_all()
-            # The slot is free before the caller hears of its result, so a
-            # caller that resubmits at once is never refused for its own slot.
-            try:
-                finished.events.finished(result, error)
-            except Exception:
-                log.exception("job %s: finished event failed", finished.delivery.request_id)
+    def _release(self, job: Job) -> None:
+        self._running.discard(job)
+        self.reserved_bytes -= job.memory
+        metrics.JOBS_IN_PROGRESS.dec()
+        metrics.MEMORY_RESERVED.dec(job.memory)
+        self._dispatch()
 
-    def _run(self, job: Job) -> tuple[Result | None, BaseException | None]:
-        started = job.started_at if job.started_at is not None else time.monotonic()
-        time_limit = started + self.max_job_seconds
-
-        def stop() -> StopReason | None:
-            if job.stop_reason is None:
-                now = time.monotonic()
-                if job.deadline is not None and now >= job.deadline:
-                    job.stop_reason = StopReason.DEADLINE
-                elif now >= time_limit:
-                    job.stop_reason = StopReason.TIME_LIMIT
-            return job.stop_reason
-
-        def on_iteration(iteration: int, seconds: float) -> None:
-            job.iterations_done = iteration
-            metrics.ITERATION.observe(seconds)
-            metrics.ITERATIONS.inc()
-
+    async def _run(self, job: Job) -> None:
         result: Result | None = None
         error: BaseException | None = None
+        started = job.started_at or time.monotonic()
         try:
-            job.events.started(job.queue_wait)
-            result = self._engine.run(
-                job.plan, RunHooks(on_progress=job.events.progress, stop=stop, on_iteration=on_iteration)
-            )
-            if not result.complete:
-                metrics.JOBS_CANCELLED.labels(reason=result.stop_reason.value).inc()
-                if result.stop_reason in (StopReason.CLIENT, StopReason.DEADLINE):
-                    # Nobody is there to take the image.
-                    error, result = self._error_for(job), None
-        except Exception as exc:
+            plan = await self._prepare(job)
+            job.plan = plan
+            if job.stop_reason is None:
+                job.state = JobState.RUNNING
+                job.publish("started", job.queue_wait)
+                result = await self._execute(job, plan, started)
+        except Exception as exc:  # the job's own failure; the server goes on
             if not isinstance(exc, StylizeError):
-                log.exception("job %s failed with an unexpected error", job.delivery.request_id)
+                log.exception("job failed with an unexpected error", extra={"fields": {"request_id": job.request_id}})
             error = exc
         finally:
             job.finished_at = time.monotonic()
             metrics.JOB_DURATION.observe(job.finished_at - started)
-            job.state = JobState.DONE
-        return result, error
+            self._release(job)
+        stopped = job.stop_reason if result is None or not result.complete else None
+        if stopped is not None and error is None:
+            metrics.JOBS_STOPPED.labels(reason=stopped.value).inc()
+        job.state = JobState.DONE
+        try:
+            await self._finish(job, result, error)
+        finally:
+            self._account(job, -1)
+
+    async def _execute(self, job: Job, plan: JobPlan, started: float) -> Result:
+        time_limit = started + self.max_job_seconds
+        loop = asyncio.get_running_loop()
+        mailbox = ProgressMailbox(loop, functools.partial(job.publish, "progress"))
+
+        def stop() -> StopReason | None:  # engine thread
+            if job.stop_reason is None:
+                now = time.monotonic()
+                if job.deadline is not None and now >= job.deadline:
+                    job.request_stop(StopReason.DEADLINE)
+                elif now >= time_limit:
+                    job.request_stop(StopReason.TIME_LIMIT)
+            return job.stop_reason
+
+        def on_iteration(iteration: int, seconds: float) -> None:  # engine thread
+            job.iterations_done = iteration
+            metrics.ITERATION.observe(seconds)
+            metrics.ITERATIONS.inc()
+
+        from .engine import RunHooks  # TensorFlow loads with the engine, not with this module
+
+        hooks = RunHooks(on_progress=mailbox.post, stop=stop, on_iteration=on_iteration)
+        return await loop.run_in_executor(self._executor, self._engine.run, plan, hooks)

@@ -1,385 +1,377 @@
-"""The StyleTransfer servicer: a thin layer between gRPC and the scheduler.
+"""The StyleTransfer servicer on grpc.aio: admission of a Stylize call, in
+order of cost, and the stream of one job's frames.
 
-It owns two things (errors become statuses in `status`):
+Admission refuses as early and as cheaply as it can, and decodes nothing
+before the job is admitted:
 
-* the per-call `FrameQueue` between the engine's thread and the call's
-  handler thread. The engine only appends (never blocks); consecutive
-  `queued` or `progress` items are coalesced (only the newest is kept), so a
-  slow client costs progress frames, never optimization time, and never the
-  `started` frame or the result. Previews are rendered and encoded on the
-  handler thread, and skipped when a newer progress frame is already waiting;
-* cancellation: the call's done-callback stops the job (client gone, or the
-  deadline passed), and the call's deadline is handed to the scheduler so the
-  job stops within one iteration of it.
+    draining / loading -> open calls (CALL_LIMIT) -> read the request (RECEIVE_TIMEOUT)
+    -> a full pod (QUEUE_FULL) -> headers and options (admission.read_request)
+    -> request_id in use (attach, replay a kept outcome, or REQUEST_ID_IN_USE)
+    -> cost model and budget (TOO_LARGE) -> per-client quota (CLIENT_QUOTA)
+    -> the fair queue (QUEUE_FULL) -> decode (bounded executor) -> run
+
+A stream is a `Subscriber` of its job: the frames it sends are rendered on the
+encode executor (previews, results), never on the loop, and written with a
+send timeout. A job with a client-chosen request_id outlives a lost stream by
+`--detach-grace-seconds`; without one it stops at once.
 """
 
 from __future__ import annotations
 
-import collections
-import importlib.metadata
+import asyncio
+import concurrent.futures
 import logging
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from grpc import aio
 
-from stylize import schema
-from stylize.schema import StopReason
 from stylize.v1 import stylize_pb2 as pb
-from stylize.v1 import stylize_pb2_grpc as pb_grpc
 
-from . import admission, convert, cost, images, metrics
-from .delivery import DeliveryOptions
-from .errors import Draining, Loading, NotFound, StylizeError
-from .options import JobOptions, Limits, Pooling, resolve
+from . import admission, calllog, calls, cost, frames, metrics
+from .auth import Authenticator
+from .calllog import CallRecord
+from .config import ServerConfig
+from .errors import Draining, InternalError, Loading, NotFound, RequestIdInUse, Stopped, StylizeError
+from .info import server_info
+from .jobs import Job, JobState, Outcome, Subscriber
+from .options import resolve
+from .output import Output, encode_output, result_frames
 from .plan import JobPlan
-from .scheduler import Job, Scheduler
+from .registry import Registry
+from .scheduler import Scheduler
 from .status import status_for
-from .types import Progress, Result
+from .types import Progress, Result, StopReason
 
 log = logging.getLogger("stylize.jobs")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["StyleTransfer"].full_name  # "stylize.v1.StyleTransfer"
 
 
-def server_version() -> str:
-    try:
-        return importlib.metadata.version("stylize-grpc")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
-
-
-class FrameQueue:
-    """Engine thread -> handler thread. Never blocks the producer; bounded
-    because runs of `queued` or `progress` items collapse to the newest one."""
-
-    _COALESCE = frozenset({"queued", "progress"})
-
-    def __init__(self) -> None:
-        self._items: collections.deque[tuple[str, Any]] = collections.deque()
-        self._cond = threading.Condition()
-        self.coalesced = 0
-
-    def put(self, kind: str, payload: Any) -> None:
-        with self._cond:
-            if kind in self._COALESCE and self._items and self._items[-1][0] == kind:
-                self._items[-1] = (kind, payload)
-                self.coalesced += 1
-            else:
-                self._items.append((kind, payload))
-            self._cond.notify()
-
-    def get(self, timeout: float | None = None) -> tuple[str, Any] | None:
-        with self._cond:
-            if not self._cond.wait_for(lambda: bool(self._items), timeout):
-                return None
-            return self._items.popleft()
-
-    def newer_waiting(self, kind: str) -> bool:
-        """Whether an item of `kind` is already waiting behind the one taken."""
-        with self._cond:
-            return any(k == kind for k, _ in self._items)
-
-
-class _Events:
-    """JobEvents of one call: everything goes into its FrameQueue."""
-
-    def __init__(self, frames: FrameQueue) -> None:
-        self._frames = frames
-
-    def queued(self, position: int, depth: int) -> None:
-        self._frames.put("queued", (position, depth))
-
-    def started(self, queue_wait: float) -> None:
-        self._frames.put("started", queue_wait)
-
-    def progress(self, progress: Progress) -> None:
-        self._frames.put("progress", progress)
-
-    def finished(self, result: Result | None, error: BaseException | None) -> None:
-        self._frames.put("finished", (result, error))
-
-
 @dataclass
-class ServiceState:
-    """What the servicer needs from the Server; `scheduler` is None while loading."""
+class Pools:
+    """The executors the loop hands blocking work to."""
 
-    limits: Limits
-    max_message_bytes: int
-    scheduler: Scheduler | None = None
-    engine: Any | None = None
-    default_pooling: Pooling = Pooling.AVG
-    draining: bool = False
+    engine: concurrent.futures.ThreadPoolExecutor  # engine.run: one thread per slot
+    decode: concurrent.futures.ThreadPoolExecutor  # --max-concurrent-decodes
+    encode: concurrent.futures.ThreadPoolExecutor  # previews, results, fingerprints
+
+    def shutdown(self) -> None:
+        for pool in (self.engine, self.decode, self.encode):
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
-class StyleTransferServicer(pb_grpc.StyleTransferServicer):
-    def __init__(self, state: ServiceState) -> None:
-        self._state = state
+class StyleTransferService:
+    def __init__(self, config: ServerConfig, pools: Pools, authenticator: Authenticator) -> None:
+        self.config = config
+        self.pools = pools
+        self.auth = authenticator
+        self.gate = calls.CallGate(config.max_open_calls)
+        self.registry = Registry(config.result_store_bytes, config.result_retention_seconds)
+        self.engine: Any | None = None
+        self.scheduler: Scheduler | None = None
+        self.draining = False
 
-    # ------------------------------------------------------------ Stylize
-    def Stylize(self, request: pb.StylizeRequest, context: grpc.ServicerContext) -> Iterator[pb.StylizeResponse]:
-        t0 = time.monotonic()
-        outcome: dict[str, Any] = {
-            "code": grpc.StatusCode.OK,
-            "reply": None,
-            "request_id": request.request_id,
-            "job": None,
-        }
-        try:
-            scheduler, engine = self._ready()
-            scheduler.check_room()  # a full pod answers before reading any image
-            head = admission.read_request(request, self._state.limits)  # headers only
-            inputs, _alpha = admission.decode_inputs(request, head, self._state.limits)
-            plan = engine.plan(head.options, inputs, limits=self._state.limits)
-            delivery = head.delivery.replace(request_id=head.delivery.request_id or uuid.uuid4().hex[:16])
-            outcome["request_id"] = delivery.request_id
-            yield from self._run_job(plan, delivery, scheduler, context, outcome)
-        except Exception as exc:
-            if not isinstance(exc, StylizeError):
-                log.exception("request %s failed", outcome["request_id"])
-            reply = status_for(exc)
-            outcome["code"], outcome["reply"] = reply.code, reply
-        finally:
-            # GeneratorExit (client gone while we were yielding) lands here too.
-            self._log_end(outcome, time.monotonic() - t0)
-        if outcome["reply"] is not None:
-            context.abort_with_status(outcome["reply"].grpc_status())
+    def attach_engine(self, engine: Any, budget_bytes: int) -> Scheduler:
+        """The model is loaded: jobs may run (loop)."""
+        cfg = self.config
+        self.engine = engine
+        self.scheduler = Scheduler(
+            engine,
+            self.pools.engine,
+            prepare=self._prepare,
+            finish=self._finish,
+            max_concurrent=cfg.max_concurrent_jobs,
+            queue_size=cfg.queue_size,
+            max_jobs_per_client=cfg.max_jobs_per_client,
+            budget_bytes=budget_bytes,
+            max_job_seconds=cfg.max_job_seconds,
+        )
+        return self.scheduler
 
     def _ready(self) -> tuple[Scheduler, Any]:
-        state = self._state
-        if state.draining:
+        if self.draining:
             raise Draining("the server is shutting down")
-        if state.scheduler is None or state.engine is None:
+        if self.scheduler is None or self.engine is None:
             raise Loading("the server is still loading the model")
-        return state.scheduler, state.engine
+        return self.scheduler, self.engine
 
-    def _run_job(
+    # ------------------------------------------------------------ Stylize
+    async def Stylize(self, request_iterator: Any, context: calls.Context) -> None:
+        t0 = time.monotonic()
+        call = CallRecord()
+        entered = False
+        try:
+            scheduler, engine = self._ready()
+            self.gate.enter()
+            entered = True
+            request = await calls.receive(context, self.config.request_receive_seconds, pb.StylizeRequest)
+            call.request_id = request.request_id
+            client = self.auth.client_of(context.invocation_metadata(), context.peer())
+            if not (request.request_id and self.registry.find((client, request.request_id))):
+                scheduler.check_room()  # a reattaching call needs no room
+            head = admission.read_request(request, self.config.limits)
+            await self._admit(request, head, client, context, scheduler, engine, call)
+            del request  # a queued job keeps its own reference until its images are decoded
+            assert call.job is not None and call.subscriber is not None
+            call.output = await self._stream(call.job, call.subscriber, head, context)
+        except asyncio.CancelledError:
+            call.code = _gone(context)
+            raise
+        except calls.ClientGone:
+            call.code = _gone(context)  # nobody to tell: no status is sent
+        except Exception as exc:
+            if not isinstance(exc, StylizeError):
+                log.exception("request failed", extra={"fields": {"request_id": call.request_id}})
+            reply = status_for(exc)
+            call.code, call.reason, call.message = reply.code, reply.reason.value, reply.message
+            ran = call.job is not None and call.job.iterations_done > 0
+            if reply.with_details and not ran and reply.reason.value in metrics.REFUSAL_REASONS:
+                metrics.REFUSALS.labels(reason=reply.reason.value).inc()
+            self._end_call(call, context, t0, entered)
+            entered = False
+            await context.abort_with_status(reply.grpc_status())
+        finally:
+            if entered:
+                self._end_call(call, context, t0, entered)
+
+    def _end_call(self, call: CallRecord, context: calls.Context, t0: float, entered: bool) -> None:
+        if entered:
+            self.gate.leave()
+        job, subscriber = call.job, call.subscriber
+        if job is not None and subscriber is not None:
+            job.unsubscribe(subscriber)
+            if job.state is not JobState.DONE and not job.subscribers:
+                self._orphaned(job, calls.deadline_passed(context))
+        metrics.REQUESTS.labels(code=call.code.name).inc()
+        calllog.log_end(call, time.monotonic() - t0)
+
+    async def _admit(
         self,
-        plan: JobPlan,
-        delivery: DeliveryOptions,
+        request: pb.StylizeRequest,
+        head: admission.RequestHead,
+        client: str,
+        context: calls.Context,
         scheduler: Scheduler,
-        context: grpc.ServicerContext,
-        outcome: dict[str, Any],
-    ) -> Iterator[pb.StylizeResponse]:
-        frames = FrameQueue()
+        engine: Any,
+        call: CallRecord,
+    ) -> None:
         remaining = context.time_remaining()
         deadline = time.monotonic() + remaining if remaining is not None else None
-        job = scheduler.submit(plan, delivery, _Events(frames), deadline)
-        outcome["job"] = job
+        chosen = bool(head.delivery.request_id)
+        call.request_id = head.delivery.request_id or uuid.uuid4().hex[:16]
+        key = (client, call.request_id)
+        fingerprint = ""
+        if chosen:
+            loop = asyncio.get_running_loop()
+            fingerprint = await loop.run_in_executor(self.pools.encode, admission.fingerprint, request, head)
+            if self._reattach(key, fingerprint, deadline, call):
+                return
+        options = resolve(head.options, engine.default_pooling)
+        regions = admission.style_regions(request)
+        estimate = cost.estimate(
+            options,
+            head.shapes,
+            engine.profile,
+            target_bytes=scheduler.budget_bytes // self.config.max_concurrent_jobs,
+            budget_bytes=scheduler.budget_bytes,
+            tile_setting=self.config.tile_size,
+            regions=len(set(regions)) or 1,
+        )
+        job = Job(
+            client=client,
+            request_id=call.request_id,
+            reattachable=chosen,
+            fingerprint=fingerprint,
+            head=head,
+            options=options,
+            estimate=estimate,
+            request=request,
+            style_regions=regions,
+            deadline=deadline,
+        )
+        # Another call with this request_id may have been admitted while ours was hashed.
+        if chosen and self._reattach(key, fingerprint, deadline, call):
+            return
+        call.subscriber = job.subscribe()
+        scheduler.admit(job)  # raises ClientQuota / QueueFull before anything is kept
+        call.job = job
+        self.registry.add(job)
+        metrics.JOB_ESTIMATED_MEMORY.observe(estimate.device_memory_bytes)
+        metrics.JOB_ESTIMATED_SECONDS.observe(estimate.seconds)
 
-        def on_done() -> None:
-            # Runs when the call ends for any reason; a finished job ignores it.
-            past_deadline = deadline is not None and time.monotonic() >= deadline - 0.05
-            scheduler.cancel(job, StopReason.DEADLINE if past_deadline else StopReason.CLIENT)
+    def _reattach(self, key: tuple[str, str], fingerprint: str, deadline: float | None, call: CallRecord) -> bool:
+        """Attach the call to the live or kept job under `key`, if there is one."""
+        found = self.registry.find(key)
+        if found is None:
+            return False
+        if found.fingerprint != fingerprint:
+            raise RequestIdInUse(
+                f"request_id {key[1]!r} belongs to another request of this client (running, or kept for "
+                f"{self.config.result_retention_seconds:g} s after it ended); send it with a new request_id"
+            )
+        if found.state is not JobState.DONE:
+            found.deadline = deadline
+        call.job, call.subscriber = found, found.subscribe(reattached=True)
+        return True
 
-        if not context.add_callback(on_done):
-            on_done()  # the call had already ended
-        height, width = plan.output_shape
-        engine = self._state.engine
+    def _orphaned(self, job: Job, past_deadline: bool) -> None:
+        """The last stream of a queued or running job is gone."""
+        scheduler = self.scheduler
+        if scheduler is None:
+            return
+        if past_deadline:
+            scheduler.stop(job, StopReason.DEADLINE)
+        elif job.reattachable and not self.draining and self.config.detach_grace_seconds > 0:
+            loop = asyncio.get_running_loop()
+            job.detach_timer = loop.call_later(self.config.detach_grace_seconds, self._detach_expired, job)
+            fields = {"request_id": job.request_id, "grace_s": self.config.detach_grace_seconds}
+            log.info("job detached", extra={"fields": fields})
+        else:
+            scheduler.stop(job, StopReason.CLIENT)
+
+    def _detach_expired(self, job: Job) -> None:
+        job.detach_timer = None
+        if not job.subscribers and job.state is not JobState.DONE and self.scheduler is not None:
+            log.info("detached job stopped", extra={"fields": {"request_id": job.request_id}})
+            self.scheduler.stop(job, StopReason.CLIENT)
+
+    # ------------------------------------------------------ job callbacks
+    async def _prepare(self, job: Job) -> JobPlan:
+        """Decode the job's images (decode executor), stopping between images if asked."""
+        request = job.request
+        assert request is not None
+        loop = asyncio.get_running_loop()
+        decoded = await loop.run_in_executor(
+            self.pools.decode,
+            admission.decode_inputs,
+            request,
+            job.head,
+            self.config.limits,
+            lambda: job.stop_reason is not None,
+        )
+        job.request = None
+        if decoded is None:
+            raise Stopped(job.stop_reason or StopReason.CLIENT)
+        inputs, job.alpha = decoded
+        return JobPlan(options=job.options, inputs=inputs, estimate=job.estimate)
+
+    async def _finish(self, job: Job, result: Result | None, error: BaseException | None) -> None:
+        outcome: Outcome
+        stopped_for_caller = result is not None and result.stop_reason in (StopReason.CLIENT, StopReason.DEADLINE)
+        if isinstance(error, Stopped) or (error is None and (result is None or stopped_for_caller)):
+            outcome = _stopped(job)
+        elif error is not None:
+            outcome = error if isinstance(error, StylizeError) else InternalError(error)
+        else:
+            assert result is not None
+            loop = asyncio.get_running_loop()
+            try:
+                outcome = await loop.run_in_executor(self.pools.encode, encode_output, result, job.alpha, job.delivery)
+            except Exception as exc:
+                log.exception("encoding the result failed", extra={"fields": {"request_id": job.request_id}})
+                outcome = InternalError(exc)
+        job.request, job.plan, job.alpha = None, None, None  # the images are no longer needed
+        job.publish("finished", outcome)
+        self.registry.finished(job)
+
+    # ------------------------------------------------------------- stream
+    async def _stream(
+        self, job: Job, subscriber: Subscriber, head: admission.RequestHead, context: calls.Context
+    ) -> Output:
+        """Send the job's frames until its result; raise its error. `head` is
+        this call's: a reattached call has its own progress and preview settings."""
+        delivery = head.delivery
+        timeout = self.config.send_timeout_seconds
+        loop = asyncio.get_running_loop()
         while True:
-            item = frames.get()
-            assert item is not None
-            kind, payload = item
-            if kind == "queued":
-                position, depth = payload
-                yield pb.StylizeResponse(queued=pb.Queued(position=position, queue_depth=depth))
-            elif kind == "started":
-                self._log_start(job, width, height, payload)
-                yield pb.StylizeResponse(
-                    started=pb.Started(
-                        request_id=delivery.request_id,
-                        width=width,
-                        height=height,
-                        options=_resolved(plan, delivery),
-                        queue_wait_seconds=payload,
-                        estimate=convert.estimate_to_proto(plan.estimate),
-                        random_weights=bool(engine is not None and engine.model_info.random_weights),
-                    )
-                )
-            elif kind == "progress":
-                progress: Progress = payload
+            event = await subscriber.get()
+            if event.kind == "queued":
+                position, depth = event.payload
+                queued = pb.Queued(position=position, queue_depth=depth)
+                await calls.send(context, pb.StylizeResponse(queued=queued), timeout)
+            elif event.kind == "started":
+                if not subscriber.reattached:
+                    calllog.log_start(job)
+                started = frames.started_frame(job, self.engine, event.payload, subscriber.reattached)
+                await calls.send(context, started, timeout)
+            elif event.kind == "progress":
+                progress: Progress = event.payload
                 last = progress.iteration == progress.total_iterations
                 if progress.iteration % delivery.progress_interval and not last:
                     continue
                 # A preview that a newer one already supersedes is not worth encoding.
-                side = 0 if frames.newer_waiting("progress") else delivery.preview_max_side
-                preview = images.shrink(progress.image, side) if side else None
-                png = images.encode(preview, "png") if preview is not None else None
-                eta = _eta(plan, progress)
-                yield pb.StylizeResponse(progress=convert.progress_to_proto(progress, eta, preview, png))
+                side = 0 if subscriber.newer_waiting("progress") else delivery.preview_max_side
+                if side:  # rendering and encoding the image is the only costly part
+                    frame = await loop.run_in_executor(self.pools.encode, frames.progress_frame, job, progress, side)
+                else:
+                    frame = frames.progress_frame(job, progress, 0)
+                await calls.send(context, frame, timeout)
             else:
-                result, error = payload
-                if error is not None:
-                    raise error
-                outcome["result"] = result
-                yield pb.StylizeResponse(result=_result_frame(result, delivery, job))
-                return
+                outcome: Outcome = event.payload
+                if not isinstance(outcome, Output):
+                    raise outcome
+                for chunk in result_frames(outcome, job.request_id, job.queue_wait, self.config.max_message_bytes):
+                    await calls.send(context, chunk, timeout)
+                return outcome
 
-    def _log_start(self, job: Job, width: int, height: int, queue_wait: float) -> None:
-        options = job.plan.options
-        log.info(
-            "job started",
-            extra={
-                "fields": {
-                    "request_id": job.delivery.request_id,
-                    "width": width,
-                    "height": height,
-                    "styles": len(job.plan.inputs.styles),
-                    "iterations": options.iterations,
-                    "optimizer": options.optimizer.value,
-                    "queue_wait_s": round(queue_wait, 4),
-                    "estimate_bytes": job.plan.estimate.device_memory_bytes,
-                    "estimate_s": round(job.plan.estimate.seconds, 3),
-                }
-            },
+    # -------------------------------------------------- Cancel, ServerInfo
+    async def Cancel(self, request_iterator: Any, context: calls.Context) -> pb.CancelResponse:
+        try:
+            request = await calls.receive(context, self.config.request_receive_seconds, pb.CancelRequest)
+            client = self.auth.client_of(context.invocation_metadata(), context.peer())
+            job = self.registry.find((client, request.request_id))
+            if job is None:
+                raise NotFound(f"this client has no job with request_id {request.request_id!r}", field="request_id")
+            stopped = self.scheduler is not None and self.scheduler.stop(job, StopReason.CLIENT)
+        except StylizeError as exc:
+            await context.abort_with_status(status_for(exc).grpc_status())
+            raise  # unreachable: abort raises
+        if stopped:
+            log.info("job cancelled", extra={"fields": {"request_id": request.request_id}})
+        return pb.CancelResponse(stopped=stopped)
+
+    async def GetServerInfo(self, request_iterator: Any, context: calls.Context) -> pb.ServerInfo:
+        try:
+            await calls.receive(context, self.config.request_receive_seconds, pb.GetServerInfoRequest)
+        except StylizeError as exc:
+            await context.abort_with_status(status_for(exc).grpc_status())
+            raise
+        return server_info(self.config, self.engine, self.scheduler, self.gate)
+
+
+def _gone(context: calls.Context) -> grpc.StatusCode:
+    return grpc.StatusCode.DEADLINE_EXCEEDED if calls.deadline_passed(context) else grpc.StatusCode.CANCELLED
+
+
+def _stopped(job: Job) -> Stopped:
+    reason = job.stop_reason or StopReason.CLIENT
+    if reason is StopReason.DEADLINE:
+        return Stopped(
+            reason,
+            f"the call's deadline passed after {time.monotonic() - job.submitted_at:.1f} s; the job was stopped "
+            f"after {job.iterations_done} of {job.total_iterations} iterations",
         )
-
-    def _log_end(self, outcome: dict[str, Any], seconds: float) -> None:
-        code: grpc.StatusCode = outcome["code"]
-        job: Job | None = outcome.get("job")
-        result: Result | None = outcome.get("result")
-        if code is grpc.StatusCode.OK and result is None:
-            # The generator was closed early: the client went away mid-stream.
-            reason = job.stop_reason if job is not None else None
-            code = grpc.StatusCode.DEADLINE_EXCEEDED if reason is StopReason.DEADLINE else grpc.StatusCode.CANCELLED
-        metrics.REQUESTS.labels(code=code.name).inc()
-        fields: dict[str, object] = {
-            "request_id": outcome["request_id"],
-            "code": code.name,
-            "seconds": round(seconds, 4),
-        }
-        reply = outcome.get("reply")
-        if reply is not None:
-            fields.update(reason=reply.reason.value, message=reply.message)
-        if job is not None:
-            h, w = job.plan.output_shape
-            fields.update(
-                width=w,
-                height=h,
-                iterations_requested=job.plan.total_iterations,
-                queue_wait_s=round(job.queue_wait, 4),
-                iterations_done=job.iterations_done,
-                stop_reason=(job.stop_reason or StopReason.NONE).value,
-            )
-            if job.started_at is not None and job.finished_at is not None:
-                fields["compute_s"] = round(job.finished_at - job.started_at, 4)
-        if result is not None:
-            fields["loss_total"] = float(result.losses.total)
-            fields["complete"] = result.complete
-        level = logging.ERROR if code is grpc.StatusCode.INTERNAL else logging.INFO
-        log.log(level, "job ended", extra={"fields": fields})
-
-    # ------------------------------------------------------------- Cancel
-    def Cancel(self, request: pb.CancelRequest, context: grpc.ServicerContext) -> pb.CancelResponse:
-        scheduler = self._state.scheduler
-        job = scheduler.find(request.request_id) if scheduler is not None else None
-        if job is None:
-            reply = status_for(
-                NotFound(f"no queued or running job has request_id {request.request_id!r}", field="request_id")
-            )
-            context.abort_with_status(reply.grpc_status())
-        assert scheduler is not None and job is not None
-        scheduler.cancel(job, StopReason.CLIENT)
-        return pb.CancelResponse(stopped=True)
-
-    # ------------------------------------------------------ GetServerInfo
-    def GetServerInfo(self, request: pb.GetServerInfoRequest, context: grpc.ServicerContext) -> pb.ServerInfo:
-        state = self._state
-        limits = state.limits
-        defaults = resolve(JobOptions(), state.default_pooling)
-        info = pb.ServerInfo(
-            version=server_version(),
-            limits=pb.Limits(
-                max_pixels=limits.max_pixels,
-                max_side=limits.max_side,
-                max_iterations=limits.max_iterations,
-                max_styles=limits.max_styles,
-                max_message_bytes=state.max_message_bytes,
-                max_input_pixels=limits.max_input_pixels,
-                max_request_pixels=limits.max_request_pixels,
-            ),
-            defaults=convert.resolved_to_proto(defaults, DeliveryOptions()),
-        )
-        engine = state.engine
-        if engine is not None:
-            model = engine.model_info
-            info.model.CopyFrom(
-                pb.ModelInfo(
-                    name=model.name,
-                    weights_source=str(model.weights_source),
-                    random_weights=bool(model.random_weights),
-                    default_pooling=schema.BY_NAME["pooling"].enum_number(model.default_pooling),
-                    load_seconds=float(model.load_seconds),
-                    precision=model.precision,
-                    precision_reason=model.precision_reason,
-                    xla=model.xla,
-                )
-            )
-            memory = engine.device_memory_bytes()
-            info.device.CopyFrom(
-                pb.DeviceInfo(kind=model.device_kind, name=model.device_name, memory_bytes=int(memory or 0))
-            )
-        scheduler = state.scheduler
-        if scheduler is not None:
-            info.queue.CopyFrom(
-                pb.QueueInfo(
-                    max_concurrent_jobs=scheduler.max_concurrent,
-                    capacity=scheduler.queue_size,
-                    depth=scheduler.depth,
-                    running=scheduler.running,
-                )
-            )
-        return info
+    if reason is StopReason.SHUTDOWN:
+        return Stopped(reason, "the server is shutting down; the queued job was not started")
+    if reason is StopReason.TIME_LIMIT:
+        return Stopped(reason, "the server's time limit per job (--max-job-seconds) passed before it began")
+    return Stopped(StopReason.CLIENT, "the client cancelled the call; the job was stopped")
 
 
-def _resolved(plan: JobPlan, delivery: DeliveryOptions) -> pb.ResolvedOptions:
-    weights = [s.weight for s in plan.inputs.styles]
-    total = sum(weights) or 1.0
-    return convert.resolved_to_proto(
-        plan.options,
-        delivery,
-        scales=[(s.size, s.iterations) for s in plan.scales],
-        blend_weights=[w / total for w in weights],
-    )
-
-
-def _eta(plan: JobPlan, progress: Progress) -> float:
-    """Seconds left: the cost model's remaining work, scaled by this job's
-    measured speed against the model's prediction so far."""
-    done_before = sum(s.iterations for s in plan.scales[: progress.scale_index])
-    in_scale = progress.iteration - done_before
-    predicted = sum(s.iterations * s.seconds_per_iteration for s in plan.scales[: progress.scale_index])
-    predicted += in_scale * plan.scales[progress.scale_index].seconds_per_iteration
-    return cost.eta_seconds(plan.estimate, progress.scale_index, in_scale, progress.elapsed_seconds, predicted)
-
-
-def _result_frame(result: Result, delivery: DeliveryOptions, job: Job) -> pb.Result:
-    fmt = delivery.output_format.value
-    data = images.encode(result.image, fmt, delivery.quality)
-    height, width = result.shape
-    return pb.Result(
-        image=pb.Image(data=data),
-        mime_type=images.MIME_TYPES[fmt],
-        width=width,
-        height=height,
-        losses=convert.losses_to_proto(result.losses),
-        iterations=result.iterations,
-        iterations_requested=result.iterations_requested,
-        queue_wait_seconds=job.queue_wait,
-        compute_seconds=result.compute_seconds,
-        request_id=delivery.request_id,
-        complete=result.complete,
-        stop_reason=result.stop_reason.number,
-        chunk_index=0,
-        chunk_count=1,
-        total_bytes=len(data),
-        bit_depth=8,
-    )
-
-
-def add_to_server(servicer: StyleTransferServicer, server: grpc.Server) -> None:
-    pb_grpc.add_StyleTransferServicer_to_server(servicer, server)
+def add_to_server(service: StyleTransferService, server: aio.Server) -> None:
+    """Register the service with streaming requests (see `calls`)."""
+    handlers = {
+        "Stylize": calls.unary_request(service.Stylize, pb.StylizeRequest, pb.StylizeResponse, stream=True),
+        "GetServerInfo": calls.unary_request(
+            service.GetServerInfo, pb.GetServerInfoRequest, pb.ServerInfo, stream=False
+        ),
+        "Cancel": calls.unary_request(service.Cancel, pb.CancelRequest, pb.CancelResponse, stream=False),
+    }
+    declared = set(pb.DESCRIPTOR.services_by_name["StyleTransfer"].methods_by_name)
+    if set(handlers) != declared:
+        raise RuntimeError(f"StyleTransfer methods {sorted(declared)} != handlers {sorted(handlers)}")
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

@@ -22,12 +22,14 @@ from .errors import (
     Cancelled,
     ClientQuota,
     DeadlineExceeded,
+    InternalError,
     InvalidArgument,
     NotFound,
     NumericalError,
     QueueFull,
     ReceiveTimeout,
     RequestIdInUse,
+    SendTimeout,
     Stopped,
     StylizeError,
     TooLarge,
@@ -47,6 +49,7 @@ _CODES: tuple[tuple[type[StylizeError], grpc.StatusCode], ...] = (
     (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
     (Cancelled, grpc.StatusCode.CANCELLED),
     (NumericalError, grpc.StatusCode.INTERNAL),
+    (InternalError, grpc.StatusCode.INTERNAL),
     (RequestIdInUse, grpc.StatusCode.ALREADY_EXISTS),
     (NotFound, grpc.StatusCode.NOT_FOUND),
 )
@@ -70,8 +73,14 @@ class StatusReply:
     reason: ErrorReason
     field: str | None = None
     retry_after: float | None = None
+    # False only for a stream the server gave up sending on: it must read as a
+    # lost connection (UNAVAILABLE without ErrorInfo), which clients answer by
+    # reattaching.
+    with_details: bool = True
 
     def proto(self) -> status_pb2.Status:
+        if not self.with_details:
+            return status_pb2.Status(code=self.code.value[0], message=self.message)
         details = [
             error_details_pb2.ErrorInfo(
                 reason=self.reason.value,
@@ -100,12 +109,15 @@ class StatusReply:
         return status_pb2.Status(code=self.code.value[0], message=self.message, details=packed)
 
     def grpc_status(self) -> grpc.Status:
-        return rpc_status.to_status(self.proto())
+        status: grpc.Status = rpc_status.to_status(self.proto())
+        return status
 
 
 def status_for(exc: BaseException) -> StatusReply:
     """The status a caller gets for `exc`; an unknown exception is INTERNAL
     without its text (the server log has it)."""
+    if isinstance(exc, SendTimeout):
+        return StatusReply(grpc.StatusCode.UNAVAILABLE, str(exc), exc.reason, with_details=False)
     if isinstance(exc, Stopped):
         code, reason = _STOPPED[exc.stop_reason]
         return StatusReply(code, str(exc), reason)

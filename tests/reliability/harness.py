@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import math
 import os
@@ -81,6 +82,11 @@ class Profile:
     memory_sizes: tuple[int, ...] = (32, 48, 64)
     memory_rss_bound_mb: float = 32.0
     memory_novel_shapes: int = 0  # jobs of never-seen shapes after the main run (reported only)
+    # the serving core (issue 9)
+    header_only_streams: int = 200
+    unread_streams: int = 100
+    layer_lists: int = 12
+    fair_seconds: float = 8.0
 
 
 FAST = Profile(name="fast")
@@ -99,6 +105,10 @@ FULL = Profile(
     memory_jobs=300,
     memory_sizes=(32, 40, 48, 56, 64),
     memory_novel_shapes=100,
+    header_only_streams=1000,
+    unread_streams=200,
+    layer_lists=60,
+    fair_seconds=30.0,
 )
 PROFILES = {"fast": FAST, "full": FULL}
 
@@ -184,9 +194,15 @@ class ServerProc:
     """A `stylize-server` child: its stdout and stderr (kept whole, for the
     secrets-in-logs check), its JSON log records, its memory, and channels."""
 
-    def __init__(self, args: Sequence[str], port: int = 0, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        port: int = 0,
+        env: dict[str, str] | None = None,
+        command: Sequence[str] | None = None,
+    ) -> None:
         self.args = list(args)
-        cmd = server_command() + [
+        cmd = list(command or server_command()) + [
             "--host",
             "127.0.0.1",
             "--port",
@@ -199,6 +215,12 @@ class ServerProc:
             "32",
             "--log-format",
             "json",
+            # The suite's many clients all come from 127.0.0.1 without tokens,
+            # so the server sees them as one; fair share has scenarios of its own.
+            # (A baseline build from before per-client quotas has no such flag.)
+            *(("--max-jobs-per-client", "1000") if command is None else ()),
+            # float32: no start-up measurement, the same numbers every run.
+            *(("--precision", "float32") if command is None else ()),
             *self.args,
         ]
         child_env = dict(os.environ)
@@ -379,9 +401,11 @@ def spawn_server(
     env: dict[str, str] | None = None,
     credentials: grpc.ChannelCredentials | None = None,
     ready_timeout: float = 180,
+    command: Sequence[str] | None = None,
 ) -> Iterator[ServerProc]:
-    """A ready `stylize-server` subprocess (killed on exit if still running)."""
-    proc = ServerProc(args, port=port, env=env)
+    """A ready `stylize-server` subprocess (killed on exit if still running);
+    `command` runs another build of the server (the benchmark's baseline)."""
+    proc = ServerProc(args, port=port, env=env, command=command)
     try:
         proc.wait_ready(ready_timeout)
         proc.wait_serving(credentials)
@@ -432,6 +456,9 @@ def image_bytes(width: int, height: int, seed: int = 0, fmt: str = "PNG") -> byt
     return data
 
 
+_REQUEST_IDS = itertools.count(1)
+
+
 def make_request(
     size: int = 32,
     iterations: int = 5,
@@ -440,7 +467,12 @@ def make_request(
     seed: int = 1,
     **fields: Any,
 ) -> pb.StylizeRequest:
-    """A valid request: seeded content and style images, progress every iteration."""
+    """A valid request: seeded content and style images, progress every iteration.
+    A `request_id` gets a unique suffix: the server attaches a call to the job
+    a request_id already names (or replays its kept result), and these
+    scenarios mean a new job each time (reattach has scenarios of its own)."""
+    if "request_id" in fields:
+        fields["request_id"] = f"{fields['request_id']}.{next(_REQUEST_IDS)}"
     request = pb.StylizeRequest(
         content=pb.Image(data=image_bytes(*content, seed=seed)),
         styles=[pb.StyleImage(image=pb.Image(data=image_bytes(*style, seed=seed + 1000)))],

@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tests.reliability import cancel, faults, fuzz, load, memory, security  # noqa: E402
+from tests.reliability import cancel, faults, frontdoor, fuzz, load, memory, security, work  # noqa: E402
 from tests.reliability.harness import PROFILES, Profile, ScenarioResult, main_server_args, spawn_server  # noqa: E402
 
 # Scenarios on the shared server, in order (memory last but one: it reports
@@ -40,13 +40,20 @@ SHARED: tuple[tuple[str, Callable[..., ScenarioResult]], ...] = (
     ("slow", faults.run_slow_clients),
     ("fuzz", fuzz.run_fuzz),
     ("limit", security.run_message_limit),
+    ("reattach", work.run_reattach),
     ("memory", memory.run_memory),
+    ("layers", frontdoor.run_layer_lists),
     ("logs", security.run_log_scan),
 )
-OWN_SERVER: tuple[tuple[str, Callable[[Profile], ScenarioResult]], ...] = (
+OWN_SERVER: tuple[tuple[str, Callable[[Profile], ScenarioResult | list[ScenarioResult]]], ...] = (
     ("sigterm", faults.run_sigterm),
     ("sigkill", faults.run_sigkill),
     ("security", security.run_security),
+    ("headers", frontdoor.run_header_only),
+    ("unread", frontdoor.run_unread),
+    ("bomb", frontdoor.run_bomb),
+    ("fair", work.run_fair),
+    ("partial", work.run_partial_at_time_limit),
 )
 NAMES = [n for n, _ in SHARED] + [n for n, _ in OWN_SERVER]
 
@@ -81,7 +88,13 @@ HEADLINE: dict[str, tuple[str, ...]] = {
         "slots_free_after_ms",
         "next_jobs_ok",
     ),
-    "stalled client": ("iterations", "progress_frames_after_stall", "unbuffered_would_be_mb", "rss_growth_mb"),
+    "stalled client": (
+        "iterations",
+        "progress_frames_after_stall",
+        "unbuffered_would_be_mb",
+        "rss_growth_mb",
+        "result_by_reattach",
+    ),
     "slow clients": ("slow_clients", "frame_delay_ms", "progress_frames_received", "fast_jobs_meanwhile"),
     "fuzzed input": ("requests", "codes", "failures"),
     "message size limit": ("limit_bytes", "at_limit", "one_byte_over"),
@@ -96,6 +109,47 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "no image bytes in logs": ("log_lines", "found"),
     "SIGTERM drain": ("running_completed", "queued_codes", "late_call_code", "exit_code", "exit_after_signal_ms"),
     "SIGKILL and restart": ("killed_stream_code", "retry_attempts", "recovered_after_ms", "retry_code"),
+    "header-only streams": (
+        "streams",
+        "no_token_codes",
+        "health_p99_ms_(no token)",
+        "token_reasons",
+        "health_p99_ms_(64 calls held open)",
+    ),
+    "unread streams": (
+        "streams",
+        "health_p99_ms_(streams unread)",
+        "calls_closed_after_jobs_ms",
+        "rss_growth_mb",
+        "unread_codes",
+        "reattach_recomputed_iterations",
+    ),
+    "decompression bomb": (
+        "wire_kb",
+        "refused_code",
+        "refused_peak_growth_mb",
+        "decoded_code",
+        "decoded_peak_growth_mb",
+    ),
+    "distinct layer lists": ("lists", "rss_after_warmup_mb", "rss_end_mb", "rss_per_list_mb"),
+    "fair share": (
+        "seconds",
+        "flood_jobs",
+        "small_jobs",
+        "small_entered_at_positions",
+        "small_queue_wait_p50_ms",
+        "flood_queue_wait_p50_ms",
+        "extra_job",
+    ),
+    "deadline in the style pass": ("styles", "style_pass_ms", "deadline_ms", "slot_held_ms"),
+    "partial at the time limit": ("code", "complete", "stop_reason", "iterations", "iterations_requested"),
+    "reattach": (
+        "dropped_at_iteration",
+        "iterations_run",
+        "reattach_first_frame_ms",
+        "finished_replay_ms",
+        "recomputed_iterations",
+    ),
     "security: token, mTLS, logs": (
         "refused_cases",
         "let_in",
@@ -179,7 +233,9 @@ def run(profile: Profile, only: set[str]) -> list[ScenarioResult]:
                 done(r)
     for name, fn in OWN_SERVER:
         if name in only:
-            done(fn(profile))
+            outcome = fn(profile)
+            for r in outcome if isinstance(outcome, list) else [outcome]:
+                done(r)
     return results
 
 

@@ -87,3 +87,25 @@ def truncated_png(width: int = 64, height: int = 48) -> bytes:
     """A PNG cut in half: the header parses, the pixels do not."""
     data = png_bytes(width, height)
     return data[: len(data) // 2]
+
+
+def big_flat_png(width: int, height: int, seed: int = 0) -> bytes:
+    """A real, fully decodable RGB PNG of width×height whose pixels are a few
+    flat bands, so it compresses to about 100 KB at 6320×6320: small on the
+    wire, ~120 MB decoded. Written row by row, never whole in memory."""
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(0, 256, size=(8, 3), dtype=np.uint8)
+    compressor = zlib.compressobj(9)
+    parts = []
+    band = max(1, height // len(colours))
+    for y in range(height):
+        row = b"\x00" + bytes(colours[min(y // band, len(colours) - 1)]) * width
+        parts.append(compressor.compress(row))
+    parts.append(compressor.flush())
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", b"".join(parts))
+        + _png_chunk(b"IEND", b"")
+    )

@@ -52,14 +52,16 @@ _engine: Any = None
 
 
 def shared_engine() -> Any:
-    """One Engine(weights="random:0") per test process, warmed at 32 px,
-    created on first use (loading VGG-19 costs seconds)."""
+    """One Engine(weights="random:0", precision="float32") per test process,
+    warmed at 32 px, created on first use (loading VGG-19 costs seconds; a
+    fixed precision skips auto's start-up measurement and keeps results
+    identical run to run)."""
     global _engine
     with _engine_lock:
         if _engine is None:
             from stylize_server.engine import Engine
 
-            engine = Engine(weights=TEST_WEIGHTS, pooling="avg")
+            engine = Engine(weights=TEST_WEIGHTS, pooling="avg", precision="float32")
             engine.warm_up(sizes=(TEST_SIZE,), iterations=1)
             _engine = engine
         return _engine
@@ -77,7 +79,7 @@ def test_config(**overrides: Any):
     limits, no warm-up, short grace. Keyword arguments override any field."""
     from stylize_server.config import ServerConfig
 
-    base = ServerConfig(
+    base = ServerConfig().replace(
         host="127.0.0.1",
         port=0,
         metrics_port=0,
@@ -268,7 +270,8 @@ def server_process(
 
     Other test defaults come as environment variables, so that both `env` and
     `args` override them: STYLIZE_WARMUP_SIZES=32, STYLIZE_MAX_PIXELS=16384,
-    STYLIZE_MAX_SIDE=256, STYLIZE_GRACE_SECONDS=60."""
+    STYLIZE_MAX_SIDE=256, STYLIZE_GRACE_SECONDS=60, STYLIZE_PRECISION=float32
+    (auto measures both precisions at start-up: seconds every test)."""
     cmd = server_command() + [
         "--host",
         "127.0.0.1",
@@ -290,6 +293,7 @@ def server_process(
             "STYLIZE_MAX_PIXELS": str(128 * 128),
             "STYLIZE_MAX_SIDE": "256",
             "STYLIZE_GRACE_SECONDS": "60",
+            "STYLIZE_PRECISION": "float32",
         }
     )
     child_env.update(env or {})
