@@ -308,23 +308,20 @@ def test_asyncio_cancellation_and_errors(server):
 # ------------------------------------------------------------ no server needed
 
 
-def test_retry_policy_full_jitter_bounds_and_codes():
-    policy = RetryPolicy(max_attempts=4, initial_backoff=0.5, max_backoff=3.0, multiplier=2.0)
+def test_retry_policy_full_jitter_bounds_and_the_server_delay_as_floor():
     import random
 
+    policy = RetryPolicy(max_attempts=4, initial_backoff=0.5, max_backoff=3.0, multiplier=2.0, max_server_delay=5.0)
     rng = random.Random(1)
     for attempt, bound in ((1, 0.5), (2, 1.0), (3, 2.0), (4, 3.0), (9, 3.0)):
-        delays = [policy.delay(attempt, rng) for _ in range(200)]
+        delays = [policy.delay(attempt, rng=rng) for _ in range(200)]
         assert all(0.0 <= d <= bound for d in delays)
         assert max(delays) > bound * 0.8 and min(delays) < bound * 0.2  # spread over the whole range
-    UNAVAILABLE, EXHAUSTED = grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert policy.should_retry(UNAVAILABLE, "connection refused", 1)
-    assert policy.should_retry(EXHAUSTED, "the queue is full: 1 job(s) running", 3)
-    assert not policy.should_retry(EXHAUSTED, "the queue is full", 4)  # attempts used up
-    assert not policy.should_retry(EXHAUSTED, "Received message larger than max (5 vs. 4)", 1)
-    assert not policy.should_retry(grpc.StatusCode.INVALID_ARGUMENT, "size: ...", 1)
-    assert not policy.should_retry(grpc.StatusCode.INTERNAL, "", 1)
-    assert not RetryPolicy.none().should_retry(UNAVAILABLE, "", 1)
+        # RetryInfo's delay is the floor of the wait, whatever the jitter drew ...
+        floored = [policy.delay(attempt, 1.25, rng) for _ in range(200)]
+        assert all(max(1.25, 0.0) <= d <= max(bound, 1.25) for d in floored)
+        # ... and a server cannot park the client longer than max_server_delay.
+        assert all(policy.delay(attempt, 3600.0, rng) == 5.0 for _ in range(20))
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
 

@@ -9,12 +9,12 @@ job starts rather than after it finished.
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .events import Event, Progress, Result, Started
+from ..events import Event, Progress, Result, Started
+from ..images import decode
 
 GIF_FRAME_MS = 100
 GIF_LAST_FRAME_MS = 2000
@@ -30,7 +30,7 @@ def require_matplotlib() -> None:
 
     if importlib.util.find_spec("matplotlib") is None:
         raise MissingExtra(
-            "--loss-plot needs matplotlib, which is not installed: pip install 'stylize[plot]' "
+            "--loss-plot needs matplotlib, which is not installed: pip install 'stylize-grpc[plot]' "
             "(or pip install matplotlib)"
         )
 
@@ -49,7 +49,7 @@ class LossHistory:
 class JobRecorder:
     """Collects previews and losses of one job and writes frames, GIF and plot.
 
-    frames_dir:  save previews as frame_0001.png, frame_0002.png, ... there
+    frames_dir:  save previews there as frame_<iteration>.png (frame_0020.png is iteration 20)
     save_every:  keep previews of iterations that are multiples of this (and the last)
     timelapse:   path of the animated GIF, ending on the result
     loss_plot:   path of the loss-curve PNG
@@ -64,6 +64,7 @@ class JobRecorder:
     timelapse_frames: int = 0
     _previews: list[bytes] = field(default_factory=list)
     _last_scale: int = 0
+    _digits: int = 4
 
     @property
     def wants_previews(self) -> bool:
@@ -72,9 +73,11 @@ class JobRecorder:
     def on_event(self, event: Event) -> str | None:
         """Record one event; returns the path of a frame saved for it, if any."""
         if isinstance(event, Started):
-            self.history = LossHistory()
-            self._previews.clear()
-            self.frames.clear()
+            if not event.reattached:  # the same job, seen again after a lost connection: keep going
+                self.history = LossHistory()
+                self._previews.clear()
+                self.frames.clear()
+            self._digits = max(4, len(str(event.total_iterations)))
             return None
         if not isinstance(event, Progress):
             return None
@@ -97,9 +100,11 @@ class JobRecorder:
             self._previews.append(event.preview)
         if self.frames_dir is not None:
             self.frames_dir.mkdir(parents=True, exist_ok=True)
-            path = self.frames_dir / f"frame_{len(self.frames) + 1:04d}.png"
+            # Named by iteration, so a frame says where in the run it was taken.
+            path = self.frames_dir / f"frame_{event.iteration:0{self._digits}d}.png"
             path.write_bytes(event.preview)
-            self.frames.append(path)
+            if path not in self.frames:
+                self.frames.append(path)
             return str(path)
         return None
 
@@ -116,12 +121,12 @@ def write_timelapse(path: Path, previews: list[bytes], final_image: bytes) -> in
     image's aspect (longest side <= GIF_MAX_SIDE); returns its frame count."""
     from PIL import Image
 
-    final = Image.open(io.BytesIO(final_image)).convert("RGB")
+    final = decode(final_image, "result").convert("RGB")
     scale = min(1.0, GIF_MAX_SIDE / max(final.size))
     size = (max(1, round(final.width * scale)), max(1, round(final.height * scale)))
     frames = []
-    for data in previews:
-        with Image.open(io.BytesIO(data)) as im:
+    for i, data in enumerate(previews):
+        with decode(data, f"preview {i + 1}") as im:
             frames.append(im.convert("RGB").resize(size, Image.Resampling.LANCZOS))
     frames.append(final.resize(size, Image.Resampling.LANCZOS) if final.size != size else final)
     durations = [GIF_FRAME_MS] * (len(frames) - 1) + [GIF_LAST_FRAME_MS]
