@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from stylize.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID_ARGUMENT, EXIT_OK, EXIT_USAGE
-from tests.support.client import cli_env, error_lines, json_lines, run_cli, stylize_command, with_default_sigint
+from tests.support.cli import cli_env, error_lines, json_lines, run_cli, stylize_command, with_default_sigint
 from tests.support.images import garbage_bytes, jpeg_bytes, png_bytes, truncated_png
 from tests.support.metrics import scrape, value, wait_for_value
 from tests.support.server import running_server

@@ -25,15 +25,8 @@ from stylize.cli import (
     EXIT_TOO_LARGE,
     EXIT_UNAUTHENTICATED,
 )
-from tests.support.client import (
-    cli_env,
-    error_lines,
-    hold_slot,
-    json_lines,
-    run_cli,
-    stylize_command,
-    with_default_sigint,
-)
+from tests.support.cli import cli_env, error_lines, json_lines, run_cli, stylize_command, with_default_sigint
+from tests.support.client import hold_slot
 from tests.support.images import bomb_png, png_bytes
 from tests.support.metrics import scrape, value, wait_for_value
 from tests.support.server import free_port, running_server

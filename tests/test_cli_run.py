@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from stylize.cli import EXIT_OK, EXIT_PARTIAL
-from tests.support.client import cli_env, error_lines, json_lines, run_cli, stylize_command
+from tests.support.cli import cli_env, error_lines, json_lines, run_cli, stylize_command
 from tests.support.images import jpeg_bytes, png_bytes
 from tests.support.server import running_server
 

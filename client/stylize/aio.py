@@ -46,6 +46,23 @@ async def failure_of(call: Any, error: grpc.RpcError) -> Failure:
     return Failure.from_status(code, details, status)
 
 
+async def _read(call: Any) -> Any:
+    """The call's next frame (or grpc.aio.EOF). The read is shielded: grpc.aio
+    cancels a call whose reader is cancelled, and this client must first ask
+    the server to stop the job (Cancel), which outlives its stream there."""
+    read = asyncio.ensure_future(call.read())
+    try:
+        return await asyncio.shield(read)
+    except asyncio.CancelledError:
+        read.add_done_callback(_settle)  # it ends when the call is cancelled next; nobody's error
+        raise
+
+
+def _settle(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class AsyncStyleTransferClient(ClientChannel):
     """asyncio twin of `stylize.StyleTransferClient` (same arguments)."""
 
@@ -88,18 +105,21 @@ class AsyncStyleTransferClient(ClientChannel):
         )
         while True:
             call = self._stub.Stylize(state.request, timeout=state.begin_attempt(), metadata=self._metadata)
+            ended = False  # the server ended the call (OK or a status): nothing is left to stop
             try:
-                async for frame in call:
+                while (frame := await _read(call)) is not grpc.aio.EOF:
                     event = state.on_frame(frame)
                     if event is not None:
                         yield event
+                ended = True
             except grpc.RpcError as exc:
+                ended = True
                 delay = state.on_failure(await failure_of(call, exc))
                 await asyncio.sleep(delay)
                 continue
             finally:
                 # The consumer left early, the task was cancelled, or the server broke the protocol.
-                if not call.done():
+                if not ended:
                     await self._stop(call, state.request_id)
             yield state.finish()
             return

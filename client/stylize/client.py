@@ -136,12 +136,15 @@ class StylizeStream:
                 self._call = call
             if self._cancelled.is_set():  # cancel() ran between the check above and now
                 self._stop(call)
+            ended = False  # the call ended with a status (OK or not): nothing is left to stop
             try:
                 for frame in call:
                     event = state.on_frame(frame)
                     if event is not None:
                         yield event
+                ended = True
             except grpc.RpcError as exc:
+                ended = True
                 if self._cancelled.is_set():
                     raise self._cancelled_error() from exc
                 delay = state.on_failure(failure_of(call))
@@ -149,10 +152,9 @@ class StylizeStream:
                     raise self._cancelled_error() from exc
                 continue
             finally:
-                # Reached with the call still running only when the consumer
-                # stopped early (GeneratorExit), was interrupted (Ctrl-C), or
-                # the server broke the protocol.
-                if not call.done():
+                # Not ended: the consumer stopped early (GeneratorExit), was
+                # interrupted (Ctrl-C), or the server broke the protocol.
+                if not ended:
                     self._stop(call)
             yield state.finish()
             return
