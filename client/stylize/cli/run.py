@@ -124,9 +124,7 @@ def _plan(args: argparse.Namespace, options: dict[str, Any]) -> tuple[list[JobSp
     """The jobs of this run, every output checked; (specs, is_batch)."""
     inputs = batch_inputs(args.content)
     fmt = options.get("output_format")
-    depth = options.get("output_bit_depth")
-    if depth is not None and depth > 8 and fmt is None:
-        fmt = "png"  # 16 bits per channel exist in PNG only
+    depth = options.get("output_bit_depth")  # more than 8 bits: PNG, unless OUT or --format says otherwise
     if args.frames_dir:
         check_output_dir(Path(args.frames_dir), "--frames-dir")
     if inputs is None:
