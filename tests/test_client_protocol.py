@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import signal
+import subprocess
 import threading
 
 import pytest
 
 from stylize import AsyncStyleTransferClient, Progress, Result, RetryPolicy, ServerError, Started, StyleTransferClient
-from stylize.cli import EXIT_OK, EXIT_SERVER_ERROR
+from stylize.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_SERVER_ERROR
 from stylize.v1 import stylize_pb2 as pb
-from tests.support.cli import error_lines, json_lines, run_cli
+from tests.support.cli import cli_env, error_lines, json_lines, run_cli, stylize_command, with_default_sigint
 from tests.support.fake_stylize import (
     TcpProxy,
     fake_server,
@@ -252,3 +255,34 @@ def test_the_client_names_every_call_and_keeps_a_given_name():
     first, second = (r.request_id for r in fake.requests)
     assert len(first) == 32 and int(first, 16) >= 0 and second == "mine"
     assert isinstance(fake.requests[0], pb.StylizeRequest)
+
+
+def test_ctrl_c_in_the_cli_sends_cancel_before_the_stream_ends(tmp_path):
+    content = tmp_path / "c.png"
+    content.write_bytes(png_bytes(40, 32, seed=1))
+    with fake_server(_held) as fake:
+        proc = subprocess.Popen(
+            with_default_sigint(
+                stylize_command()
+                + ["run", str(content), str(content), "-o", str(tmp_path / "o.png"), "--server", fake.address]
+                + ["--request-id", "cli-1", "--json"]
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if json.loads(line)["event"] == "progress":
+                    break
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == EXIT_INTERRUPTED
+        fake.wait_log("ended cli-1")
+        assert fake.log.index("cancel cli-1") < fake.log.index("ended cli-1")
