@@ -215,11 +215,10 @@ def test_cancel_calls_the_cancel_rpc_before_ending_the_stream():
 
 def test_leaving_the_loop_early_stops_the_job_on_the_server():
     with fake_server(_held) as fake, StyleTransferClient(fake.address, timeout=60) as client:
-        stream = client.stylize(b"content", b"style")
-        for event in stream:
-            if isinstance(event, Progress):
-                break
-        stream.close()
+        with client.stylize(b"content", b"style") as stream:
+            for event in stream:
+                if isinstance(event, Progress):
+                    break
         rid = stream.request_id
         fake.wait_log(f"ended {rid}")
         assert fake.log.index(f"cancel {rid}") < fake.log.index(f"ended {rid}")

@@ -98,6 +98,12 @@ class StylizeStream:
         """Stop iterating; stops the job if it is still running."""
         self._events.close()
 
+    def __enter__(self) -> StylizeStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def cancel(self) -> None:
         """Stop the job and the call (thread-safe); the iterator then raises `Cancelled`."""
         self._cancelled.set()

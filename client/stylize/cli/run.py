@@ -184,7 +184,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     styles = _styles(args)
     options = _options(args)
     specs, batch = _plan(args, options)
-    refuse_overwriting_inputs([s.output for s in specs], [s.image for s in styles if isinstance(s.image, Path)])
+    inputs = [p for s in styles for p in (s.image, s.mask) if isinstance(p, Path)]
+    inputs += [path for _, path in image_options(options)]
+    refuse_overwriting_inputs([s.output for s in specs], inputs)
 
     client = make_client(args)
     try:
