@@ -15,7 +15,6 @@ The generated protobuf modules are `stylize.v1.stylize_pb2` and `stylize_pb2_grp
 
 from __future__ import annotations
 
-import importlib.metadata
 from typing import Any
 
 from .client import StyleTransferClient, StylizeStream
@@ -41,14 +40,14 @@ from .schema import ErrorReason, StopReason
 DISTRIBUTION = "stylize-grpc"  # the name on PyPI ("stylize" there is an unrelated project)
 
 
-def _version() -> str:
+def version() -> str:
+    """The installed distribution's version (read on demand: importlib.metadata costs ~25 ms)."""
+    import importlib.metadata
+
     try:
         return importlib.metadata.version(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:  # running from a source tree
         return "0+unknown"
-
-
-__version__ = _version()
 
 __all__ = [
     "DISTRIBUTION",
@@ -80,12 +79,14 @@ __all__ = [
     "TooLarge",
     "Unauthenticated",
     "Unavailable",
-    "__version__",
     "build_request",
+    "version",
 ]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        return version()
     # grpc.aio is only loaded by those who use the asyncio client.
     if name == "AsyncStyleTransferClient":
         from .aio import AsyncStyleTransferClient

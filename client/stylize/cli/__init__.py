@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from .. import DISTRIBUTION, __version__
+from .. import DISTRIBUTION, version
 from ..errors import StylizeError
 from . import info, run
 from .artifacts import MissingExtra
@@ -74,6 +74,14 @@ EXAMPLES = """examples:
 """
 
 
+class _Version(argparse.Action):
+    """--version, with the version looked up only when asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(f"stylize {version()} ({DISTRIBUTION})")
+        parser.exit()
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with its errors as one line (`stylize: ...`, exit 2) like every other error."""
 
@@ -89,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"{EXAMPLES}\nexit codes:\n{codes}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"stylize {__version__} ({DISTRIBUTION})")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     run.register(sub)
     info.register(sub)
