@@ -18,10 +18,10 @@ TAG    ?= 0.1.0-$(VARIANT)
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup proto run demo samples test bench reliability lint k8s-validate docker-build clean
+.PHONY: help setup proto run demo samples test bench reliability lint monitoring-check k8s-validate docker-build clean
 
-help:
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+help: ## list the targets and what each does
+	@awk -F ':.*## ' '/^[a-zA-Z0-9_.-]+:.*## / { printf "  %-17s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -53,8 +53,19 @@ bench: $(VENV)/.installed ## engine benchmarks: step vs floor, time to quality, 
 reliability: $(VENV)/.installed ## full reliability and security run (table + JSON)
 	$(PY) -m tests.reliability.run --out reliability-results
 
-lint: $(VENV)/.installed ## lint the Dockerfiles
-	$(VENV)/bin/hadolint deploy/docker/Dockerfile
+# Every check runs even when an earlier one fails, so one run lists all the
+# findings; the target fails if any did. mypy takes its files (server/ and
+# client/, strict, generated stubs excluded) from pyproject.toml.
+lint: $(VENV)/.installed ## style checks: ruff check, ruff format --check, mypy (strict), hadolint
+	@status=0; \
+	for check in "$(VENV)/bin/ruff check ." "$(VENV)/bin/ruff format --check ." "$(VENV)/bin/mypy" \
+	             "$(VENV)/bin/hadolint deploy/docker/Dockerfile"; do \
+		echo "+ $$check"; $$check || status=1; \
+	done; \
+	exit $$status
+
+monitoring-check: $(VENV)/.installed ## promtool: check and unit-test the alert rules, check the dashboard and a live /metrics
+	$(PY) -m pytest tests/test_monitoring.py tests/test_monitoring_dashboard.py -q
 
 k8s-validate: $(VENV)/.installed ## render every kustomize overlay and validate it offline
 	$(PY) -m pytest tests/test_k8s.py -q
@@ -62,5 +73,5 @@ k8s-validate: $(VENV)/.installed ## render every kustomize overlay and validate 
 docker-build: ## build the GPU image (VARIANT=cpu for the CPU one); needs a Docker engine and internet
 	DOCKER_BUILDKIT=1 docker build -f deploy/docker/Dockerfile --build-arg VARIANT=$(VARIANT) -t $(IMAGE):$(TAG) .
 
-clean:
+clean: ## remove outputs (out/, benchmark and reliability results)
 	rm -rf out benchmarks/results reliability-results .pytest_cache

@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,7 @@ GPU_OVERLAYS = ("overlays/gpu", "overlays/gpu-keda", ".")
 CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor.json",
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule.json",
 }
 GRPC_PORT = 50051
 METRICS_PORT = 9090
@@ -616,3 +618,59 @@ def test_tls_exec_probes_pass_on_a_tls_server_and_check_the_certificate(tmp_path
         wrong_ca = [arg.replace("/ca.crt", "/other-ca.crt") for arg in probe_command("readinessProbe", proc.port)]
         result = subprocess.run(wrong_ca, capture_output=True, text=True, timeout=40, check=False)
         assert result.returncode != 0
+
+
+# --- the monitoring objects (deploy/monitoring; rules and dashboard are checked with promtool in test_monitoring.py) --
+
+MONITORING = REPO / "deploy" / "monitoring"
+
+
+@pytest.mark.parametrize("overlay", GPU_OVERLAYS)
+def test_gpu_overlays_ship_the_rules_and_dashboard_unchanged(overlay: str) -> None:
+    objs = rendered(overlay)
+    rule = only(objs, "PrometheusRule", "stylize")
+    assert rule["spec"] == yaml.safe_load((MONITORING / "prometheus-rule.yaml").read_text())["spec"]
+    dashboards = [o for o in of_kind(objs, "ConfigMap") if o["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    assert [d["metadata"]["name"] for d in dashboards] == ["stylize-grafana-dashboard"]
+    (text,) = dashboards[0]["data"].values()
+    assert json.loads(text) == json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    # kubectl's client-side apply keeps a copy in an annotation limited to 256 KiB.
+    assert len(text.encode()) < 256 * 1024
+
+
+def test_monitoring_applies_on_its_own() -> None:
+    objs = kustomize(MONITORING)
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in objs) == [
+        ("ConfigMap", "stylize-grafana-dashboard"),
+        ("PrometheusRule", "stylize"),
+    ]
+    for obj in objs:
+        validate_object(obj, K8S_VERSIONS[-1])
+
+
+def test_prometheus_rule_schema_rejects_what_the_operator_would() -> None:
+    rule = only(rendered("overlays/gpu"), "PrometheusRule")
+    validate_object(rule, K8S_VERSIONS[-1])
+    groups = rule["spec"]["groups"]
+    record_at = next(i for i, r in enumerate(groups[0]["rules"]) if "record" in r)
+    alert_at = next(i for i, r in enumerate(groups[1]["rules"]) if "alert" in r)
+
+    def broken(change: Any) -> dict[str, Any]:
+        bad = copy.deepcopy(rule)
+        change(bad["spec"]["groups"])
+        return bad
+
+    # Each change and what the error names: the field, or the rule that is
+    # neither a valid recording rule nor a valid alert.
+    cases: list[tuple[Any, str]] = [
+        (lambda g: g[0]["rules"][record_at].update({"for": "5m"}), f"spec.groups.0.rules.{record_at}"),
+        (lambda g: g[0]["rules"][record_at].update({"annotations": {"x": "y"}}), f"spec.groups.0.rules.{record_at}"),
+        (lambda g: g[1]["rules"][alert_at].update({"record": "x:y:sum"}), f"spec.groups.1.rules.{alert_at}"),
+        (lambda g: g[1]["rules"][alert_at].pop("expr"), "'expr' is a required property"),
+        (lambda g: g[1]["rules"][alert_at].update({"annotation": {"x": "y"}}), "'annotation' was unexpected"),
+        (lambda g: g[1]["rules"][alert_at].update({"for": "5 minutes"}), "'5 minutes' does not match"),
+        (lambda g: g[1].update({"rule": g[1].pop("rules")}), "'rule' was unexpected"),
+    ]
+    for change, error in cases:
+        with pytest.raises(ManifestError, match=re.escape(error)):
+            validate_object(broken(change), K8S_VERSIONS[-1])
