@@ -49,6 +49,7 @@ def version() -> str:
     except importlib.metadata.PackageNotFoundError:  # running from a source tree
         return "0+unknown"
 
+
 __all__ = [
     "DISTRIBUTION",
     "AsyncStyleTransferClient",
