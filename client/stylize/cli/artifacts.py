@@ -19,6 +19,9 @@ from ..images import decode
 GIF_FRAME_MS = 100
 GIF_LAST_FRAME_MS = 2000
 GIF_MAX_SIDE = 512
+# A long run with --save-every 1 would otherwise hold every preview in memory:
+# past this many frames the time-lapse keeps every other one (and so on).
+GIF_MAX_FRAMES = 240
 
 
 class MissingExtra(RuntimeError):
@@ -63,6 +66,8 @@ class JobRecorder:
     history: LossHistory = field(default_factory=LossHistory)
     timelapse_frames: int = 0
     _previews: list[bytes] = field(default_factory=list)
+    _stride: int = 1  # keep every _stride-th preview for the time-lapse
+    _seen: int = 0
     _last_scale: int = 0
     _digits: int = 4
 
@@ -76,6 +81,7 @@ class JobRecorder:
             if not event.reattached:  # the same job, seen again after a lost connection: keep going
                 self.history = LossHistory()
                 self._previews.clear()
+                self._stride, self._seen = 1, 0
                 self.frames.clear()
             self._digits = max(4, len(str(event.total_iterations)))
             return None
@@ -96,8 +102,8 @@ class JobRecorder:
         if self.save_every and not last and event.iteration % self.save_every:
             return None
         # The last iteration's preview is the result itself; the GIF ends on the result.
-        if not last:
-            self._previews.append(event.preview)
+        if not last and self.timelapse is not None:
+            self._keep_for_timelapse(event.preview)
         if self.frames_dir is not None:
             self.frames_dir.mkdir(parents=True, exist_ok=True)
             # Named by iteration, so a frame says where in the run it was taken.
@@ -107,6 +113,15 @@ class JobRecorder:
                 self.frames.append(path)
             return str(path)
         return None
+
+    def _keep_for_timelapse(self, preview: bytes) -> None:
+        self._seen += 1
+        if (self._seen - 1) % self._stride:
+            return
+        self._previews.append(preview)
+        if len(self._previews) >= GIF_MAX_FRAMES:  # thin out evenly: memory stays bounded
+            self._previews = self._previews[::2]
+            self._stride *= 2
 
     def finish(self, result: Result) -> None:
         """Write the GIF and the plot (when asked for) once the result is in."""
