@@ -47,8 +47,8 @@ demo: $(VENV)/.installed ## start a server, stylize the sample pair into out/, s
 test: $(VENV)/.installed ## run the whole test suite
 	$(PY) -m pytest
 
-bench: $(VENV)/.installed ## engine benchmarks: step vs floor, time to quality, memory (table + JSON)
-	$(PY) benchmarks/engine_bench.py --out benchmarks/results
+bench: $(VENV)/.installed ## engine benchmarks: step vs floor, quality, precision, masks, tiling, cost model (tables + JSON)
+	$(PY) -m benchmarks.engine_bench --out benchmarks/results
 
 reliability: $(VENV)/.installed ## full reliability and security run (table + JSON)
 	$(PY) -m tests.reliability.run --out reliability-results

@@ -1,19 +1,21 @@
-"""Engine benchmarks (numbers, not pass/fail): `make bench`.
+"""Engine benchmarks (numbers, not pass/fail): `make bench` runs every section
+and writes one JSON file.
 
-1. Seconds per iteration at 128, 256 and 512 px: the engine's full L-BFGS step
-   (loss, gradient, two-loop direction, host bookkeeping) against the floor, a
-   bare forward+backward pass through the same truncated VGG-19. Measured side
-   by side in one process, interleaved round by round, medians reported.
-   Also the same step with XLA, to decide where XLA helps.
-2. Time to quality at 256 px: the engine (L-BFGS, multi-scale 128 -> 256)
-   against a baseline that mirrors the TensorFlow tutorial (Adam lr 0.02,
-   β1 0.99, ε 0.1 on a 0..1 image clipped each step, single scale), same
-   images, weights and loss: wall time until the engine's total loss at full
-   size is at or below what the baseline reaches after 500 iterations.
-3. Peak memory per size: process peak RSS on the CPU (each size runs in its
-   own process) and the device's peak where TensorFlow reports it (GPU).
+1. step:      seconds per iteration at 128, 256 and 512 px: the engine's full
+              L-BFGS step (loss, gradient, two-loop direction, host
+              bookkeeping) against the floor, a bare forward+backward pass
+              through the same truncated VGG-19, in the engine's precision;
+              interleaved round by round, medians. Also the step with XLA.
+2. quality:   time to quality at 256 px: the engine (L-BFGS, multi-scale
+              128 -> 256) against a baseline that mirrors the TensorFlow
+              tutorial (Adam lr 0.02, β1 0.99, ε 0.1 on a 0..1 image clipped
+              each step, single scale), same images, weights and loss.
+3. precision: float32 against bfloat16 (benchmarks/precision_bench.py).
+4. masks:     2 masked styles against 1 unmasked style (masks_bench.py).
+5. tiling:    tiled against whole-image evaluation (tiling_bench.py).
+6. cost:      the cost model's estimates against measurement (cost_bench.py).
 
-Prints a table and writes JSON to --out. Runs on random weights by default
+Each measurement runs in its own process. Runs on random weights by default
 (--weights imagenet or PATH for the real ones).
 """
 
@@ -24,40 +26,15 @@ import json
 import os
 import pathlib
 import platform
-import resource
-import statistics
-import subprocess
-import sys
 import time
+from typing import Any
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from benchmarks.common import ROOT, device_peak_bytes, emit, median, mib, peak_rss_bytes, run_worker, sample_images
 
-
-def sample_images(size: int):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        from make_samples import content_image, style_image  # type: ignore[import-not-found]
-
-        return content_image(size, size), style_image(size, size)
-    except Exception:
-        import numpy as np
-
-        yy, xx = np.mgrid[0:size, 0:size]
-        content = np.stack([xx * 255 // size, yy * 255 // size, (xx + yy) * 127 // size], -1).astype(np.uint8)
-        rng = np.random.default_rng(0)
-        style = rng.integers(0, 256, (size // 16, size // 16, 3)).repeat(16, 0).repeat(16, 1).astype(np.uint8)
-        return content, style
+SECTIONS = ("step", "quality", "precision", "masks", "tiling", "cost")
 
 
-def device_peak_bytes() -> int | None:
-    import tensorflow as tf
-
-    if not tf.config.list_physical_devices("GPU"):
-        return None
-    return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
-
-
-def worker_step(size: int, weights: str, rounds: int, per_round: int, xla: bool) -> dict:
+def worker_step(size: int, weights: str, rounds: int, per_round: int, xla: bool) -> dict[str, Any]:
     import numpy as np
     import tensorflow as tf
 
@@ -66,17 +43,18 @@ def worker_step(size: int, weights: str, rounds: int, per_round: int, xla: bool)
     from stylize_server.options import Inputs, JobOptions, StyleSource
 
     engine = Engine(weights=weights, xla=False)
-    engine_xla = Engine(weights=weights, xla=True) if xla else None
+    engine_xla = Engine(weights=weights, xla=True, precision=engine.precision) if xla else None
     content, style = sample_images(size)
-    options = JobOptions(size=size, iterations=per_round + 1, multiscale=False)
+    options = JobOptions(size=size, iterations=per_round + 2, multiscale=False)
     inputs = Inputs(content, (StyleSource(style),))
     layers = needed_layers([n for n, _ in options.content_layers], [n for n, _ in options.style_layers])
+    dtype = tf.bfloat16 if engine.precision.value == "bfloat16" else tf.float32
 
     @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
-    def floor_step(x):
+    def floor_step(x: tf.Tensor) -> Any:
         with tf.GradientTape() as tape:
             tape.watch(x)
-            feats = engine.vgg(x, layers, engine.default_pooling)
+            feats = engine.vgg(x, layers, engine.default_pooling, dtype)
             total = tf.add_n([tf.reduce_sum(f) for f in feats.values()])
         return total, tape.gradient(total, x)
 
@@ -90,10 +68,10 @@ def worker_step(size: int, weights: str, rounds: int, per_round: int, xla: bool)
             float(total)
         return (time.perf_counter() - t) / per_round
 
-    def time_engine(e) -> float:
+    def time_engine(e: Engine) -> float:
         times: list[float] = []
         e.run(e.plan(options, inputs), RunHooks(on_iteration=lambda i, dt: times.append(dt)))
-        return statistics.median(times[1:])  # the first includes the one-off targets
+        return median(times[1:-1])  # not the first (targets) nor the last (settled at once)
 
     time_engine(engine)  # trace
     if engine_xla:
@@ -105,54 +83,53 @@ def worker_step(size: int, weights: str, rounds: int, per_round: int, xla: bool)
         if engine_xla:
             xla_steps.append(time_engine(engine_xla))
     ratios = [s / f for s, f in zip(steps, floors)]
-    out = {
+    out: dict[str, Any] = {
         "size": size,
-        "floor_s_per_it": statistics.median(floors),
-        "step_s_per_it": statistics.median(steps),
-        "step_over_floor": statistics.median(ratios),
+        "precision": engine.precision.value,
+        "floor_s_per_it": median(floors),
+        "step_s_per_it": median(steps),
+        "step_over_floor": median(ratios),
         "step_over_floor_min_max": [min(ratios), max(ratios)],
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_bytes": peak_rss_bytes(),
         "device_peak_bytes": device_peak_bytes(),
     }
     if xla_steps:
-        out["xla_step_s_per_it"] = statistics.median(xla_steps)
-        out["xla_over_plain"] = statistics.median([a / b for a, b in zip(xla_steps, steps)])
+        out["xla_step_s_per_it"] = median(xla_steps)
+        out["xla_over_plain"] = median([a / b for a, b in zip(xla_steps, steps)])
     return out
 
 
-def worker_quality(size: int, weights: str, baseline_iterations: int, engine_iterations: int) -> dict:
+def worker_quality(size: int, weights: str, baseline_iterations: int, engine_iterations: int) -> dict[str, Any]:
     import numpy as np
     import tensorflow as tf
 
+    from stylize_server import targets as job_targets
     from stylize_server.engine import Engine, RunHooks
-    from stylize_server.optimize import LossSpec, target_args
     from stylize_server.options import Inputs, JobOptions, Optimizer, StyleSource, resolve
+    from stylize_server.regions import plan_regions
+    from stylize_server.tiling import WHOLE
 
     engine = Engine(weights=weights)
     content, style = sample_images(size)
     inputs = Inputs(content, (StyleSource(style),))
-    options = resolve(JobOptions(size=size, multiscale=False))
-    assert options.pooling is not None
-    spec = LossSpec(
-        tuple(n for n, _ in options.content_layers), tuple(n for n, _ in options.style_layers), options.pooling
-    )
-    objective = engine._objective(spec)
-    targets = engine.targets(objective, options, inputs, content, lambda: False)
+    options = job_targets.canonical(resolve(JobOptions(size=size, multiscale=False)))
+    evaluator = engine.compiled(job_targets.spec_for(options, engine.precision, False)).evaluator(WHOLE)
+    regions = plan_regions(inputs.styles, options.unmasked_region, (size, size))
+    targets = job_targets.build(evaluator, options, content, [style], regions, lambda: False)
     assert targets is not None
-    args = target_args(targets)
+    args = targets.args()
+    objective = evaluator.objective
 
     # The TensorFlow tutorial's loop: a 0..1 image variable, Adam(0.02, 0.99, 0.1), clip after each step.
     image = tf.Variable(content[None].astype(np.float32) / 255.0)
     adam = tf.keras.optimizers.Adam(learning_rate=0.02, beta_1=0.99, epsilon=1e-1)
 
     @tf.function
-    def baseline_step():
-        with tf.GradientTape() as tape:
-            terms = objective.weighted_terms(image * 255.0, args)
-            total = terms[0] + terms[1] + terms[2]
-        adam.apply_gradients([(tape.gradient(total, image), image)])
+    def baseline_step() -> tf.Tensor:
+        terms, grad = objective.value_and_grad(image * 255.0, args)
+        adam.apply_gradients([(grad * 255.0, image)])
         image.assign(tf.clip_by_value(image, 0.0, 1.0))
-        return total
+        return tf.reduce_sum(terms)
 
     baseline_step()  # trace, then restart from the content image
     image.assign(content[None].astype(np.float32) / 255.0)
@@ -197,6 +174,7 @@ def worker_quality(size: int, weights: str, baseline_iterations: int, engine_ite
         }
     return {
         "size": size,
+        "precision": engine.precision.value,
         "baseline": {
             "iterations": baseline_iterations,
             "final_loss": baseline_loss,
@@ -207,33 +185,64 @@ def worker_quality(size: int, weights: str, baseline_iterations: int, engine_ite
     }
 
 
-def run_worker(args: list[str]) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    proc = subprocess.run(
-        [sys.executable, __file__, "--worker", *args], capture_output=True, text=True, env=env, check=False
+def section_step(args: argparse.Namespace) -> list[dict[str, Any]]:
+    print(
+        f"\nstep: {'size':>5} {'floor s/it':>11} {'step s/it':>10} {'step/floor':>11} {'(min-max)':>14} "
+        f"{'xla/plain':>10} {'peak RSS':>9} {'dev peak':>9}"
     )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise SystemExit(f"worker {args} failed:\n{proc.stderr[-4000:]}")
-    return json.loads(lines[-1])
+    rows = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        r = run_worker(
+            "engine_bench",
+            ["step", str(size), args.weights, str(args.rounds), str(args.per_round), "0" if args.no_xla else "1"],
+        )
+        rows.append(r)
+        lo, hi = r["step_over_floor_min_max"]
+        xla = f"{r['xla_over_plain']:.2f}x" if "xla_over_plain" in r else "-"
+        print(
+            f"      {size:>5} {r['floor_s_per_it']:>11.4f} {r['step_s_per_it']:>10.4f} {r['step_over_floor']:>10.3f}x "
+            f"{f'{lo:.2f}-{hi:.2f}':>14} {xla:>10} {mib(r['peak_rss_bytes']):>9} {mib(r['device_peak_bytes']):>9}",
+            flush=True,
+        )
+    print(f"      (precision {rows[0]['precision'] if rows else '-'}, chosen by auto)")
+    return rows
 
 
-def fmt_bytes(n: int | None) -> str:
-    return "-" if n is None else f"{n / 2**20:.0f} MiB"
+def section_quality(args: argparse.Namespace) -> dict[str, Any]:
+    q = run_worker(
+        "engine_bench",
+        ["quality", str(args.quality_size), args.weights, str(args.baseline_iterations), str(args.engine_iterations)],
+    )
+    b = q["baseline"]
+    print(
+        f"\nquality at {q['size']} px ({q['precision']}): baseline (TF tutorial Adam, {b['iterations']} it) reaches "
+        f"loss {b['final_loss']:.4g} in {b['seconds']:.1f}s (from {b['initial_loss']:.4g})"
+    )
+    for name in ("lbfgs_multiscale", "lbfgs_single_scale"):
+        e = q[name]
+        if e["seconds_to_baseline_loss"] is None:
+            print(f"  {name:20s} did not reach it in its budget (final {e['final_loss']:.4g})")
+        else:
+            print(
+                f"  {name:20s} reaches it in {e['seconds_to_baseline_loss']:.1f}s "
+                f"({e['iterations_to_baseline_loss']} it): {e['speedup_vs_baseline']:.1f}x faster"
+            )
+    return q
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--weights", default="random:0")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS}")
     parser.add_argument("--sizes", default="128,256,512")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--per-round", type=int, default=4, help="iterations timed per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--per-round", type=int, default=3, help="iterations timed per round")
     parser.add_argument("--no-xla", action="store_true")
     parser.add_argument("--quality-size", type=int, default=256)
     parser.add_argument("--baseline-iterations", type=int, default=500)
     parser.add_argument("--engine-iterations", type=int, default=200)
-    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--tiling-megapixels", default="0.25,1,4,16")
     parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -241,16 +250,17 @@ def main() -> None:
         kind, *rest = args.worker
         if kind == "step":
             size, weights, rounds, per_round, xla = rest
-            print(json.dumps(worker_step(int(size), weights, int(rounds), int(per_round), xla == "1")))
+            emit(worker_step(int(size), weights, int(rounds), int(per_round), xla == "1"))
         else:
             size, weights, base_its, eng_its = rest
-            print(json.dumps(worker_quality(int(size), weights, int(base_its), int(eng_its))))
+            emit(worker_quality(int(size), weights, int(base_its), int(eng_its)))
         return
 
     import tensorflow as tf  # only for the device line
 
     gpus = tf.config.list_physical_devices("GPU")
-    report: dict = {
+    wanted = set(args.only.split(","))
+    report: dict[str, Any] = {
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
@@ -258,53 +268,30 @@ def main() -> None:
             "tensorflow": tf.__version__,
         },
         "weights": args.weights,
-        "steps": [],
     }
     print(f"device: {'GPU ' + str(gpus) if gpus else 'CPU'} ({os.cpu_count()} cores), weights {args.weights}")
-    print(
-        f"{'size':>6} {'floor s/it':>11} {'step s/it':>10} {'step/floor':>11} {'(min-max)':>14} "
-        f"{'xla/plain':>10} {'peak RSS':>9} {'dev peak':>9}"
-    )
-    for size in [int(s) for s in args.sizes.split(",")]:
-        r = run_worker(
-            ["step", str(size), args.weights, str(args.rounds), str(args.per_round), "0" if args.no_xla else "1"]
-        )
-        report["steps"].append(r)
-        lo, hi = r["step_over_floor_min_max"]
-        xla = f"{r['xla_over_plain']:.2f}x" if "xla_over_plain" in r else "-"
-        print(
-            f"{size:>6} {r['floor_s_per_it']:>11.4f} {r['step_s_per_it']:>10.4f} {r['step_over_floor']:>10.3f}x "
-            f"{f'{lo:.2f}-{hi:.2f}':>14} {xla:>10} {fmt_bytes(r['peak_rss_bytes']):>9} "
-            f"{fmt_bytes(r['device_peak_bytes']):>9}",
-            flush=True,
-        )
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if "step" in wanted:
+        report["steps"] = section_step(args)
+    if "quality" in wanted:
+        report["time_to_quality"] = section_quality(args)
+    if "precision" in wanted:
+        from benchmarks import precision_bench
 
-    if not args.skip_quality:
-        q = run_worker(
-            [
-                "quality",
-                str(args.quality_size),
-                args.weights,
-                str(args.baseline_iterations),
-                str(args.engine_iterations),
-            ]
-        )
-        report["time_to_quality"] = q
-        b = q["baseline"]
-        print(
-            f"\ntime to quality at {q['size']} px: baseline (TF tutorial Adam, {b['iterations']} it) reaches "
-            f"loss {b['final_loss']:.4g} in {b['seconds']:.1f}s (from {b['initial_loss']:.4g})"
-        )
-        for name in ("lbfgs_multiscale", "lbfgs_single_scale"):
-            e = q[name]
-            if e["seconds_to_baseline_loss"] is None:
-                print(f"  {name:20s} did not reach it in its budget (final {e['final_loss']:.4g})")
-            else:
-                print(
-                    f"  {name:20s} reaches it in {e['seconds_to_baseline_loss']:.1f}s "
-                    f"({e['iterations_to_baseline_loss']} it): {e['speedup_vs_baseline']:.1f}x faster"
-                )
+        report["precision"] = precision_bench.section(args.weights, sizes, args.rounds, args.per_round)
+    if "masks" in wanted:
+        from benchmarks import masks_bench
 
+        report["masks"] = masks_bench.section(args.weights, args.rounds, args.per_round)
+    if "tiling" in wanted:
+        from benchmarks import tiling_bench
+
+        mps = [float(m) for m in args.tiling_megapixels.split(",")]
+        report["tiling"] = tiling_bench.section(args.weights, mps)
+    if "cost" in wanted:
+        from benchmarks import cost_bench
+
+        report["cost"] = cost_bench.section(args.weights)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "engine_bench.json"
     path.write_text(json.dumps(report, indent=2))

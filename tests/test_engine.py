@@ -9,9 +9,10 @@ import pytest
 import tensorflow as tf
 
 from stylize_server import color
+from stylize_server import targets as job_targets
 from stylize_server.engine import Engine, RunHooks
 from stylize_server.errors import InvalidArgument
-from stylize_server.optimize import LossSpec
+from stylize_server.objective import LossSpec
 from stylize_server.options import (
     DEFAULT_STYLE_LAYERS,
     Init,
@@ -22,6 +23,8 @@ from stylize_server.options import (
     StyleSource,
     plan_scales,
 )
+from stylize_server.regions import plan_regions
+from stylize_server.tiling import WHOLE
 from stylize_server.types import Result, StopReason
 
 
@@ -103,15 +106,17 @@ def test_preserve_colors_keeps_the_content_chrominance(engine: Engine) -> None:
 
 def test_style_blend_weights_one_zero_give_the_single_style_targets(engine: Engine) -> None:
     a, b = blocky_image(1), blocky_image(2)
-    spec = LossSpec((), tuple(n for n, _ in DEFAULT_STYLE_LAYERS), Pooling.AVG)
-    objective = engine._objective(spec)
+    spec = LossSpec((), tuple(n for n, _ in DEFAULT_STYLE_LAYERS), Pooling.AVG, engine.precision)
+    evaluator = engine.compiled(spec).evaluator(WHOLE)
     content = gradient_image(64, 64)
 
     def grams(*styles: StyleSource):
         options, inputs = job(styles=list(styles))
-        targets = engine.targets(objective, options, inputs, content, lambda: False)
-        assert targets is not None
-        return targets.style
+        regions = plan_regions(inputs.styles, options.unmasked_region, (64, 64))
+        images = [s.image for s in inputs.styles]
+        built = job_targets.build(evaluator, options, content, images, regions, lambda: False)
+        assert built is not None
+        return built.style
 
     single = grams(StyleSource(a))
     for s, t in zip(single, grams(StyleSource(a, 1.0), StyleSource(b, 0.0))):
@@ -205,9 +210,8 @@ def test_print_sizes_give_the_finest_scales_halving_shares() -> None:
 
 def test_a_new_size_does_not_retrace_the_step(engine: Engine) -> None:
     run(engine, job(iterations=2))
-    optimizer = engine._optimizer(
-        LossSpec(("relu4_2",), tuple(n for n, _ in DEFAULT_STYLE_LAYERS), Pooling.AVG), Optimizer.LBFGS, 20
-    )
+    spec = LossSpec(("relu4_2",), tuple(n for n, _ in DEFAULT_STYLE_LAYERS), Pooling.AVG, engine.precision)
+    optimizer = engine.compiled(spec).optimizer(Optimizer.LBFGS, 20)
     before = optimizer._step.experimental_get_tracing_count()
     run(engine, job(content=gradient_image(48, 40), size=48, iterations=2))
     run(engine, job(content=gradient_image(32, 56), size=56, iterations=2))

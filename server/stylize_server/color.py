@@ -15,7 +15,8 @@ _YCC_TO_RGB = np.linalg.inv(_RGB_TO_YCC)
 
 def rgb_to_ycbcr(image: np.ndarray) -> np.ndarray:
     """uint8 or float RGB -> float YCbCr with Cb, Cr centred on 0."""
-    return image.astype(np.float64) @ _RGB_TO_YCC.T
+    out: np.ndarray = image.astype(np.float64) @ _RGB_TO_YCC.T
+    return out
 
 
 def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
@@ -31,6 +32,23 @@ def transfer_luminance(result: np.ndarray, content: np.ndarray) -> np.ndarray:
     y = rgb_to_ycbcr(result)[..., :1]
     cbcr = rgb_to_ycbcr(content)[..., 1:]
     return ycbcr_to_rgb(np.concatenate([y, cbcr], axis=-1))
+
+
+def recombine(result: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """Luminance from `result`, chrominance from `content`, with the luminance
+    clamped per pixel to the range in which that chrominance stays inside
+    0..255 in every channel: the output needs no clipping afterwards, so its
+    chrominance is exactly the content's everywhere (the content's own
+    luminance is always in range, so the range is never empty)."""
+    y = rgb_to_ycbcr(result)[..., 0]
+    ycc = rgb_to_ycbcr(content)
+    # RGB = Y·M[:, 0] + M[:, 1:]·(Cb, Cr); M[:, 0] is all ones (to rounding).
+    offset = ycc[..., 1:] @ _YCC_TO_RGB[:, 1:].T
+    luma = _YCC_TO_RGB[:, 0]
+    lo = np.max(-offset / luma, axis=-1)
+    hi = np.min((255.0 - offset) / luma, axis=-1)
+    ycc[..., 0] = np.clip(y, lo, np.maximum(lo, hi))
+    return ycbcr_to_rgb(ycc)
 
 
 # ------------------------------------------------------------ colour control
@@ -73,17 +91,17 @@ def match_histogram(style: np.ndarray, content: np.ndarray) -> np.ndarray:
     # the inverse root finite without moving any other style measurably.
     ridge = 1e-9 * max(float(np.trace(cov_s)), 1.0) * np.eye(3)
     transform = _sqrtm(cov_c) @ _inv_sqrtm(cov_s + ridge)
-    return ((pixels - mu_s) @ transform.T + mu_c).reshape(style.shape)
+    return np.asarray(((pixels - mu_s) @ transform.T + mu_c).reshape(style.shape), np.float64)
 
 
 def _sqrtm(matrix: np.ndarray) -> np.ndarray:
     values, vectors = np.linalg.eigh(matrix)
-    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    return np.asarray((vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T, np.float64)
 
 
 def _inv_sqrtm(matrix: np.ndarray) -> np.ndarray:
     values, vectors = np.linalg.eigh(matrix)
-    return (vectors / np.sqrt(np.clip(values, 1e-12, None))) @ vectors.T
+    return np.asarray((vectors / np.sqrt(np.clip(values, 1e-12, None))) @ vectors.T, np.float64)
 
 
 def color_stats(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

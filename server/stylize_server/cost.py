@@ -199,6 +199,7 @@ def scale_estimate(
         tile_size=tile,
         tiles=rows * cols,
         lbfgs_history=lbfgs,
+        split_block=3 if tile and layout.block_of(deepest) > 3 else 0,
     )
 
 

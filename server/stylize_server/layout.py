@@ -28,7 +28,7 @@ RELU_LAYERS = tuple(name.replace("conv", "relu") for name in CONV_LAYERS)
 LOSS_LAYERS = frozenset(CONV_LAYERS + RELU_LAYERS)
 # Tiles and their halos are aligned to the coarsest pooling grid (2^4), so
 # that every tile's poolings see the same 2x2 windows as the whole image's.
-ALIGN = 2 ** (len(BLOCK_SIZES) - 1)
+ALIGN = 1 << (len(BLOCK_SIZES) - 1)
 MIN_SIDE = ALIGN  # the shorter side of any image: 16 -> 1 px after the four poolings
 
 
@@ -56,7 +56,7 @@ def block_of(name: str) -> int:
 
 def stride(name: str) -> int:
     """Input pixels per feature position of the layer: 1, 2, 4, 8 or 16."""
-    return 2 ** (block_of(name) - 1)
+    return 1 << (block_of(name) - 1)
 
 
 def channels(name: str) -> int:
@@ -79,22 +79,35 @@ def reach(name: str) -> int:
     its interior. (A 2x2 pooling of stride 2 covers exactly the pixels of its
     output position, so only the convolutions widen the reach; conv5_1's
     receptive field is 16 + 2 * 70 = 156 px.)"""
+    return stage_reach(name, 1)
+
+
+def stage_reach(name: str, first_block: int) -> int:
+    """`reach` counted from the input of block `first_block` (the pooled map
+    that block starts from), in positions of that map: what a tile of a
+    network part that starts at `first_block` needs as its halo."""
     target = conv_index(name)
-    radius, scale, index = 0, 1, 0
-    for block, n in enumerate(BLOCK_SIZES):
-        if block > 0:
-            scale *= 2
+    if block_of(name) < first_block:
+        raise ValueError(f"{name} comes before block {first_block}")
+    radius, index = 0, 0
+    for block, n in enumerate(BLOCK_SIZES, start=1):
         for _ in range(n):
-            radius += scale  # a 3x3 convolution reaches one position on either side
+            if block >= first_block:
+                radius += 2 ** (block - first_block)  # one position of this block, in the first block's units
             if index == target:
                 return radius
             index += 1
     raise ValueError(name)
 
 
+def last_conv(block: int) -> str:
+    """The last convolution of `block` (1..5), e.g. "conv3_4"."""
+    return f"conv{block}_{BLOCK_SIZES[block - 1]}"
+
+
 def halo(name: str) -> int:
     """`reach(name)` rounded up to the pooling grid."""
-    return -(-reach(name) // ALIGN) * ALIGN
+    return int(-(-reach(name) // ALIGN) * ALIGN)
 
 
 def needed_layers(*groups: Iterable[str]) -> tuple[str, ...]:

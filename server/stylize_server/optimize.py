@@ -1,111 +1,36 @@
-"""Optimization of the image's pixels: the compiled objective, the L-BFGS and
-Adam steps (each one tf.function call that keeps every tensor on the device),
-and the loop that runs one scale with progress, cancellation and NaN checks.
+"""Optimization of the image's pixels: the L-BFGS and Adam steps and the
+loop that runs one scale with progress, cancellation and NaN checks.
+
+For a whole image each step is one tf.function call that evaluates the
+objective and updates the state, every tensor staying on the device. For a
+tiled scale the evaluation is a sequence of tile calls (tiling.Evaluator), so
+the update is a function of its own that takes the loss and gradient; the two
+paths share the same update code.
 
 The steps are functional (state in, state out) rather than built on
 tf.Variables: several jobs of different sizes share one traced function, and
 a new image size never retraces it (height and width are None in every
-signature).
+signature). Pixels, gradients and all optimizer state are float32 whatever
+precision the network runs in.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from . import losses
 from .errors import NumericalError
-from .layout import needed_layers
-from .options import Pooling
-from .vgg import VGG19Features
+from .objective import IMAGE, Objective, Targets
+from .tiling import Evaluator, Stopped
 
-IMAGE = tf.TensorSpec([1, None, None, 3], tf.float32)
 FLAT = tf.TensorSpec([None], tf.float32)
 SCALAR = tf.TensorSpec([], tf.float32)
-
-
-@dataclasses.dataclass(frozen=True)
-class LossSpec:
-    """What a traced objective depends on; everything else is a tensor input."""
-
-    content_layers: tuple[str, ...]
-    style_layers: tuple[str, ...]
-    pooling: Pooling
-
-
-@dataclasses.dataclass(frozen=True)
-class Targets:
-    """Per-scale inputs of the objective."""
-
-    content: tuple[tf.Tensor, ...]  # feature maps, one per content layer
-    style: tuple[tf.Tensor, ...]  # blended Gram matrices, one per style layer
-    content_layer_weights: tf.Tensor  # [n_content]
-    style_layer_weights: tf.Tensor  # [n_style]
-    loss_weights: tf.Tensor  # [3]: content, style, tv
-
-
-class Objective:
-    """The compiled loss of one LossSpec: targets, terms, and value+gradient."""
-
-    def __init__(self, vgg: VGG19Features, spec: LossSpec, xla: bool = False) -> None:
-        self.vgg = vgg
-        self.spec = spec
-        self.layers = needed_layers(spec.content_layers, spec.style_layers)
-        nc, ns = len(spec.content_layers), len(spec.style_layers)
-        self.target_specs = (
-            [tf.TensorSpec([1, None, None, None], tf.float32)] * nc,
-            [tf.TensorSpec([None, None], tf.float32)] * ns,
-            tf.TensorSpec([nc], tf.float32),
-            tf.TensorSpec([ns], tf.float32),
-            tf.TensorSpec([3], tf.float32),
-        )
-        self.content_features = tf.function(
-            self._content_features, input_signature=[IMAGE], jit_compile=xla, reduce_retracing=True
-        )
-        self.style_grams = tf.function(
-            self._style_grams, input_signature=[IMAGE], jit_compile=xla, reduce_retracing=True
-        )
-        self.terms = tf.function(self._terms_from_args, input_signature=[IMAGE, *self.target_specs], jit_compile=xla)
-
-    def _content_features(self, image: tf.Tensor) -> list[tf.Tensor]:
-        feats = self.vgg(image, self.spec.content_layers, self.spec.pooling) if self.spec.content_layers else {}
-        return [feats[n] for n in self.spec.content_layers]
-
-    def _style_grams(self, image: tf.Tensor) -> list[tf.Tensor]:
-        feats = self.vgg(image, self.spec.style_layers, self.spec.pooling) if self.spec.style_layers else {}
-        return [losses.gram(feats[n]) for n in self.spec.style_layers]
-
-    def weighted_terms(self, x: tf.Tensor, targets: Sequence) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """(content, style, tv) multiplied by their weights; traced inside steps."""
-        content_t, style_t, cw, sw, weights = targets
-        feats = self.vgg(x, self.layers, self.spec.pooling)
-        zero = tf.constant(0.0, tf.float32)
-        content = zero
-        for i, name in enumerate(self.spec.content_layers):
-            content += cw[i] * losses.content_loss(feats[name], content_t[i])
-        style = zero
-        for i, name in enumerate(self.spec.style_layers):
-            style += sw[i] * losses.style_loss(feats[name], style_t[i])
-        tv = losses.tv_loss(x)
-        return weights[0] * content, weights[1] * style, weights[2] * tv
-
-    def _terms_from_args(self, x, content_t, style_t, cw, sw, weights):
-        return self.weighted_terms(x, (content_t, style_t, cw, sw, weights))
-
-    def value_and_grad(self, x: tf.Tensor, targets: Sequence):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            c, s, tv = self.weighted_terms(x, targets)
-            total = c + s + tv
-        return (c, s, tv, total), tape.gradient(total, x)
-
-
-def target_args(t: Targets) -> tuple:
-    return (list(t.content), list(t.style), t.content_layer_weights, t.style_layer_weights, t.loss_weights)
+TERMS = tf.TensorSpec([3], tf.float32)
 
 
 class LBFGS:
@@ -121,33 +46,25 @@ class LBFGS:
     accepted point's, so they never increase.
 
     The history is a list of `history` flat tensors, oldest first, that each
-    step returns shifted: no copy of the history is ever made.
+    step returns shifted: no copy of the history is ever made. The cost model
+    picks `history` per scale so that it fits (jcjohnson uses 5 pairs at
+    3620 px).
     """
 
     def __init__(self, objective: Objective, history: int = 20, xla: bool = False) -> None:
         self.objective = objective
         self.m = history
         hist = [FLAT] * history
+        state = [IMAGE, TERMS, FLAT, FLAT, hist, hist, tf.TensorSpec([history], tf.float32), SCALAR]
+        state.append(tf.TensorSpec([], tf.bool))
         self._step = tf.function(
-            self._step_impl,
-            input_signature=[
-                IMAGE,
-                IMAGE,
-                tf.TensorSpec([3], tf.float32),
-                FLAT,
-                FLAT,
-                hist,
-                hist,
-                tf.TensorSpec([history], tf.float32),
-                SCALAR,
-                tf.TensorSpec([], tf.bool),
-                SCALAR,
-                *objective.target_specs,
-            ],
-            jit_compile=xla,
+            self._step_impl, input_signature=[IMAGE, *state, SCALAR, *objective.target_specs], jit_compile=xla
+        )
+        self._update = tf.function(
+            self._update_impl, input_signature=[IMAGE, TERMS, IMAGE, *state, SCALAR], jit_compile=xla
         )
 
-    def init(self, x: tf.Tensor) -> tuple:
+    def init(self, x: tf.Tensor) -> tuple[Any, ...]:
         zeros = tf.zeros([tf.size(x)], tf.float32)
         # Every empty history slot shares one zero tensor.
         return (
@@ -162,36 +79,68 @@ class LBFGS:
             tf.constant(True),
         )
 
-    def step(self, x: tf.Tensor, state: tuple, lr: tf.Tensor, targets: Targets):
-        """-> (next trial point, state, accepted point's terms, accepted point)."""
-        x_new, *state = self._step(x, *state, lr, *target_args(targets))
-        return x_new, tuple(state), state[1], state[0]
+    def step(self, x: tf.Tensor, state: tuple[Any, ...], lr: tf.Tensor, targets: Targets) -> Stepped:
+        """Evaluate the whole image at `x` and update (one fused call)."""
+        x_new, *rest = self._step(x, *state, lr, *targets.args())
+        return x_new, tuple(rest), rest[1], rest[0]
 
-    def result(self, x_next: tf.Tensor, state: tuple) -> tf.Tensor:
-        return state[0]  # the best evaluated point; the next trial was never evaluated
+    def update(self, x: tf.Tensor, terms: tf.Tensor, grad: tf.Tensor, state: tuple[Any, ...], lr: tf.Tensor) -> Stepped:
+        """Update with the loss and gradient at `x` evaluated elsewhere (tiles).
+        -> (next trial point, state, accepted point's terms, accepted point)."""
+        x_new, *rest = self._update(x, terms, grad, *state, lr)
+        return x_new, tuple(rest), rest[1], rest[0]
 
     def _step_impl(
-        self, x, x_acc, terms_acc, g_acc, s_prev, S, Y, rho, gamma, first, lr, content_t, style_t, cw, sw, weights
-    ):
-        terms, grad = self.objective.value_and_grad(x, (content_t, style_t, cw, sw, weights))
-        terms = tf.stack(terms[:3])
+        self,
+        x: Any,
+        x_acc: Any,
+        terms_acc: Any,
+        g_acc: Any,
+        s_prev: Any,
+        S: Any,
+        Y: Any,
+        rho: Any,
+        gamma: Any,
+        first: Any,
+        lr: Any,
+        *targets: Any,
+    ) -> Any:
+        terms, grad = self.objective.value_and_grad(x, targets)
+        return self._update_impl(x, terms, grad, x_acc, terms_acc, g_acc, s_prev, S, Y, rho, gamma, first, lr)
+
+    def _update_impl(
+        self,
+        x: Any,
+        terms: Any,
+        grad: Any,
+        x_acc: Any,
+        terms_acc: Any,
+        g_acc: Any,
+        s_prev: Any,
+        S: Any,
+        Y: Any,
+        rho: Any,
+        gamma: Any,
+        first: Any,
+        lr: Any,
+    ) -> Any:
         f = tf.reduce_sum(terms)
         g = tf.reshape(grad, [-1])
         accept = tf.logical_or(first, tf.logical_and(tf.math.is_finite(f), f <= tf.reduce_sum(terms_acc)))
 
-        def accepted():
+        def accepted() -> Any:
             y_new = g - g_acc
             ys = tf.tensordot(y_new, s_prev, 1)
             push = tf.logical_and(tf.logical_not(first), ys > 1e-10)
 
-            def with_pair():
+            def with_pair() -> Any:
                 yy = tf.tensordot(y_new, y_new, 1)
                 return (list(S[1:]) + [s_prev], list(Y[1:]) + [y_new], tf.concat([rho[1:], [1.0 / ys]], 0), ys / yy)
 
             S2, Y2, rho2, gamma2 = tf.cond(push, with_pair, lambda: (list(S), list(Y), rho, gamma))
             # Two-loop recursion, newest pair first; empty slots have rho = 0.
             q = g
-            alphas = [None] * self.m
+            alphas: list[Any] = [None] * self.m
             for j in reversed(range(self.m)):
                 alphas[j] = rho2[j] * tf.tensordot(S2[j], q, 1)
                 q = q - alphas[j] * Y2[j]
@@ -203,7 +152,7 @@ class LBFGS:
             s = -step_size * r
             return x + tf.reshape(s, tf.shape(x)), x, terms, g, s, S2, Y2, rho2, gamma2
 
-        def rejected():
+        def rejected() -> Any:
             s = 0.5 * s_prev
             return x_acc + tf.reshape(s, tf.shape(x)), x_acc, terms_acc, g_acc, s, list(S), list(Y), rho, gamma
 
@@ -224,28 +173,41 @@ class Adam:
             input_signature=[IMAGE, IMAGE, IMAGE, SCALAR, SCALAR, *objective.target_specs],
             jit_compile=xla,
         )
+        self._update = tf.function(
+            self._update_impl, input_signature=[IMAGE, IMAGE, IMAGE, IMAGE, SCALAR, SCALAR], jit_compile=xla
+        )
 
-    def init(self, x: tf.Tensor) -> tuple:
+    def init(self, x: tf.Tensor) -> tuple[Any, ...]:
         return tf.zeros_like(x), tf.zeros_like(x), tf.constant(0.0)
 
-    def step(self, x: tf.Tensor, state: tuple, lr: tf.Tensor, targets: Targets):
+    def step(self, x: tf.Tensor, state: tuple[Any, ...], lr: tf.Tensor, targets: Targets) -> Stepped:
         """-> (next point, state, terms at `x`, `x`)."""
         m, v, t = state
-        x_new, m, v, t, terms = self._step(x, m, v, t, lr, *target_args(targets))
-        return x_new, (m, v, t), tf.stack(terms[:3]), x
+        x_new, m, v, t, terms = self._step(x, m, v, t, lr, *targets.args())
+        return x_new, (m, v, t), terms, x
 
-    def result(self, x_next: tf.Tensor, state: tuple) -> tf.Tensor:
-        return x_next
+    def update(self, x: tf.Tensor, terms: tf.Tensor, grad: tf.Tensor, state: tuple[Any, ...], lr: tf.Tensor) -> Stepped:
+        m, v, t = state
+        x_new, m, v, t = self._update(x, grad, m, v, t, lr)
+        return x_new, (m, v, t), terms, x
 
-    def _step_impl(self, x, m, v, t, lr, content_t, style_t, cw, sw, weights):
-        terms, g = self.objective.value_and_grad(x, (content_t, style_t, cw, sw, weights))
+    def _step_impl(self, x: Any, m: Any, v: Any, t: Any, lr: Any, *targets: Any) -> Any:
+        terms, g = self.objective.value_and_grad(x, targets)
+        return (*self._update_impl(x, g, m, v, t, lr), terms)
+
+    def _update_impl(self, x: Any, g: Any, m: Any, v: Any, t: Any, lr: Any) -> Any:
         t = t + 1.0
         m = self.beta1 * m + (1.0 - self.beta1) * g
         v = self.beta2 * v + (1.0 - self.beta2) * tf.square(g)
         m_hat = m / (1.0 - tf.pow(self.beta1, t))
         v_hat = v / (1.0 - tf.pow(self.beta2, t))
         x_new = tf.clip_by_value(x - lr * m_hat / (tf.sqrt(v_hat) + self.epsilon), 0.0, 255.0)
-        return x_new, m, v, t, terms
+        return x_new, m, v, t
+
+
+Optimizer = LBFGS | Adam
+# (next point, state, terms of the reported point, the reported point)
+Stepped = tuple[tf.Tensor, tuple[Any, ...], tf.Tensor, tf.Tensor]
 
 
 @dataclasses.dataclass
@@ -256,7 +218,8 @@ class LoopHooks:
 
 
 def run_scale(
-    optimizer: LBFGS | Adam,
+    optimizer: Optimizer,
+    evaluator: Evaluator,
     x: tf.Tensor,
     targets: Targets,
     learning_rate: float,
@@ -267,15 +230,22 @@ def run_scale(
     """Run up to `iterations` steps from `x`; return the image to keep and how
     many iterations ran (fewer when `hooks.should_stop` said so).
 
+    The image kept is the last one reported, an evaluated point whose losses
+    the caller already has: L-BFGS's best accepted point, Adam's last
+    evaluated one (the next trial point was never evaluated), so a job needs
+    no extra pass to know its final loss.
+
     Iterations are numbered globally from `first_iteration` (1-based). The host
     reads the loss of iteration k only after iteration k+1 has been dispatched,
     so the device is never idle waiting for Python, and the stop hook is polled
-    before every dispatch: a stop request takes effect within one iteration.
+    before every dispatch (and between tiles): a stop request takes effect
+    within one iteration.
     """
     lr = tf.constant(learning_rate, tf.float32)
     state = optimizer.init(x)
     pending: tuple[int, tf.Tensor, tf.Tensor] | None = None
     last_time = time.perf_counter()
+    fused = evaluator.layout.whole
 
     def settle(item: tuple[int, tf.Tensor, tf.Tensor]) -> None:
         nonlocal last_time
@@ -295,13 +265,19 @@ def run_scale(
     for k in range(iterations):
         if hooks.should_stop and hooks.should_stop():
             break
-        x, state, terms, x_reported = optimizer.step(x, state, lr, targets)
+        if fused:
+            x, state, terms, x_reported = optimizer.step(x, state, lr, targets)
+        else:
+            try:
+                value, grad = evaluator.value_and_grad(x, targets, hooks.should_stop)
+            except Stopped:
+                break
+            x, state, terms, x_reported = optimizer.update(x, value, grad, state, lr)
         if pending is not None:
             settle(pending)
         pending = (first_iteration + k, terms, x_reported)
         done = k + 1
-    if pending is not None:
-        settle(pending)
-    if done == 0:
+    if pending is None:
         return x, 0
-    return optimizer.result(x, state), done
+    settle(pending)
+    return pending[2], done

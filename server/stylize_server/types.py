@@ -128,6 +128,10 @@ class ScaleEstimate:
     tile_size: int = 0  # 0: whole image at once
     tiles: int = 1
     lbfgs_history: int = 0  # L-BFGS pairs (0 for Adam)
+    # Tiled: the network is cut after this block (0: not cut) and the part
+    # after the cut runs in tiles of this side in image pixels (0: whole).
+    split_block: int = 0
+    deep_tile_size: int = 0
 
     @property
     def pixels(self) -> int:

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterable
 
@@ -21,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from .errors import WeightsError
-from .layout import BLOCK_SIZES, CONV_LAYERS, Pooling, layer_index
+from .layout import BLOCK_SIZES, CONV_LAYERS, Pooling, block_of, last_conv, layer_index
 
 log = logging.getLogger(__name__)
 
@@ -142,43 +143,88 @@ def load_keras_vgg19(source: str, download_timeout: float = 120.0) -> tuple[tf.k
 
 
 class VGG19Features:
-    """The feature extractor shared by every job on the device."""
+    """The feature extractor shared by every job on the device.
+
+    Convolutions run in float32 or bfloat16 (`dtype`); the float32 kernels
+    are the Keras layers' own variables (no copy), the bfloat16 ones are cast
+    once, on first use. Every returned feature map is float32, so that Gram
+    matrices and losses are never taken in the lower precision.
+    """
 
     def __init__(self, weights: str = "imagenet", download_timeout: float = 120.0) -> None:
         self.keras_model, self.weights = load_keras_vgg19(weights, download_timeout)
-        self._convs: list[tuple[tf.Variable, tf.Variable]] = []
+        convs: list[tuple[tf.Tensor, tf.Tensor]] = []
         for name in KERAS_NAMES:
             layer = self.keras_model.get_layer(name)
             # The Keras layers' own variables: no copy of the weights is made.
-            self._convs.append((layer.kernel.value, layer.bias.value))
+            convs.append((layer.kernel.value, layer.bias.value))
+        self._kernels: dict[tf.DType, list[tuple[tf.Tensor, tf.Tensor]]] = {tf.float32: convs}
+        self._lock = threading.Lock()
 
     def conv_weights(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(kernel, bias) of conv layer `name` (e.g. "conv3_1") as numpy arrays."""
-        kernel, bias = self._convs[CONV_LAYERS.index(name)]
+        kernel, bias = self._kernels[tf.float32][CONV_LAYERS.index(name)]
         return kernel.numpy(), bias.numpy()
 
-    def __call__(self, rgb: tf.Tensor, layers: Iterable[str], pooling: Pooling) -> dict[str, tf.Tensor]:
+    def kernels(self, dtype: tf.DType) -> list[tuple[tf.Tensor, tf.Tensor]]:
+        """The sixteen (kernel, bias) pairs in `dtype`, cast once per precision."""
+        with self._lock:
+            if dtype not in self._kernels:
+                with tf.init_scope():  # eagerly, even when first asked for inside a trace
+                    cast = [(tf.cast(k, dtype), tf.cast(b, dtype)) for k, b in self._kernels[tf.float32]]
+                self._kernels[dtype] = cast
+            return self._kernels[dtype]
+
+    def __call__(
+        self, rgb: tf.Tensor, layers: Iterable[str], pooling: Pooling, dtype: tf.DType = tf.float32
+    ) -> dict[str, tf.Tensor]:
         """Feature maps of `layers` for an RGB 0..255 batch; stops at the deepest."""
-        wanted = set(layers)
-        deepest = max(layer_index(n) for n in wanted)
+        features, _ = self.stage(rgb, 1, len(BLOCK_SIZES), layers, pooling, dtype, emit_next=False)
+        return features
+
+    def stage(
+        self,
+        h: tf.Tensor,
+        first_block: int,
+        last_block: int,
+        layers: Iterable[str],
+        pooling: Pooling,
+        dtype: tf.DType,
+        emit_next: bool,
+    ) -> tuple[dict[str, tf.Tensor], tf.Tensor | None]:
+        """Run blocks `first_block`..`last_block` from `h`: RGB 0..255 (float32)
+        when `first_block` is 1, else block `first_block`'s pooled input in
+        `dtype`. Returns the float32 feature maps of `layers` (those in these
+        blocks) and, with `emit_next`, the pooled input of the block after
+        `last_block` (in `dtype`); without it, stops at the deepest of `layers`."""
+        wanted = {n for n in layers if first_block <= block_of(n) <= last_block}
+        if emit_next:
+            deepest = layer_index(last_conv(last_block)) + 1  # its relu
+        elif wanted:
+            deepest = max(layer_index(n) for n in wanted)
+        else:
+            return {}, None
+        convs = self.kernels(dtype)
         pool = tf.nn.avg_pool2d if pooling is Pooling.AVG else tf.nn.max_pool2d
         out: dict[str, tf.Tensor] = {}
-        h = preprocess(rgb)
-        position = 0  # layer_index of the next layer produced
-        for block, n in enumerate(BLOCK_SIZES, start=1):
-            if block > 1:
+        if first_block == 1:
+            h = tf.cast(preprocess(tf.cast(h, tf.float32)), dtype)
+        else:
+            h = tf.cast(h, dtype)
+        for block in range(first_block, last_block + 1):
+            if block > first_block:
                 h = pool(h, ksize=2, strides=2, padding="VALID")
-            for i in range(1, n + 1):
-                kernel, bias = self._convs[CONV_LAYERS.index(f"conv{block}_{i}")]
+            for i in range(1, BLOCK_SIZES[block - 1] + 1):
+                name = f"conv{block}_{i}"
+                kernel, bias = convs[CONV_LAYERS.index(name)]
                 h = tf.nn.bias_add(tf.nn.conv2d(h, kernel, strides=1, padding="SAME"), bias)
-                if f"conv{block}_{i}" in wanted:
-                    out[f"conv{block}_{i}"] = h
-                if position == deepest:
-                    return out
+                if name in wanted:
+                    out[name] = tf.cast(h, tf.float32)
+                if layer_index(name) == deepest:
+                    return out, None
                 h = tf.nn.relu(h)
                 if f"relu{block}_{i}" in wanted:
-                    out[f"relu{block}_{i}"] = h
-                if position + 1 == deepest:
-                    return out
-                position += 2
-        return out
+                    out[f"relu{block}_{i}"] = tf.cast(h, tf.float32)
+                if layer_index(name) + 1 == deepest and not emit_next:
+                    return out, None
+        return out, pool(h, ksize=2, strides=2, padding="VALID")

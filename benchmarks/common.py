@@ -1,0 +1,87 @@
+"""Shared pieces of the benchmarks: sample images, workers in their own
+processes (so that peak RSS is one measurement's), formatting."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def sample_images(height: int, width: int | None = None) -> tuple[Any, Any]:
+    """(content, style) H×W×3 uint8: the demo's drawn samples when available."""
+    width = width or height
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from make_samples import content_image, style_image  # type: ignore[import-not-found]
+
+        return content_image(width, height), style_image(width, height)
+    except Exception:
+        import numpy as np
+
+        yy, xx = np.mgrid[0:height, 0:width]
+        content = np.stack([xx * 255 // width, yy * 255 // height, (xx + yy) * 127 // (height + width)], -1)
+        rng = np.random.default_rng(0)
+        cells = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3)).repeat(16, 0).repeat(16, 1)
+        return content.astype(np.uint8), cells[:height, :width].astype(np.uint8)
+
+
+def rss_bytes() -> int:
+    """Current resident set size of this process."""
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def device_peak_bytes() -> int | None:
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        return None
+    return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+
+
+def run_worker(module: str, args: list[str], timeout: float = 3600) -> dict[str, Any]:
+    """Run `python -m benchmarks.<module> --worker args...` in its own process
+    and return the JSON it prints last."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", "--worker", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
+        timeout=timeout,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"worker {module} {args} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def emit(result: dict[str, Any]) -> None:
+    """A worker's answer: one JSON line on stdout."""
+    print(json.dumps(result), flush=True)
+
+
+def mib(n: float | None) -> str:
+    return "-" if n is None else f"{n / 2**20:,.0f} MiB"
+
+
+def median(values: list[float]) -> float:
+    import statistics
+
+    return float(statistics.median(values))

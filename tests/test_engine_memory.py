@@ -1,0 +1,56 @@
+"""Memory stays flat under many distinct valid option combinations (issue 9,
+item 5): a real `stylize-server` process, 60 distinct style layer lists,
+its RSS read from /proc. Before the bounded cache each new list cost about
+22.5 MB for good."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from stylize.v1 import stylize_pb2 as pb
+from stylize_server.layout import RELU_LAYERS
+from tests.support.server import server_process, small_request
+
+LISTS = 60
+WARM = 12  # more than the cache holds (8 by default): every later list evicts one
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_rss_stays_flat_over_60_distinct_layer_lists() -> None:
+    pairs = list(itertools.combinations(RELU_LAYERS[:12], 2))[:LISTS]
+    assert len(set(pairs)) == LISTS
+    with server_process() as proc:
+        import grpc
+
+        from stylize.v1 import stylize_pb2_grpc
+
+        channel = grpc.insecure_channel(proc.address)
+        stub = stylize_pb2_grpc.StyleTransferStub(channel)
+        readings = []
+        for i, (a, b) in enumerate(pairs):
+            request = small_request(
+                iterations=1, style_layers=[pb.LayerWeight(layer=a, weight=1.0), pb.LayerWeight(layer=b, weight=2.0)]
+            )
+            frames = list(stub.Stylize(request, timeout=300))
+            assert frames[-1].HasField("result") and frames[-1].result.complete
+            readings.append(rss_mib(proc.popen.pid))
+            if i + 1 == WARM:
+                warm = readings[-1]
+        channel.close()
+    grown = readings[-1] - warm
+    per_list = grown / (LISTS - WARM)
+    print(f"RSS after {WARM} lists {warm:.0f} MiB, after {LISTS} {readings[-1]:.0f} MiB ({per_list:.2f} MiB per list)")
+    # Unbounded, 48 more lists would have added about 1 GB; allow allocator noise.
+    assert grown < 150, readings
+    assert max(readings[WARM:]) - warm < 200, readings
