@@ -7,9 +7,13 @@ the pair with the `stylize` CLI (result, preview frames, time-lapse GIF, loss
 plot), stops the server with SIGTERM and says where everything is.
 
     python scripts/demo.py [--weights imagenet|PATH|random:SEED] [--size 384] [--iterations 300] [--out out]
+    python scripts/demo.py --controls [--size 256] [--iterations 100]   # docs/controls.png (make demo CONTROLS=1)
 
 With `--weights random:SEED` it runs offline, but the network then has random
 filters and the result is not a painting: the demo says so loudly.
+
+The demo server's time limit per job is raised (DEMO_MAX_JOB_SECONDS), so
+that a slow machine gets a slow demo, never a partial one.
 """
 
 from __future__ import annotations
@@ -31,10 +35,16 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_samples import write_samples
+from demo_controls import draw_controls, run_jobs
+from make_samples import write_control_samples, write_samples
 
 BIN = Path(sys.executable).parent
 SERVER_STOP_SECONDS = 60
+DEMO_MAX_JOB_SECONDS = 3600
+OFFLINE_HINT = (
+    "no weights? Offline, run `make demo WEIGHTS=random:0` (the network then has random filters:"
+    " everything works, but the result is not a painting)"
+)
 
 
 class DemoError(RuntimeError):
@@ -126,11 +136,44 @@ def stop_server(server: subprocess.Popen[bytes]) -> int | None:
         return None
 
 
-def main(argv: list[str] | None = None) -> int:
+def start_server(weights: str, log: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """`stylize-server` on a free loopback port, its output into `log`."""
+    port, metrics_port = free_port(), free_port()
+    address = f"127.0.0.1:{port}"
+    command = console_script("stylize-server", "stylize_server.app") + [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--metrics-port",
+        str(metrics_port),
+        "--weights",
+        weights,
+        "--warmup-sizes",
+        "",
+        "--log-format",
+        "text",
+        "--max-job-seconds",
+        str(DEMO_MAX_JOB_SECONDS),
+    ]
+    say(f"starting the server on {address} (weights {weights}); log: {log}")
+    with log.open("wb") as log_file:
+        server = subprocess.Popen(
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return server, address
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="imagenet", help="imagenet, a path to the notop .h5 file, or random:SEED")
-    parser.add_argument("--size", type=int, default=384, help="longest side of the result in pixels (default 384)")
-    parser.add_argument("--iterations", type=int, default=300, help="optimization iterations (default 300)")
+    parser.add_argument("--size", type=int, help="longest side of the result in pixels (default 384; controls: 256)")
+    parser.add_argument("--iterations", type=int, help="optimization iterations (default 300; controls: 100 per job)")
     parser.add_argument(
         "--save-every", type=int, default=0, help="keep a preview frame every K iterations (default: about 30 frames)"
     )
@@ -143,9 +186,22 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds to wait for the server to load the model (default 600)",
     )
     parser.add_argument("--no-loss-plot", action="store_true", help="skip the loss plot (needs matplotlib)")
+    parser.add_argument(
+        "--controls", action="store_true", help="draw the spatial and colour controls into --picture instead"
+    )
+    parser.add_argument(
+        "--picture", type=Path, default=Path("docs/controls.png"), help="where --controls draws (docs/controls.png)"
+    )
     args = parser.parse_args(argv)
+    args.size = args.size if args.size is not None else (256 if args.controls else 384)
+    args.iterations = args.iterations if args.iterations is not None else (100 if args.controls else 300)
     if args.size < 16 or args.iterations < 1:
         parser.error("--size must be at least 16 and --iterations at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     save_every = args.save_every or max(1, args.iterations // 30)
     random_weights = args.weights.startswith("random")
 
@@ -164,69 +220,56 @@ def main(argv: list[str] | None = None) -> int:
     if random_weights:
         warn_random_weights(args.weights)
 
-    samples = write_samples(out / "samples", args.sample_size)
-    say(f"samples: {samples.content} (content), {samples.style} (style)")
+    if args.controls:
+        controls = write_control_samples(out / "samples", args.sample_size)
+        say(f"samples: {controls.content.parent}/ (content, two styles, sky and land masks)")
+    else:
+        samples = write_samples(out / "samples", args.sample_size)
+        say(f"samples: {samples.content} (content), {samples.style} (style)")
 
-    port, metrics_port = free_port(), free_port()
-    address = f"127.0.0.1:{port}"
-    server_cmd = console_script("stylize-server", "stylize_server.app") + [
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--metrics-port",
-        str(metrics_port),
-        "--weights",
-        args.weights,
-        "--warmup-sizes",
-        "",
-        "--log-format",
-        "text",
-    ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
     env.pop("STYLIZE_AUTH_TOKEN_FILE", None)  # the demo server is loopback-only and open
-    say(f"starting the server on {address} (weights {args.weights}); log: {outputs.server_log}")
     started = time.monotonic()
-    with outputs.server_log.open("wb") as log_file:
-        server = subprocess.Popen(
-            server_cmd,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    server, address = start_server(args.weights, outputs.server_log, env)
     cli_rc = 1
     failure: DemoError | None = None
     try:
         wait_until_serving(address, server, outputs.server_log, args.ready_timeout)
         say(f"server SERVING after {time.monotonic() - started:.1f} s")
-
-        cli_cmd = console_script("stylize", "stylize.cli") + [
-            "run",
-            str(samples.content),
-            str(samples.style),
-            "-o",
-            str(outputs.result),
-            "--server",
-            address,
-            "--size",
-            str(args.size),
-            "--iterations",
-            str(args.iterations),
-            "--save-every",
-            str(save_every),
-            "--frames-dir",
-            str(outputs.frames),
-            "--timelapse",
-            str(outputs.timelapse),
-        ]
-        if outputs.loss_plot is not None:
-            cli_cmd += ["--loss-plot", str(outputs.loss_plot)]
-        say("$ " + shlex.join(cli_cmd))
-        cli_rc = subprocess.call(cli_cmd, env=env)
+        cli = console_script("stylize", "stylize.cli")
+        if args.controls:
+            results = run_jobs(cli, address, controls, out, args.size, args.iterations, say)
+            picture = draw_controls(controls, results, args.picture, args.weights, random_weights)
+            cli_rc = 0
+        else:
+            cli_cmd = cli + [
+                "run",
+                str(samples.content),
+                str(samples.style),
+                "-o",
+                str(outputs.result),
+                "--server",
+                address,
+                "--size",
+                str(args.size),
+                "--iterations",
+                str(args.iterations),
+                "--save-every",
+                str(save_every),
+                "--frames-dir",
+                str(outputs.frames),
+                "--timelapse",
+                str(outputs.timelapse),
+            ]
+            if outputs.loss_plot is not None:
+                cli_cmd += ["--loss-plot", str(outputs.loss_plot)]
+            say("$ " + shlex.join(cli_cmd))
+            cli_rc = subprocess.call(cli_cmd, env=env)
     except DemoError as exc:
         failure = exc
+    except RuntimeError as exc:  # a control job failed; its CLI said why
+        print(f"[demo] {exc}; server log tail:\n{tail(outputs.server_log)}", file=sys.stderr)
+        cli_rc = 1
     except KeyboardInterrupt:
         cli_rc = 130
     finally:
@@ -238,25 +281,32 @@ def main(argv: list[str] | None = None) -> int:
 
     if failure is not None:
         print(f"[demo] {failure}", file=sys.stderr)
+        if not random_weights and server.returncode not in (None, 0):
+            print(f"[demo] {OFFLINE_HINT}", file=sys.stderr)
         return 1
     if cli_rc == 130:
         say("interrupted: the job was cancelled and the server stopped")
         return cli_rc
     if cli_rc != 0:
-        print(
-            f"[demo] the stylize CLI failed (exit code {cli_rc}); server log tail:\n{tail(outputs.server_log)}",
-            file=sys.stderr,
-        )
+        if not args.controls:
+            print(
+                f"[demo] the stylize CLI failed (exit code {cli_rc}); server log tail:\n{tail(outputs.server_log)}",
+                file=sys.stderr,
+            )
         return cli_rc
 
-    frames = sorted(outputs.frames.glob("*.png"))
     say("done. Outputs:")
-    print(f"  result      {outputs.result}")
-    print(f"  frames      {outputs.frames}/ ({len(frames)} PNGs, one every {save_every} iterations)")
-    print(f"  time-lapse  {outputs.timelapse}")
-    if outputs.loss_plot is not None:
-        print(f"  loss plot   {outputs.loss_plot}")
-    print(f"  samples     {samples.content.parent}/")
+    if args.controls:
+        print(f"  picture     {picture}")
+        print(f"  results     {out}/masked.png, {out}/color-*.png")
+    else:
+        frames = sorted(outputs.frames.glob("*.png"))
+        print(f"  result      {outputs.result}")
+        print(f"  frames      {outputs.frames}/ ({len(frames)} PNGs, one every {save_every} iterations)")
+        print(f"  time-lapse  {outputs.timelapse}")
+        if outputs.loss_plot is not None:
+            print(f"  loss plot   {outputs.loss_plot}")
+    print(f"  samples     {out / 'samples'}/")
     print(f"  server log  {outputs.server_log}")
     if random_weights:
         warn_random_weights(args.weights)

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Draw the demo's sample pair: a synthetic landscape (content) and a swirling
-brush-stroke painting (style), with numpy and Pillow only.
+"""Draw the demo's samples: a synthetic landscape (content) and a swirling
+brush-stroke painting (style), with numpy and Pillow only; with --controls
+also a second painting in warm colours and the landscape's sky and ground
+masks, for the spatial-control demo.
 
-Both are procedural and seeded, so the same command writes byte-identical PNGs
+All are procedural and seeded, so the same command writes byte-identical PNGs
 on every machine and the demo needs no download beyond the model weights.
 
-    python scripts/make_samples.py OUTDIR [--size 512]
+    python scripts/make_samples.py OUTDIR [--size 512] [--controls]
 """
 
 from __future__ import annotations
@@ -29,6 +31,30 @@ RGB = tuple[int, int, int]
 class SamplePaths:
     content: Path
     style: Path
+
+
+@dataclass(frozen=True)
+class ControlSamples:
+    """The spatial-control set: the landscape, two paintings, and the masks of
+    its sky and of everything below the mountains' ridge (white = that region)."""
+
+    content: Path
+    style: Path
+    style2: Path
+    sky: Path
+    ground: Path
+
+
+NIGHT = {
+    "blues": [(18, 40, 98), (32, 70, 150), (64, 110, 190), (110, 150, 210), (20, 90, 120)],
+    "lights": [(242, 202, 64), (250, 228, 120), (236, 236, 206), (214, 160, 50)],
+    "ground": ((24, 48, 110), (14, 28, 60)),
+}
+EMBERS = {
+    "blues": [(120, 30, 24), (168, 64, 30), (196, 110, 42), (92, 40, 52), (150, 84, 60)],
+    "lights": [(250, 214, 120), (255, 240, 190), (232, 180, 90), (210, 226, 200)],
+    "ground": ((110, 40, 30), (60, 22, 28)),
+}
 
 
 def _ridge(rng: np.random.Generator, width: int, base: float, amplitude: float, waves: int) -> np.ndarray:
@@ -57,6 +83,15 @@ def _fill_below(
 
 def make_content(size: int = 512, seed: int = 7) -> Image.Image:
     """A landscape: sky gradient, sun, clouds, mountains, hills, a house, a tree."""
+    return _landscape(size, seed)[0]
+
+
+def make_sky_mask(size: int = 512, seed: int = 7) -> Image.Image:
+    """The landscape's sky (above the mountains' ridge) in white, the rest black."""
+    return _landscape(size, seed)[1]
+
+
+def _landscape(size: int, seed: int) -> tuple[Image.Image, Image.Image]:
     rng = np.random.default_rng(seed)
     w, h = size * SUPERSAMPLE, (size * 3 // 4) * SUPERSAMPLE
     horizon = 0.55 * h
@@ -74,7 +109,9 @@ def make_content(size: int = 512, seed: int = 7) -> Image.Image:
     canvas[dist < sun_r] = (255, 238, 140)
 
     # Mountains, far hills, near meadow: each a ridge filled with a gradient.
-    _fill_below(canvas, _ridge(rng, w, 0.42 * h, 0.09 * h, 5), (118, 128, 172), (92, 112, 150), rng, 3.0)
+    mountains = _ridge(rng, w, 0.42 * h, 0.09 * h, 5)
+    sky_mask = Image.fromarray(((np.arange(h)[:, None] < mountains[None, :]) * 255).astype(np.uint8))
+    _fill_below(canvas, mountains, (118, 128, 172), (92, 112, 150), rng, 3.0)
     _fill_below(canvas, _ridge(rng, w, 0.56 * h, 0.04 * h, 3), (78, 138, 74), (52, 104, 58), rng, 6.0)
     _fill_below(canvas, _ridge(rng, w, 0.74 * h, 0.02 * h, 2), (112, 170, 72), (66, 128, 48), rng, 10.0)
 
@@ -126,7 +163,8 @@ def make_content(size: int = 512, seed: int = 7) -> Image.Image:
         shade = int(rng.integers(60, 100))
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(30, shade + 30, 40))
 
-    return image.resize((w // SUPERSAMPLE, h // SUPERSAMPLE), Image.Resampling.LANCZOS)
+    out = (w // SUPERSAMPLE, h // SUPERSAMPLE)
+    return image.resize(out, Image.Resampling.LANCZOS), sky_mask.resize(out, Image.Resampling.LANCZOS)
 
 
 def _flow_angle(x: float, y: float, vortices: list[tuple[float, float, float]]) -> float:
@@ -143,20 +181,21 @@ def _flow_angle(x: float, y: float, vortices: list[tuple[float, float, float]]) 
     return math.atan2(vy, vx)
 
 
-def make_style(size: int = 512, seed: int = 11) -> Image.Image:
+def make_style(size: int = 512, seed: int = 11, palette: dict | None = None) -> Image.Image:
     """A painting of short curved strokes that follow a swirling flow field,
-    in night blues with bright yellow vortices."""
+    in night blues with bright yellow vortices (or another `palette`)."""
+    palette = palette or NIGHT
     rng = np.random.default_rng(seed)
     s = size * SUPERSAMPLE
     vortices = [
         (rng.uniform(0.15, 0.85), rng.uniform(0.15, 0.7), rng.choice([-1.0, 1.0]) * rng.uniform(0.4, 0.8))
         for _ in range(4)
     ]
-    blues = [(18, 40, 98), (32, 70, 150), (64, 110, 190), (110, 150, 210), (20, 90, 120)]
-    lights = [(242, 202, 64), (250, 228, 120), (236, 236, 206), (214, 160, 50)]
+    blues, lights = palette["blues"], palette["lights"]
+    top, bottom = palette["ground"]
 
     rows = np.linspace(0, 1, s, dtype=np.float32)[:, None, None]
-    ground = (1 - rows) * np.array([24, 48, 110], np.float32) + rows * np.array([14, 28, 60], np.float32)
+    ground = (1 - rows) * np.array(top, np.float32) + rows * np.array(bottom, np.float32)
     image = Image.fromarray(np.broadcast_to(ground, (s, s, 3)).astype(np.uint8))
     draw = ImageDraw.Draw(image)
 
@@ -195,13 +234,32 @@ def write_samples(out_dir: Path, size: int = 512) -> SamplePaths:
     return paths
 
 
+def write_control_samples(out_dir: Path, size: int = 512) -> ControlSamples:
+    """The pair of write_samples, plus style2.png (warm colours), sky.png and ground.png."""
+    pair = write_samples(out_dir, size)
+    paths = ControlSamples(
+        pair.content, pair.style, out_dir / "style2.png", out_dir / "sky.png", out_dir / "ground.png"
+    )
+    make_style(size, seed=5, palette=EMBERS).save(paths.style2, format="PNG", optimize=False)
+    sky = make_sky_mask(size)
+    sky.save(paths.sky, format="PNG", optimize=False)
+    Image.eval(sky, lambda v: 255 - v).save(paths.ground, format="PNG", optimize=False)
+    return paths
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path, help="directory to write content.png and style.png into")
     parser.add_argument("--size", type=int, default=512, help="width of both images in pixels (default 512)")
+    parser.add_argument("--controls", action="store_true", help="also style2.png, sky.png and ground.png")
     args = parser.parse_args(argv)
     if not 32 <= args.size <= 4096:
         parser.error("--size must be between 32 and 4096")
+    if args.controls:
+        controls = write_control_samples(args.out_dir, args.size)
+        for name in ("content", "style", "style2", "sky", "ground"):
+            print(f"{name + ':':<9}{getattr(controls, name)}")
+        return 0
     paths = write_samples(args.out_dir, args.size)
     print(f"content: {paths.content}\nstyle:   {paths.style}")
     return 0

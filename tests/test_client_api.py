@@ -19,18 +19,24 @@ from stylize import (
     Cancelled,
     ConnectError,
     DeadlineExceeded,
+    ErrorReason,
     InvalidArgument,
+    NotFound,
     Overloaded,
     Progress,
     Queued,
     Result,
     RetryPolicy,
     Started,
+    StopReason,
+    Style,
     StyleTransferClient,
+    TooLarge,
     Unauthenticated,
+    Unavailable,
 )
 from tests.support.client import hold_slot
-from tests.support.images import image_array, png_bytes
+from tests.support.images import bomb_png, encode, garbage_bytes, image_array, png_bytes
 from tests.support.metrics import scrape, value, wait_for_value
 from tests.support.server import free_port, running_server
 
@@ -39,6 +45,9 @@ from tests.support.server import free_port, running_server
 FAST = {"size": 32, "iterations": 4, "progress_interval": 1, "multiscale_min_size": 32}
 CONTENT = png_bytes(40, 32, seed=1)
 STYLE = png_bytes(32, 32, seed=2)
+_LEFT = np.zeros((32, 40), np.uint8)
+_LEFT[:, :20] = 255
+MASK_LEFT, MASK_RIGHT = encode(_LEFT), encode(255 - _LEFT)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +159,70 @@ def test_invalid_argument_names_the_field_and_is_not_retried(client):
         list(stream)
     assert info.value.details.startswith("size") and str(max_side) in info.value.details
     assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert (info.value.reason, info.value.field) == (ErrorReason.INVALID_OPTION, "size")
     assert stream.attempts == 1
+
+
+def test_every_error_the_server_raises_carries_its_reason_and_field(client):
+    cases = [
+        ({"content": garbage_bytes(200)}, InvalidArgument, ErrorReason.DECODE_FAILED, "content"),
+        (
+            {"styles": [Style(STYLE, mask=garbage_bytes(200))]},
+            InvalidArgument,
+            ErrorReason.DECODE_FAILED,
+            "styles[0].mask",
+        ),
+        ({"content": bomb_png(100_000, 100_000)}, TooLarge, ErrorReason.TOO_LARGE, "content"),
+        ({"background": "plaid"}, InvalidArgument, ErrorReason.INVALID_OPTION, "background"),
+        ({"output_bit_depth": 12}, InvalidArgument, ErrorReason.INVALID_OPTION, "output_bit_depth"),
+    ]
+    for change, cls, reason, field in cases:
+        args = {"content": CONTENT, "styles": STYLE, **FAST, **change}
+        stream = client.stylize(args.pop("content"), args.pop("styles"), **args)
+        with pytest.raises(cls) as info:
+            list(stream)
+        assert (info.value.reason, info.value.field, stream.attempts) == (reason, field, 1), change
+    with pytest.raises(NotFound) as info:
+        client.cancel("no-such-job")
+    assert info.value.reason is ErrorReason.NOT_FOUND
+
+
+def test_results_say_how_the_job_went_and_carry_the_request_id(client):
+    events = list(client.stylize(CONTENT, [(STYLE, MASK_LEFT), Style(STYLE, weight=2.0, mask=MASK_RIGHT)], **FAST))
+    started, result = events[0], events[-1]
+    assert isinstance(started, Started) and isinstance(result, Result)
+    assert len(started.request_id) == 32 and result.request_id == started.request_id  # named by the client
+    assert started.random_weights is True and started.reattached is False
+    assert started.estimate.device_memory_bytes > 0 and started.estimate.scales[0].iterations == 4
+    assert (result.complete, result.stop_reason, result.iterations_requested) == (True, StopReason.NONE, 4)
+    assert (result.chunks, result.bit_depth, result.alpha, result.flattened_on) == (1, 8, False, "")
+
+
+def test_a_loading_server_is_retried_until_it_serves(engine):
+    release = threading.Event()
+
+    def slow_loader(config):
+        release.wait(60)
+        return engine
+
+    with running_server(engine_loader=slow_loader, wait_ready=False) as srv:
+        with (
+            StyleTransferClient(srv.address, retry=RetryPolicy.none(), timeout=30) as impatient,
+            pytest.raises(Unavailable) as info,
+        ):
+            list(impatient.stylize(CONTENT, STYLE, **FAST))
+        assert info.value.reason is ErrorReason.LOADING and not isinstance(info.value, ConnectError)
+        refused = value(scrape(srv.metrics_port), "stylize_requests_total", code="UNAVAILABLE")
+        outcome: dict[str, object] = {}
+        policy = RetryPolicy(max_attempts=100, initial_backoff=0.05, max_backoff=0.2)
+        with StyleTransferClient(srv.address, retry=policy, timeout=120) as patient:
+            stream = patient.stylize(CONTENT, STYLE, **FAST)
+            runner = threading.Thread(target=lambda: outcome.update(events=list(stream)))
+            runner.start()
+            wait_for_value(srv.metrics_port, "stylize_requests_total", lambda v: v >= refused + 1, code="UNAVAILABLE")
+            release.set()
+            runner.join(120)
+        assert isinstance(outcome["events"][-1], Result) and stream.attempts >= 2  # type: ignore[index]
 
 
 def test_unknown_option_and_mismatched_style_weights_fail_locally(client):
@@ -308,23 +380,20 @@ def test_asyncio_cancellation_and_errors(server):
 # ------------------------------------------------------------ no server needed
 
 
-def test_retry_policy_full_jitter_bounds_and_codes():
-    policy = RetryPolicy(max_attempts=4, initial_backoff=0.5, max_backoff=3.0, multiplier=2.0)
+def test_retry_policy_full_jitter_bounds_and_the_server_delay_as_floor():
     import random
 
+    policy = RetryPolicy(max_attempts=4, initial_backoff=0.5, max_backoff=3.0, multiplier=2.0, max_server_delay=5.0)
     rng = random.Random(1)
     for attempt, bound in ((1, 0.5), (2, 1.0), (3, 2.0), (4, 3.0), (9, 3.0)):
-        delays = [policy.delay(attempt, rng) for _ in range(200)]
+        delays = [policy.delay(attempt, rng=rng) for _ in range(200)]
         assert all(0.0 <= d <= bound for d in delays)
         assert max(delays) > bound * 0.8 and min(delays) < bound * 0.2  # spread over the whole range
-    UNAVAILABLE, EXHAUSTED = grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert policy.should_retry(UNAVAILABLE, "connection refused", 1)
-    assert policy.should_retry(EXHAUSTED, "the queue is full: 1 job(s) running", 3)
-    assert not policy.should_retry(EXHAUSTED, "the queue is full", 4)  # attempts used up
-    assert not policy.should_retry(EXHAUSTED, "Received message larger than max (5 vs. 4)", 1)
-    assert not policy.should_retry(grpc.StatusCode.INVALID_ARGUMENT, "size: ...", 1)
-    assert not policy.should_retry(grpc.StatusCode.INTERNAL, "", 1)
-    assert not RetryPolicy.none().should_retry(UNAVAILABLE, "", 1)
+        # RetryInfo's delay is the floor of the wait, whatever the jitter drew ...
+        floored = [policy.delay(attempt, 1.25, rng) for _ in range(200)]
+        assert all(max(1.25, 0.0) <= d <= max(bound, 1.25) for d in floored)
+        # ... and a server cannot park the client longer than max_server_delay.
+        assert all(policy.delay(attempt, 3600.0, rng) == 5.0 for _ in range(20))
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
 

@@ -1,6 +1,9 @@
 """The default install is the client only: a fresh virtual environment,
-`pip install <project>` with no extras, then `stylize --help` works there and
-TensorFlow (and matplotlib, the `plot` extra) cannot be imported.
+`pip install <project>` with no extras, then `stylize --help` and
+`--version` work there, TensorFlow (and matplotlib, the `plot` extra) cannot
+be imported, and the `stylize-server` script that comes with the
+distribution explains in one line how to install the server instead of
+failing with a traceback.
 
 pip resolves grpcio, protobuf, Pillow and rich from its configured index or
 cache. The project is copied first so that the build leaves nothing in the
@@ -52,6 +55,25 @@ def test_default_install_has_the_cli_and_no_tensorflow(tmp_path):
     )
     assert help_.returncode == 0, help_.stderr
     assert "usage: stylize" in help_.stdout and "exit codes:" in help_.stdout
+    version = subprocess.run(
+        [str(bindir / "stylize"), "--version"], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path
+    )
+    assert version.returncode == 0 and version.stdout.startswith("stylize ") and "stylize-grpc" in version.stdout
+
+    server_version = subprocess.run(
+        [str(bindir / "stylize-server"), "--version"], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path
+    )
+    assert server_version.returncode == 0, server_version.stderr
+    assert server_version.stdout.split()[:2] == ["stylize-server", version.stdout.split()[1]]
+    for argv in ([], ["--port", "50051"]):
+        server = subprocess.run(
+            [str(bindir / "stylize-server"), *argv], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path
+        )
+        assert server.returncode == 2, server.stderr
+        assert server.stdout == "" and server.stderr.count("\n") == 1 and "Traceback" not in server.stderr
+        assert "missing: tensorflow" in server.stderr
+        assert server.stderr.strip().endswith("install it with: pip install 'stylize-grpc[server]'")
+
     run_help = subprocess.run(
         [str(bindir / "stylize"), "run", "--help"], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path
     )
@@ -101,4 +123,4 @@ def test_default_install_has_the_cli_and_no_tensorflow(tmp_path):
         cwd=tmp_path,
     )
     assert plot.returncode == 2
-    assert "stylize[plot]" in plot.stderr and plot.stderr.count("\n") == 1
+    assert "pip install 'stylize-grpc[plot]'" in plot.stderr and plot.stderr.count("\n") == 1

@@ -1,6 +1,7 @@
 """The demo path a newcomer takes: the sample images and `scripts/demo.py`
-(what `make demo` runs), end to end against a real `stylize-server`
-subprocess and the real `stylize` CLI, with random weights at a tiny size."""
+(what `make demo` runs, and `make demo CONTROLS=1`), end to end against a
+real `stylize-server` subprocess and the real `stylize` CLI, with random
+weights at a tiny size; and the offline failure, which says once what to do."""
 
 from __future__ import annotations
 
@@ -148,7 +149,96 @@ def test_demo_fails_fast_and_shows_the_log_when_the_server_cannot_start(tmp_path
     assert "exited with code" in proc.stderr and "before it was ready" in proc.stderr
     last_log_line = (tmp_path / "out" / "server.log").read_text().strip().splitlines()[-1]
     assert last_log_line in proc.stderr, "the server's own words are shown"
+    assert (proc.stdout + proc.stderr).count("make demo WEIGHTS=random:0") == 1
     assert not (tmp_path / "out" / "result.png").exists()
+
+
+def test_offline_demo_with_imagenet_weights_suggests_random_weights_once(tmp_path: Path) -> None:
+    # No cached weights, and every download goes to a proxy that refuses: offline, on any machine.
+    env = dict(os.environ, KERAS_HOME=str(tmp_path / "keras"), no_proxy="", NO_PROXY="")
+    env.update(dict.fromkeys(("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"), "http://127.0.0.1:9"))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "demo.py"),
+            "--weights",
+            "imagenet",
+            "--size",
+            "32",
+            "--iterations",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+            "--sample-size",
+            "64",
+            "--ready-timeout",
+            "120",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env=env,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output[-3000:]
+    assert "before it was ready" in proc.stderr
+    assert output.count("make demo WEIGHTS=random:0") == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("[demo] no weights? Offline, run `make demo WEIGHTS=")
+
+
+def test_control_samples_masks_split_sky_from_land(tmp_path: Path) -> None:
+    make_samples = load_script("make_samples")
+    samples = make_samples.write_control_samples(tmp_path, size=128)
+    sky = np.asarray(Image.open(samples.sky).convert("L"), np.float32) / 255
+    ground = np.asarray(Image.open(samples.ground).convert("L"), np.float32) / 255
+    assert sky.shape == ground.shape == (96, 128)
+    assert np.allclose(sky + ground, 1.0, atol=1 / 255)  # complementary
+    assert sky[:5].mean() > 0.99 and sky[-5:].mean() < 0.01  # sky on top, land below
+    content = np.asarray(Image.open(samples.content).convert("RGB"), np.float32)
+    assert content[sky > 0.5].mean(0)[2] > content[ground > 0.5].mean(0)[2], "the sky mask covers the blue part"
+    warm = np.asarray(Image.open(samples.style2).convert("RGB"), np.float32).reshape(-1, 3).mean(0)
+    night = np.asarray(Image.open(samples.style).convert("RGB"), np.float32).reshape(-1, 3).mean(0)
+    assert warm[0] > warm[2] and night[2] > night[0], "two paintings of different palettes"
+
+
+def test_controls_demo_end_to_end_with_random_weights(tmp_path: Path) -> None:
+    out, picture = tmp_path / "out", tmp_path / "docs" / "controls.png"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "demo.py"),
+            "--weights",
+            "random:0",
+            "--controls",
+            "--size",
+            "48",
+            "--iterations",
+            "4",
+            "--out",
+            str(out),
+            "--picture",
+            str(picture),
+            "--sample-size",
+            "96",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+        cwd=tmp_path,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    assert str(picture) in proc.stdout and "exited with code" not in output
+    for name in ("masked", "color-none", "color-luminance", "color-histogram"):
+        with Image.open(out / f"{name}.png") as result:
+            assert max(result.size) == 48, name
+    with Image.open(picture) as img:
+        assert img.format == "PNG" and img.width > 6 * 48 and img.height > 2 * 48
+        assert "RANDOM weights (random:0)" in img.text["Warning"]
+        for label in ("mask: sky", "A@sky + B@land", "colour control: none", "luminance", "histogram"):
+            assert label in img.text["Description"]
 
 
 def test_ctrl_c_cancels_the_job_and_stops_the_server(tmp_path: Path) -> None:

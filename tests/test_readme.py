@@ -42,3 +42,31 @@ def test_the_quick_start_demo_runs_as_written(tmp_path: pathlib.Path) -> None:
     with Image.open(out / "timelapse.gif") as gif:
         assert gif.n_frames >= 2
     assert "RANDOM" in proc.stdout + proc.stderr  # the demo says the result is not artistic
+
+
+def readme_cli_commands() -> list[list[str]]:
+    """Every `stylize ...` command line of the README's shell blocks (continuations
+    joined, comments and pipes cut; lines with a `...` placeholder left out)."""
+    readme = (ROOT / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", readme, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if "|" in words:
+                words = words[: words.index("|")]
+            if words and words[0].endswith("bin/stylize"):
+                words[0] = "stylize"
+            if words and words[0] == "stylize" and "..." not in words and "…" not in line:
+                commands.append(words[1:])
+    return commands
+
+
+def test_every_cli_example_in_the_readme_parses() -> None:
+    from stylize.cli import build_parser
+
+    commands = readme_cli_commands()
+    assert len(commands) >= 5 and any(c[0] == "run" for c in commands)
+    parser = build_parser()
+    for argv in commands:
+        args = parser.parse_args(argv)  # raises (one line) on an unknown or malformed flag
+        assert callable(args.func), argv

@@ -4,9 +4,11 @@ Public API (imports no TensorFlow):
 
 * `StyleTransferClient` (sync) and `AsyncStyleTransferClient` (asyncio, in
   `stylize.aio`, imported lazily here) run jobs and yield typed events;
-* the events `Queued`, `Started`, `Progress`, `Result` (and `Losses`);
+* `Style(image, weight, mask)` for styles with masks or weights;
+* the events `Queued`, `Started`, `Progress`, `Result` (and `Losses`, `Estimate`);
 * `TLSConfig` and `RetryPolicy` configure the connection;
-* the exceptions of `stylize.errors`.
+* the exceptions of `stylize.errors`, and the reasons `ErrorReason` and
+  `StopReason` (from the proto, `stylize.schema`).
 
 The generated protobuf modules are `stylize.v1.stylize_pb2` and `stylize_pb2_grpc`.
 """
@@ -22,41 +24,70 @@ from .errors import (
     ConnectError,
     DeadlineExceeded,
     InvalidArgument,
+    NotFound,
     Overloaded,
+    RequestIdInUse,
     ServerError,
     StylizeError,
+    TooLarge,
     Unauthenticated,
+    Unavailable,
 )
-from .events import Event, Losses, Progress, Queued, Result, Started
-from .request import build_request
+from .events import Estimate, Event, Losses, Progress, Queued, Result, ScaleEstimate, Started
+from .request import Style, build_request
+from .schema import ErrorReason, StopReason
 
-__version__ = "0.1.0"
+DISTRIBUTION = "stylize-grpc"  # the name on PyPI ("stylize" there is an unrelated project)
+
+
+def version() -> str:
+    """The installed distribution's version (read on demand: importlib.metadata costs ~25 ms)."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
+
 
 __all__ = [
+    "DISTRIBUTION",
     "AsyncStyleTransferClient",
     "Cancelled",
     "ConnectError",
     "DeadlineExceeded",
+    "ErrorReason",
+    "Estimate",
     "Event",
     "InvalidArgument",
     "Losses",
+    "NotFound",
     "Overloaded",
     "Progress",
     "Queued",
+    "RequestIdInUse",
     "Result",
     "RetryPolicy",
+    "ScaleEstimate",
     "ServerError",
     "Started",
+    "StopReason",
+    "Style",
     "StyleTransferClient",
     "StylizeError",
     "StylizeStream",
     "TLSConfig",
+    "TooLarge",
     "Unauthenticated",
+    "Unavailable",
     "build_request",
+    "version",
 ]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        return version()
     # grpc.aio is only loaded by those who use the asyncio client.
     if name == "AsyncStyleTransferClient":
         from .aio import AsyncStyleTransferClient

@@ -5,8 +5,9 @@ the sync `StyleTransferClient`, on `grpc.aio`.
         async for event in client.stylize("photo.jpg", ["starry.jpg"], size=256):
             ...
 
-Cancelling the task that iterates (or leaving the `async for` early) cancels
-the call, and the server stops the job.
+Retries, reattach and chunk reassembly are the sync client's (`stylize.calls`).
+Cancelling the task that iterates (or leaving the `async for` early) asks the
+server to stop the job (the Cancel RPC) and cancels the call.
 """
 
 from __future__ import annotations
@@ -14,19 +15,52 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
+from grpc_status import rpc_status
 
 from stylize.v1 import stylize_pb2
 
 from . import health as _health
-from .client import DEFAULT_UNARY_TIMEOUT, format_for_path
-from .connection import CallBudget, ClientChannel, RetryPolicy
-from .errors import ServerError, error_from_rpc, error_from_status
-from .events import Event, Result, event_from_frame
-from .request import ImageInput, build_request
+from .calls import CANCEL_TIMEOUT, StylizeCall, UnaryCall
+from .client import DEFAULT_UNARY_TIMEOUT
+from .connection import ClientChannel, RetryPolicy
+from .errors import Failure, NotFound
+from .events import Event, Result
+from .images import ImageInput
+from .request import StyleInput, build_request, output_format_for
+
+T = TypeVar("T")
+
+
+async def failure_of(call: Any, error: grpc.RpcError) -> Failure:
+    """The Failure of a finished asyncio call, read from the call's trailers."""
+    try:
+        status = await rpc_status.aio.from_call(call)
+    except (ValueError, AttributeError):  # code or message do not match the details: ignore them
+        status = None
+    code = error.code() if hasattr(error, "code") else None
+    details = error.details() if hasattr(error, "details") else str(error)
+    return Failure.from_status(code, details, status)
+
+
+async def _read(call: Any) -> Any:
+    """The call's next frame (or grpc.aio.EOF). The read is shielded: grpc.aio
+    cancels a call whose reader is cancelled, and this client must first ask
+    the server to stop the job (Cancel), which outlives its stream there."""
+    read = asyncio.ensure_future(call.read())
+    try:
+        return await asyncio.shield(read)
+    except asyncio.CancelledError:
+        read.add_done_callback(_settle)  # it ends when the call is cancelled next; nobody's error
+        raise
+
+
+def _settle(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class AsyncStyleTransferClient(ClientChannel):
@@ -46,7 +80,7 @@ class AsyncStyleTransferClient(ClientChannel):
     def stylize(
         self,
         content: ImageInput,
-        styles: ImageInput | Sequence[ImageInput],
+        styles: StyleInput | Sequence[StyleInput],
         *,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
@@ -63,46 +97,52 @@ class AsyncStyleTransferClient(ClientChannel):
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> AsyncIterator[Event]:
-        budget = CallBudget(
-            timeout if timeout is not None else self.timeout, retry if retry is not None else self.retry
+        state = StylizeCall(
+            request,
+            target=self.target,
+            timeout=timeout if timeout is not None else self.timeout,
+            policy=retry if retry is not None else self.retry,
         )
         while True:
-            remaining = budget.next_attempt()
-            call = self._stub.Stylize(request, timeout=remaining, metadata=self._metadata)
-            received = False
-            result: Result | None = None
+            call = self._stub.Stylize(state.request, timeout=state.begin_attempt(), metadata=self._metadata)
+            ended = False  # the server ended the call (OK or a status): nothing is left to stop
             try:
-                async for frame in call:
-                    received = True
-                    event = event_from_frame(frame)
-                    if isinstance(event, Result):
-                        result = event
-                    else:
+                while (frame := await _read(call)) is not grpc.aio.EOF:
+                    event = state.on_frame(frame)
+                    if event is not None:
                         yield event
+                ended = True
             except grpc.RpcError as exc:
-                code, details = exc.code(), exc.details()  # type: ignore[attr-defined]
-                delay = budget.retry_delay(code, details, received)
-                if delay is not None:
-                    await asyncio.sleep(delay)
-                    continue
-                raise error_from_status(code, details, self.target, budget.attempts) from exc
+                ended = True
+                delay = state.on_failure(await failure_of(call, exc))
+                await asyncio.sleep(delay)
+                continue
             finally:
-                # The consumer left early or the task was cancelled: stop the job.
-                if not call.done():
-                    call.cancel()
-            if result is None:
-                raise ServerError(
-                    "server error: the stream ended without a result",
-                    code=grpc.StatusCode.INTERNAL,
-                    attempts=budget.attempts,
-                )
-            yield result
+                # The consumer left early, the task was cancelled, or the server broke the protocol.
+                if not ended:
+                    await self._stop(call, state.request_id)
+            yield state.finish()
             return
+
+    async def _stop(self, call: Any, request_id: str) -> None:
+        """The Cancel RPC (best effort: a job with a request_id outlives its
+        stream on the server), then cancel the call."""
+        try:
+            await asyncio.wait_for(
+                self._stub.Cancel(
+                    stylize_pb2.CancelRequest(request_id=request_id), timeout=CANCEL_TIMEOUT, metadata=self._metadata
+                ),
+                CANCEL_TIMEOUT + 0.5,
+            )
+        except (grpc.RpcError, TimeoutError):
+            pass  # already ended, unknown to this server, or unreachable: the stream's end stops it too
+        finally:
+            call.cancel()
 
     async def stylize_to_file(
         self,
         content: ImageInput,
-        styles: ImageInput | Sequence[ImageInput],
+        styles: StyleInput | Sequence[StyleInput],
         output: str | os.PathLike[str],
         *,
         on_event: Callable[[Event], Any] | None = None,
@@ -110,8 +150,9 @@ class AsyncStyleTransferClient(ClientChannel):
         **options: Any,
     ) -> Result:
         """Run a job to the end and write the image to `output` (see the sync client)."""
-        if options.get("output_format") is None:
-            options["output_format"] = format_for_path(output)
+        options["output_format"] = output_format_for(
+            output, options.get("output_format"), options.get("output_bit_depth")
+        )
         result: Result | None = None
         events = self.stylize(content, styles, timeout=timeout, **options)
         try:
@@ -134,27 +175,33 @@ class AsyncStyleTransferClient(ClientChannel):
             timeout,
         )
 
+    async def cancel(self, request_id: str, *, timeout: float | None = None) -> bool:
+        reply: stylize_pb2.CancelResponse = await self._unary(
+            lambda t: self._stub.Cancel(
+                stylize_pb2.CancelRequest(request_id=request_id), timeout=t, metadata=self._metadata
+            ),
+            timeout,
+        )
+        return reply.stopped
+
     async def health(self, service: str = "", *, timeout: float | None = None) -> str:
         try:
-            data = await self._unary(
+            data: bytes = await self._unary(
                 lambda t: self._health_check(_health.encode_request(service), timeout=t, metadata=self._metadata),
                 timeout,
             )
-        except ServerError as exc:
-            if exc.code == grpc.StatusCode.NOT_FOUND:
-                return "SERVICE_UNKNOWN"
-            raise
+        except NotFound:
+            return "SERVICE_UNKNOWN"
         return _health.decode_response(data)
 
-    async def _unary(self, call: Callable[[float], Awaitable[Any]], timeout: float | None) -> Any:
-        budget = CallBudget(timeout if timeout is not None else (self.timeout or DEFAULT_UNARY_TIMEOUT), self.retry)
+    async def _unary(self, call: Callable[[float], Awaitable[T]], timeout: float | None) -> T:
+        state = UnaryCall(
+            target=self.target, timeout=timeout or self.timeout or DEFAULT_UNARY_TIMEOUT, policy=self.retry
+        )
         while True:
-            remaining = budget.next_attempt()
+            pending = call(state.begin_attempt())
             try:
-                return await call(max(0.001, remaining or 0.0))
+                return await pending
             except grpc.RpcError as exc:
-                delay = budget.retry_delay(exc.code(), exc.details(), received=False)  # type: ignore[attr-defined]
-                if delay is not None:
-                    await asyncio.sleep(delay)
-                    continue
-                raise error_from_rpc(exc, self.target, budget.attempts) from exc
+                delay = state.on_failure(await failure_of(pending, exc))
+            await asyncio.sleep(delay)

@@ -18,21 +18,37 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import Any, TypeVar, cast
 
 import grpc
+from grpc_status import rpc_status
 
 from stylize.v1 import stylize_pb2, stylize_pb2_grpc
 
 from . import health as _health
-from .connection import CallBudget, ClientChannel, RetryPolicy
-from .errors import Cancelled, ServerError, error_from_rpc, error_from_status
-from .events import Event, Result, event_from_frame
-from .request import ImageInput, build_request
+from .calls import CANCEL_TIMEOUT, StylizeCall, UnaryCall
+from .connection import ClientChannel, RetryPolicy
+from .errors import Cancelled, Failure, NotFound
+from .events import Event, Result
+from .images import ImageInput
+from .request import StyleInput, build_request, output_format_for
 
 # Unary calls (info, health) get this deadline when the client has none.
 DEFAULT_UNARY_TIMEOUT = 10.0
+
+T = TypeVar("T")
+
+
+def failure_of(call: Any) -> Failure:
+    """The Failure of a finished sync call (the RpcError it raised is the call)."""
+    try:
+        status = rpc_status.from_call(call)
+    except (ValueError, AttributeError):  # code or message do not match the details: ignore them
+        status = None
+    code = call.code() if hasattr(call, "code") else None
+    details = call.details() if hasattr(call, "details") else str(call)
+    return Failure.from_status(code, details, status)
 
 
 class StylizeStream:
@@ -40,9 +56,10 @@ class StylizeStream:
 
     The `Result` event is yielded only after the server has closed the stream
     with OK, so a caller that stops after the result never cancels a job that
-    finished. `cancel()` may be called from any thread: it stops the call (the
-    server stops the job within one iteration) and iteration raises `Cancelled`.
-    Closing the iterator early (break, KeyboardInterrupt) cancels the call too.
+    finished. `cancel()` may be called from any thread: it asks the server to
+    stop the job (the Cancel RPC), cancels the call, and iteration raises
+    `Cancelled`. Closing the iterator early (break, KeyboardInterrupt) does
+    the same. `request_id` is the job's name on the server.
     """
 
     def __init__(
@@ -56,18 +73,20 @@ class StylizeStream:
         retry: RetryPolicy,
     ) -> None:
         self._stub = stub
-        self._request = request
-        self._target = target
+        self._state = StylizeCall(request, target=target, timeout=timeout, policy=retry)
         self._metadata = tuple(metadata)
         self._lock = threading.Lock()
         self._cancelled = threading.Event()
-        self._call: grpc.Call | None = None
-        self._budget = CallBudget(timeout, retry)
+        self._call: Any = None
         self._events = self._run()
 
     @property
+    def request_id(self) -> str:
+        return self._state.request_id
+
+    @property
     def attempts(self) -> int:
-        return self._budget.attempts
+        return self._state.attempts
 
     def __iter__(self) -> Iterator[Event]:
         return self
@@ -76,67 +95,74 @@ class StylizeStream:
         return next(self._events)
 
     def close(self) -> None:
-        """Stop iterating; cancels the call if it is still running."""
+        """Stop iterating; stops the job if it is still running."""
         self._events.close()
 
+    def __enter__(self) -> StylizeStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def cancel(self) -> None:
-        """Cancel the call (thread-safe); the iterator then raises `Cancelled`."""
+        """Stop the job and the call (thread-safe); the iterator then raises `Cancelled`."""
         self._cancelled.set()
         with self._lock:
             call = self._call
-        if call is not None:
-            call.cancel()
+        if call is not None and not call.done():
+            self._stop(call)
 
     @property
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
+    def _stop(self, call: Any) -> None:
+        """Ask the server to stop the job, then cancel the call. A job with a
+        request_id outlives its stream on the server (so that its client can
+        attach again); the Cancel RPC ends it at once. Best effort."""
+        try:
+            self._stub.Cancel(
+                stylize_pb2.CancelRequest(request_id=self.request_id), timeout=CANCEL_TIMEOUT, metadata=self._metadata
+            )
+        except grpc.RpcError:
+            pass  # already ended, unknown to this server, or unreachable: the stream's end stops it too
+        call.cancel()
+
     def _cancelled_error(self) -> Cancelled:
         return Cancelled("cancelled by the client", code=grpc.StatusCode.CANCELLED, attempts=self.attempts)
 
-    def _run(self) -> Iterator[Event]:
-        budget = self._budget
+    def _run(self) -> Generator[Event, None, None]:
+        state = self._state
         while True:
-            remaining = budget.next_attempt()
+            timeout = state.begin_attempt()
             if self._cancelled.is_set():
                 raise self._cancelled_error()
-            call = self._stub.Stylize(self._request, timeout=remaining, metadata=self._metadata)
+            call = self._stub.Stylize(state.request, timeout=timeout, metadata=self._metadata)
             with self._lock:
                 self._call = call
             if self._cancelled.is_set():  # cancel() ran between the check above and now
-                call.cancel()
-            received = False
-            result: Result | None = None
+                self._stop(call)
+            ended = False  # the call ended with a status (OK or not): nothing is left to stop
             try:
                 for frame in call:
-                    received = True
-                    event = event_from_frame(frame)
-                    if isinstance(event, Result):
-                        result = event  # yielded once the stream has closed OK
-                    else:
+                    event = state.on_frame(frame)
+                    if event is not None:
                         yield event
+                ended = True
             except grpc.RpcError as exc:
+                ended = True
                 if self._cancelled.is_set():
                     raise self._cancelled_error() from exc
-                code, details = call.code(), call.details()
-                delay = budget.retry_delay(code, details, received)
-                if delay is not None:
-                    if self._cancelled.wait(delay):
-                        raise self._cancelled_error() from exc
-                    continue
-                raise error_from_status(code, details, self._target, self.attempts) from exc
+                delay = state.on_failure(failure_of(call))
+                if self._cancelled.wait(delay):
+                    raise self._cancelled_error() from exc
+                continue
             finally:
-                # Reached with the call still running only when the consumer
-                # stopped early (GeneratorExit) or was interrupted (Ctrl-C).
-                if not call.done():
-                    call.cancel()
-            if result is None:
-                raise ServerError(
-                    "server error: the stream ended without a result",
-                    code=grpc.StatusCode.INTERNAL,
-                    attempts=self.attempts,
-                )
-            yield result
+                # Not ended: the consumer stopped early (GeneratorExit), was
+                # interrupted (Ctrl-C), or the server broke the protocol.
+                if not ended:
+                    self._stop(call)
+            yield state.finish()
             return
 
 
@@ -147,7 +173,8 @@ class StyleTransferClient(ClientChannel):
     token:   bearer token sent as `authorization: Bearer <token>`.
     tls:     TLSConfig for a TLS channel; None for plaintext.
     timeout: default deadline in seconds of each call, retries included (None: none).
-    retry:   RetryPolicy for failures before a stream has started.
+    retry:   RetryPolicy: how often to try again after a refusal that waiting fixes
+             or a lost connection (a started job is attached to again, not restarted).
     """
 
     # -- lifecycle --------------------------------------------------------
@@ -165,7 +192,7 @@ class StyleTransferClient(ClientChannel):
     def stylize(
         self,
         content: ImageInput,
-        styles: ImageInput | Sequence[ImageInput],
+        styles: StyleInput | Sequence[StyleInput],
         *,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
@@ -173,9 +200,10 @@ class StyleTransferClient(ClientChannel):
     ) -> StylizeStream:
         """Start stylizing; returns the stream of typed events (see `StylizeStream`).
 
-        `options` are the request's fields (size, iterations, optimizer,
-        style_weights, init, ...; see `stylize.request.build_request`).
-        The call starts when iteration starts.
+        `styles`: an image, a `Style(image, weight, mask)`, an (image, mask)
+        pair, or a list of these. `options` are the request's fields by name
+        (size, iterations, optimizer, color_control, ...; see
+        `stylize.request.build_request`). The call starts when iteration starts.
         """
         request = build_request(content, styles, **options)
         return self.stylize_request(request, timeout=timeout, retry=retry)
@@ -200,7 +228,7 @@ class StyleTransferClient(ClientChannel):
     def stylize_to_file(
         self,
         content: ImageInput,
-        styles: ImageInput | Sequence[ImageInput],
+        styles: StyleInput | Sequence[StyleInput],
         output: str | os.PathLike[str],
         *,
         on_event: Callable[[Event], None] | None = None,
@@ -211,9 +239,11 @@ class StyleTransferClient(ClientChannel):
 
         The output format is taken from `output`'s extension (.png, .jpg/.jpeg,
         .webp) unless `output_format` is given. `on_event` sees every event.
+        A partial result (`complete=False`) is saved and returned too.
         """
-        if options.get("output_format") is None:
-            options["output_format"] = format_for_path(output)
+        options["output_format"] = output_format_for(
+            output, options.get("output_format"), options.get("output_bit_depth")
+        )
         stream = self.stylize(content, styles, timeout=timeout, **options)
         result: Result | None = None
         try:
@@ -229,42 +259,44 @@ class StyleTransferClient(ClientChannel):
         return result
 
     def server_info(self, *, timeout: float | None = None) -> stylize_pb2.ServerInfo:
-        """The server's version, model, device, limits, queue and defaults."""
-        return self._unary(
+        """The server's version, model, device, limits, budget, queue and defaults."""
+        info = self._unary(
             lambda t: self._stub.GetServerInfo(stylize_pb2.GetServerInfoRequest(), timeout=t, metadata=self._metadata),
             timeout,
         )
+        return cast(stylize_pb2.ServerInfo, info)
+
+    def cancel(self, request_id: str, *, timeout: float | None = None) -> bool:
+        """Stop this client's job `request_id`; True when a queued or running
+        job was stopped, False when it had ended. NotFound for an unknown id."""
+        reply: stylize_pb2.CancelResponse = self._unary(
+            lambda t: self._stub.Cancel(
+                stylize_pb2.CancelRequest(request_id=request_id), timeout=t, metadata=self._metadata
+            ),
+            timeout,
+        )
+        return reply.stopped
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """Standard gRPC health status of `service` ("" = the whole server):
         "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN" or "UNKNOWN"."""
         try:
-            data = self._unary(
+            data: bytes = self._unary(
                 lambda t: self._health_check(_health.encode_request(service), timeout=t, metadata=self._metadata),
                 timeout,
             )
-        except ServerError as exc:
-            if exc.code == grpc.StatusCode.NOT_FOUND:  # the health service's answer for an unknown name
-                return "SERVICE_UNKNOWN"
-            raise
+        except NotFound:  # the health service's answer for an unknown name
+            return "SERVICE_UNKNOWN"
         return _health.decode_response(data)
 
-    def _unary(self, call: Callable[[float], Any], timeout: float | None) -> Any:
-        """A unary call with the retry policy: a unary call is safe to repeat."""
-        budget = CallBudget(timeout if timeout is not None else (self.timeout or DEFAULT_UNARY_TIMEOUT), self.retry)
+    def _unary(self, call: Callable[[float], T], timeout: float | None) -> T:
+        """A unary call with the retry policy."""
+        state = UnaryCall(
+            target=self.target, timeout=timeout or self.timeout or DEFAULT_UNARY_TIMEOUT, policy=self.retry
+        )
         while True:
-            remaining = budget.next_attempt()
             try:
-                return call(max(0.001, remaining or 0.0))
+                return call(state.begin_attempt())
             except grpc.RpcError as exc:
-                delay = budget.retry_delay(exc.code(), exc.details(), received=False)  # type: ignore[attr-defined]
-                if delay is not None:
-                    time.sleep(delay)
-                    continue
-                raise error_from_rpc(exc, self.target, budget.attempts) from exc
-
-
-def format_for_path(path: str | os.PathLike[str]) -> str:
-    """Output format for a file name: png (default), jpeg or webp."""
-    suffix = os.path.splitext(os.fspath(path))[1].lower()
-    return {".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(suffix, "png")
+                delay = state.on_failure(failure_of(exc))
+            time.sleep(delay)

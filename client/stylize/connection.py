@@ -14,7 +14,7 @@ import os
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +23,10 @@ import grpc
 from stylize.v1 import stylize_pb2_grpc
 
 from . import health as _health
-from .errors import DeadlineExceeded
+from .errors import DeadlineExceeded, Failure
 
 DEFAULT_TARGET = "localhost:50051"
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
-
-# A retryable RESOURCE_EXHAUSTED means "queue full". The same code also answers
-# a request that is too large, which no amount of waiting fixes.
-_TOO_LARGE_HINTS = ("larger than", "too large", "exceeds", "message size", "max_message")
 
 
 @dataclass(frozen=True)
@@ -59,48 +55,41 @@ def _pem(value: str | os.PathLike[str] | bytes | None) -> bytes | None:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries of a call that failed before its first response frame.
+    """How often, and how long apart, a call is tried again.
 
-    Delays grow exponentially (initial_backoff * multiplier**n, capped at
-    max_backoff) with full jitter: each delay is uniform in [0, that bound], so
-    many clients turned away by one full queue do not come back in lockstep.
-    Only failures before the stream has started are retried: after the first
-    frame the job ran on the server and a retry would start it over.
+    Which failures are retried is decided by code and reason (`Failure.retryable`:
+    a lost connection, LOADING, DRAINING, QUEUE_FULL, CLIENT_QUOTA, CALL_LIMIT);
+    this policy says how many attempts and how long to wait. Delays grow
+    exponentially (initial_backoff * multiplier**n, capped at max_backoff) with
+    full jitter, so clients turned away by one full queue do not come back in
+    lockstep. A server's RetryInfo delay is the floor of the wait (capped at
+    max_server_delay, so a server cannot park a client for an hour).
     """
 
     max_attempts: int = 5
     initial_backoff: float = 0.5
     max_backoff: float = 10.0
     multiplier: float = 2.0
-    retry_codes: frozenset[grpc.StatusCode] = field(
-        default_factory=lambda: frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
-    )
+    max_server_delay: float = 60.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("RetryPolicy.max_attempts must be at least 1")
-        if self.initial_backoff < 0 or self.max_backoff < 0 or self.multiplier < 1:
-            raise ValueError("RetryPolicy: backoffs must be >= 0 and multiplier >= 1")
+        if self.initial_backoff < 0 or self.max_backoff < 0 or self.multiplier < 1 or self.max_server_delay < 0:
+            raise ValueError("RetryPolicy: backoffs and delays must be >= 0 and multiplier >= 1")
 
     @classmethod
     def none(cls) -> RetryPolicy:
         """A policy that never retries."""
         return cls(max_attempts=1)
 
-    def should_retry(self, code: grpc.StatusCode | None, details: str | None, attempt: int) -> bool:
-        """Whether attempt number `attempt` (1-based), failed with `code`, gets another try."""
-        if attempt >= self.max_attempts or code not in self.retry_codes:
-            return False
-        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-            text = (details or "").lower()
-            if any(hint in text for hint in _TOO_LARGE_HINTS):
-                return False
-        return True
-
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Seconds to wait after failed attempt `attempt` (1-based)."""
+    def delay(self, attempt: int, floor: float | None = None, rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt `attempt` (1-based); `floor` is the server's RetryInfo delay."""
         bound = min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
-        return (rng or random).uniform(0.0, bound)
+        jittered = (rng or random).uniform(0.0, bound)
+        if floor is None:
+            return jittered
+        return max(jittered, min(floor, self.max_server_delay))
 
 
 class CallBudget:
@@ -128,13 +117,13 @@ class CallBudget:
             )
         return remaining
 
-    def retry_delay(self, code: grpc.StatusCode | None, details: str | None, received: bool) -> float | None:
-        """Seconds to wait before retrying a failed attempt, or None when it
-        must not be retried: the stream had started, the policy says no, or the
-        wait would outlast the deadline."""
-        if received or not self.policy.should_retry(code, details, self.attempts):
+    def retry_delay(self, failure: Failure) -> float | None:
+        """Seconds to wait before trying again after `failure`, or None when
+        attempts are used up or the wait would outlast the deadline. Whether
+        the failure is worth retrying at all is the caller's decision."""
+        if self.attempts >= self.policy.max_attempts:
             return None
-        delay = self.policy.delay(self.attempts)
+        delay = self.policy.delay(self.attempts, failure.retry_after)
         if self.deadline is not None and time.monotonic() + delay >= self.deadline:
             return None
         return delay
@@ -146,7 +135,7 @@ def channel_options(
     """Options for a channel to a stylize server; `extra` entries override these."""
     # No retryPolicy here: retries are ours (RetryPolicy), because only we know
     # that a stream which has started must not be replayed.
-    service_config = {"loadBalancingConfig": [{"round_robin": {}}]}
+    service_config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
     opts: dict[str, Any] = {
         "grpc.max_send_message_length": max_message_bytes,
         "grpc.max_receive_message_length": max_message_bytes,
@@ -212,7 +201,7 @@ class ClientChannel:
         self.retry = retry if retry is not None else RetryPolicy()
         self._metadata = auth_metadata(token)
         self._channel = open_channel(self._grpc, target, tls, max_message_bytes, options)
-        self._stub = stylize_pb2_grpc.StyleTransferStub(self._channel)
+        self._stub = stylize_pb2_grpc.StyleTransferStub(self._channel)  # type: ignore[no-untyped-call]
         self._health_check = self._channel.unary_unary(
             _health.HEALTH_CHECK_METHOD, request_serializer=None, response_deserializer=None
         )

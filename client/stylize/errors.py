@@ -1,15 +1,98 @@
-"""The client's exceptions: one class per kind of failure a caller handles
-differently, each built from a gRPC status in one place (`error_from_rpc`).
+"""The client's exceptions, and the one place that turns a failed call into one.
 
-The CLI maps these classes to its exit codes; library users catch them instead
-of inspecting `grpc.RpcError` codes themselves. Every exception keeps the gRPC
-status code and the server's message (`details`) and, for failures after
-retries, how many attempts were made.
+A failed call is read as a status code plus the `google.rpc.Status` the server
+put in the trailers (`grpc-status-details-bin`): ErrorInfo's `reason`,
+BadRequest's field and RetryInfo's delay (`Failure`). The class of the
+exception, and whether a call is retried, depend on the code and the reason
+alone, never on the words of the message (`error_for`).
+
+Every exception carries `.code` (grpc.StatusCode or None for a local
+protocol error), `.reason` (an `ErrorReason`, or None when the status had no
+ErrorInfo of this API), `.field` (the request field at fault, if any),
+`.details` (the server's message), `.retry_after` (RetryInfo's delay) and
+`.attempts` (calls made, retries included).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+from .schema import DOMAIN, ErrorReason
+
+# Refusals that waiting fixes: capacity (QUEUE_FULL, CLIENT_QUOTA, CALL_LIMIT)
+# and a server that is starting or stopping (LOADING, DRAINING: another
+# replica behind the same name may take the call).
+CAPACITY_REASONS = frozenset({ErrorReason.QUEUE_FULL, ErrorReason.CLIENT_QUOTA, ErrorReason.CALL_LIMIT})
+RETRYABLE_REASONS = CAPACITY_REASONS | {ErrorReason.LOADING, ErrorReason.DRAINING}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a failed call said, machine-readably."""
+
+    code: grpc.StatusCode | None
+    details: str = ""
+    reason: ErrorReason | None = None
+    field: str | None = None
+    retry_after: float | None = None
+    error_info: bool = False  # the status carried an ErrorInfo of this API (reason may be unknown to us)
+
+    @property
+    def code_name(self) -> str:
+        return self.code.name if self.code is not None else "UNKNOWN"
+
+    @property
+    def transport(self) -> bool:
+        """UNAVAILABLE that no server chose to send: the connection failed or was lost."""
+        return self.code == grpc.StatusCode.UNAVAILABLE and not self.error_info
+
+    @property
+    def retryable(self) -> bool:
+        """Whether trying again later can succeed (before a job has started)."""
+        if self.transport or self.reason in RETRYABLE_REASONS:
+            return True
+        # A reason newer than this client, on a capacity code, with a suggested delay.
+        return (
+            self.reason is None
+            and self.error_info
+            and self.retry_after is not None
+            and self.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        )
+
+    @classmethod
+    def from_status(cls, code: grpc.StatusCode | None, details: str | None, status: Any) -> Failure:
+        """From a call's code and details and its google.rpc.Status (None when absent)."""
+        reason: ErrorReason | None = None
+        field: str | None = None
+        retry_after: float | None = None
+        error_info = False
+        if isinstance(status, status_pb2.Status):
+            for box in status.details:
+                if box.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                    info = error_details_pb2.ErrorInfo()
+                    box.Unpack(info)
+                    if info.domain != DOMAIN:  # a proxy's, not this API's
+                        continue
+                    error_info = True
+                    try:
+                        reason = ErrorReason(info.reason)
+                    except ValueError:
+                        reason = None
+                    field = field or info.metadata.get("field") or None
+                elif box.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                    bad = error_details_pb2.BadRequest()
+                    box.Unpack(bad)
+                    if bad.field_violations:
+                        field = bad.field_violations[0].field or field
+                elif box.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                    retry = error_details_pb2.RetryInfo()
+                    box.Unpack(retry)
+                    retry_after = max(0.0, retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9)
+        return cls(code, details or "", reason, field, retry_after, error_info)
 
 
 class StylizeError(Exception):
@@ -20,21 +103,36 @@ class StylizeError(Exception):
         message: str,
         *,
         code: grpc.StatusCode | None = None,
+        reason: ErrorReason | None = None,
+        field: str | None = None,
         details: str = "",
+        retry_after: float | None = None,
         attempts: int = 1,
     ) -> None:
         super().__init__(message)
         self.code = code
+        self.reason = reason
+        self.field = field
         self.details = details
+        self.retry_after = retry_after
         self.attempts = attempts
 
     @property
     def code_name(self) -> str:
         return self.code.name if self.code is not None else "UNKNOWN"
 
+    @property
+    def reason_name(self) -> str:
+        """The reason, or the code's name when the status had none."""
+        return self.reason.value if self.reason is not None else self.code_name
 
-class ConnectError(StylizeError):
-    """The server could not be reached, or it is loading or shutting down (UNAVAILABLE)."""
+
+class Unavailable(StylizeError):
+    """The server is loading or draining (LOADING, DRAINING), after every retry."""
+
+
+class ConnectError(Unavailable):
+    """The server could not be reached, or the connection was lost (UNAVAILABLE without a reason)."""
 
 
 class Unauthenticated(StylizeError):
@@ -42,93 +140,114 @@ class Unauthenticated(StylizeError):
 
 
 class InvalidArgument(StylizeError):
-    """The server rejected an image or option; `details` names the field and the limit."""
+    """The server rejected an image or option (INVALID_OPTION, DECODE_FAILED); `field` names it."""
+
+
+class RequestIdInUse(InvalidArgument):
+    """The request_id belongs to a different request of this client (ALREADY_EXISTS)."""
+
+
+class TooLarge(StylizeError):
+    """An image, the request or the job is larger than the server ever accepts (TOO_LARGE, or
+    gRPC's own message-size refusal). Never retried: make it smaller."""
 
 
 class Overloaded(StylizeError):
-    """The server's queue stayed full through every retry, or the request is too large."""
+    """No capacity after every retry: QUEUE_FULL, CLIENT_QUOTA or CALL_LIMIT."""
 
 
 class DeadlineExceeded(StylizeError):
-    """The call's deadline passed; the server stopped the job."""
+    """The call's deadline passed (DEADLINE), or the request did not arrive in time (RECEIVE_TIMEOUT)."""
 
 
 class Cancelled(StylizeError):
     """The call was cancelled (by this client, e.g. Ctrl-C, or by the server)."""
 
 
+class NotFound(StylizeError):
+    """Cancel named a request_id the server has no job under."""
+
+
 class ServerError(StylizeError):
-    """The server failed (INTERNAL, UNKNOWN, ...) or broke the stream protocol."""
+    """The server failed (INTERNAL, NUMERICAL, UNKNOWN, ...) or broke the stream protocol."""
 
 
 _CLASS_FOR_CODE: dict[grpc.StatusCode, type[StylizeError]] = {
-    grpc.StatusCode.UNAVAILABLE: ConnectError,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
     grpc.StatusCode.PERMISSION_DENIED: Unauthenticated,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.ALREADY_EXISTS: RequestIdInUse,
     grpc.StatusCode.RESOURCE_EXHAUSTED: Overloaded,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     grpc.StatusCode.CANCELLED: Cancelled,
+    grpc.StatusCode.NOT_FOUND: NotFound,
 }
 
 
-# How gRPC's own transport describes a connection it could not make or keep,
-# as opposed to a message the server chose to send.
-_TRANSPORT_HINTS = (
-    "failed to connect",
-    "connection refused",
-    "dns resolution failed",
-    "name resolution",
-    "handshake",
-    "ssl",
-    "tls",
-    "socket closed",
-    "connection reset",
-    "connection timed out",
-    "no route",
-    "unavailable",
-    "goaway",
-    "broken pipe",
-    "endpoint",
-)
+def error_class(failure: Failure) -> type[StylizeError]:
+    """The exception class for a failure: by status code, refined by reason."""
+    if failure.code == grpc.StatusCode.UNAVAILABLE and failure.transport:
+        return ConnectError
+    if failure.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        # Without ErrorInfo it is gRPC's own refusal of a message over the size limit.
+        if not failure.error_info or failure.reason is ErrorReason.TOO_LARGE:
+            return TooLarge
+        return Overloaded
+    if failure.code is None:
+        return ServerError
+    return _CLASS_FOR_CODE.get(failure.code, ServerError)
 
 
-def _is_transport_failure(details: str) -> bool:
-    text = details.lower()
-    return not text or any(hint in text for hint in _TRANSPORT_HINTS)
-
-
-def error_from_status(
-    code: grpc.StatusCode | None, details: str | None, target: str, attempts: int = 1
-) -> StylizeError:
-    """The client exception for a call that ended with `code` and `details`."""
-    details = details or ""
-    cls = _CLASS_FOR_CODE.get(code, ServerError) if code is not None else ServerError
+def _message(cls: type[StylizeError], failure: Failure, target: str) -> str:
+    details = failure.details
     if cls is ConnectError:
-        if _is_transport_failure(details):
-            message = f"cannot reach the server at {target}: {details or 'unavailable'}"
-        else:  # the server itself answered UNAVAILABLE (loading, draining)
-            message = f"the server at {target} is unavailable: {details}"
-    elif cls is Unauthenticated:
-        message = f"not authenticated by {target}: {details or code.name}"  # type: ignore[union-attr]
-    elif cls is InvalidArgument:
-        message = f"invalid argument: {details}"
-    elif cls is Overloaded:
-        message = f"server overloaded: {details or 'resource exhausted'}"
-    elif cls is DeadlineExceeded:
-        message = f"deadline exceeded: {details or 'the call took longer than its timeout'}"
-    elif cls is Cancelled:
-        message = f"cancelled: {details or 'the call was cancelled'}"
-    else:
-        name = code.name if code is not None else "UNKNOWN"
-        message = f"server error ({name}): {details}"
+        return f"cannot reach the server at {target}: {details or 'unavailable'}"
+    if cls is Unavailable:
+        state = {ErrorReason.LOADING: "still loading", ErrorReason.DRAINING: "shutting down"}.get(
+            failure.reason,  # type: ignore[arg-type]
+            "unavailable",
+        )
+        return f"the server at {target} is {state}: {details}"
+    if cls is Unauthenticated:
+        return f"not authenticated by {target}: {details or failure.code_name}"
+    if cls is TooLarge:
+        if not failure.error_info:
+            return f"the request is larger than the server accepts (gRPC message size limit): {details}"
+        return f"too large: {details}"
+    if cls is RequestIdInUse:
+        return f"request id in use: {details}"
+    if cls is InvalidArgument:
+        return f"invalid argument: {details}"
+    if cls is Overloaded:
+        return f"server overloaded: {details or 'resource exhausted'}"
+    if cls is DeadlineExceeded:
+        return f"deadline exceeded: {details or 'the call took longer than its timeout'}"
+    if cls is Cancelled:
+        return f"cancelled: {details or 'the call was cancelled'}"
+    if cls is NotFound:
+        return f"not found: {details}"
+    name = failure.reason.value if failure.reason is not None else failure.code_name
+    return f"server error ({name}): {details}"
+
+
+def error_for(failure: Failure, target: str, attempts: int = 1) -> StylizeError:
+    """The client exception for a call that ended with `failure`."""
+    cls = error_class(failure)
+    message = _message(cls, failure, target)
     if attempts > 1:
         message += f" (after {attempts} attempts)"
-    return cls(message, code=code, details=details, attempts=attempts)
+    return cls(
+        message,
+        code=failure.code,
+        reason=failure.reason,
+        field=failure.field,
+        details=failure.details,
+        retry_after=failure.retry_after,
+        attempts=attempts,
+    )
 
 
-def error_from_rpc(error: grpc.RpcError, target: str, attempts: int = 1) -> StylizeError:
-    """The client exception for a failed gRPC call (sync or asyncio)."""
-    code = error.code() if hasattr(error, "code") else None  # type: ignore[attr-defined]
-    details = error.details() if hasattr(error, "details") else str(error)  # type: ignore[attr-defined]
-    return error_from_status(code, details, target, attempts)
+def protocol_error(message: str, attempts: int = 1) -> ServerError:
+    """The server broke the stream protocol (a missing, extra or out-of-order frame)."""
+    return ServerError(f"server error: {message}", code=None, details=message, attempts=attempts)

@@ -1,106 +1,87 @@
-"""Client-side options -> `StylizeRequest`.
+"""Client-side options -> `StylizeRequest`, derived from the proto's descriptor.
 
-Images may be given as a path, encoded bytes, a PIL image or an H×W×3 array
-(anything with `__array_interface__`); in-memory images are sent as PNG so
-nothing is lost. Options use plain Python values (`optimizer="adam"`,
-`content_layers={"relu4_2": 1.0}`); names match the protobuf fields. Ranges are
-not checked here: the server is the one authority on its limits and answers
-INVALID_ARGUMENT naming the field and the limit.
+Every StylizeRequest field is an option of the same name (`stylize.schema.OPTIONS`):
+scalars as plain Python values, enums by name (`optimizer="adam"`, any case) or
+number, layer lists as `{"relu4_2": 1.0}`, `["relu4_2", ("relu3_1", 0.5)]` or
+`"relu4_2:1,relu3_1:0.5"`, images as a path, encoded bytes, a PIL image or an
+array. A new field in the proto is a new keyword here with no edit.
+
+Styles are one image, a `Style(image, weight, mask)`, an `(image, mask)` pair, or
+a list of any of these. Two conveniences are not fields: `style_weights=[...]`
+(the blend weight of each style) and an image given for an enum whose
+`<name>_image` field exists (`init=photo` means init=image, init_image=photo).
+
+Ranges are not checked here: the server is the one authority on its limits and
+answers INVALID_ARGUMENT naming the field and the limit.
 """
 
 from __future__ import annotations
 
-import io
+import enum
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from stylize.v1 import stylize_pb2
 
-ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview | Any
+from .images import ImageInput, image_bytes
+from .schema import BY_NAME, OPTIONS, Kind, OptionField
+
 LayersInput = Mapping[str, float] | Iterable[str | tuple[str, float]] | str
 
-OPTIMIZERS = {"lbfgs": stylize_pb2.OPTIMIZER_LBFGS, "adam": stylize_pb2.OPTIMIZER_ADAM}
-POOLINGS = {"avg": stylize_pb2.POOLING_AVG, "max": stylize_pb2.POOLING_MAX}
-INITS = {
-    "content": stylize_pb2.INIT_CONTENT,
-    "noise": stylize_pb2.INIT_NOISE,
-    "style": stylize_pb2.INIT_STYLE,
-    "image": stylize_pb2.INIT_IMAGE,
-}
-OUTPUT_FORMATS = {
-    "png": stylize_pb2.OUTPUT_FORMAT_PNG,
-    "jpeg": stylize_pb2.OUTPUT_FORMAT_JPEG,
-    "jpg": stylize_pb2.OUTPUT_FORMAT_JPEG,
-    "webp": stylize_pb2.OUTPUT_FORMAT_WEBP,
-}
+# Spellings people type for an enum choice (any enum): --format jpg.
+ALIASES = {"jpg": "jpeg"}
 
-# Scalar options copied as they are onto the request's optional fields.
-_SCALAR_OPTIONS = (
-    "size",
-    "iterations",
-    "learning_rate",
-    "content_weight",
-    "style_weight",
-    "tv_weight",
-    "seed",
-    "style_scale",
-    "preserve_colors",
-    "multiscale",
-    "multiscale_min_size",
-    "progress_interval",
-    "preview_max_side",
-    "quality",
-    "request_id",
-)
-OPTION_NAMES = frozenset(
-    _SCALAR_OPTIONS
-    + ("optimizer", "pooling", "init", "init_image", "output_format", "content_layers", "style_layers", "style_weights")
-)
+# Fields given positionally (content, styles), not as keyword options.
+POSITIONAL = frozenset(o.name for o in OPTIONS if o.kind is Kind.STYLES or o.name == "content")
+CONVENIENCES = frozenset({"style_weights"})
+OPTION_NAMES = frozenset(o.name for o in OPTIONS if o.name not in POSITIONAL) | CONVENIENCES
 
 
-def image_bytes(image: ImageInput, field: str) -> bytes:
-    """Encoded bytes of `image`; raises FileNotFoundError / TypeError naming `field`."""
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        data = bytes(image)
-        if not data:
-            raise ValueError(f"{field}: image bytes are empty")
-        return data
-    if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{field}: no such file: {path}") from None
-        except IsADirectoryError:
-            raise IsADirectoryError(f"{field}: is a directory, not an image: {path}") from None
-    try:
-        from PIL import Image
-    except ImportError as exc:  # pragma: no cover - Pillow is a dependency
-        raise TypeError(f"{field}: in-memory images need Pillow") from exc
-    if not isinstance(image, Image.Image):
-        if hasattr(image, "__array_interface__"):
-            image = Image.fromarray(image)
+@dataclass(frozen=True)
+class Style:
+    """A style image with its blend weight (None: 1.0) and its mask (None: see
+    `unmasked_region`). Masks are grayscale images of any size, stretched to
+    the output: white = this style, black = not."""
+
+    image: ImageInput
+    weight: float | None = None
+    mask: ImageInput | None = None
+
+
+StyleInput = Style | tuple[ImageInput, ImageInput] | ImageInput
+
+
+def as_styles(styles: StyleInput | Sequence[StyleInput]) -> list[Style]:
+    """`styles` as a list of Style. A list or tuple is a sequence of styles;
+    within it, a 2-tuple is an (image, mask) pair."""
+    items = list(styles) if isinstance(styles, (list, tuple)) else [styles]
+    out = []
+    for item in items:
+        if isinstance(item, Style):
+            out.append(item)
+        elif isinstance(item, tuple) and len(item) == 2:
+            out.append(Style(item[0], mask=item[1]))
+        elif isinstance(item, tuple):
+            raise TypeError(f"styles: a tuple is an (image, mask) pair, got {len(item)} items")
         else:
-            raise TypeError(
-                f"{field}: expected a path, encoded bytes, a PIL image or an array, got {type(image).__name__}"
-            )
-    buf = io.BytesIO()
-    # PNG keeps every pixel; RGBA is fine (the server composites alpha onto white).
-    if image.mode not in ("RGB", "RGBA", "L", "LA"):
-        image = image.convert("RGB")
-    image.save(buf, format="PNG")
-    return buf.getvalue()
+            out.append(Style(item))
+    if not out:
+        raise ValueError("styles: give at least one style image")
+    return out
 
 
-def _enum(name: str, value: Any, table: Mapping[str, int]) -> int:
+def enum_value(option: OptionField, value: Any) -> int:
+    """The number of an enum option's value: a name (any case, ALIASES), a number or an Enum member."""
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, bool):
+        raise TypeError(f"{option.name}: expected one of {', '.join(option.choices)}, got {value!r}")
     if isinstance(value, int):
         return value
     key = str(value).lower()
-    if key not in table:
-        raise ValueError(f"{name}: unknown value {value!r}; choose one of {', '.join(sorted(set(table)))}")
-    return table[key]
+    return option.enum_number(ALIASES.get(key, key) if key not in option.choices else key)
 
 
 def parse_layers(name: str, layers: LayersInput) -> list[stylize_pb2.LayerWeight]:
@@ -115,6 +96,8 @@ def parse_layers(name: str, layers: LayersInput) -> list[stylize_pb2.LayerWeight
     for item in items:
         if isinstance(item, str):
             layer, sep, weight = item.partition(":")
+            if not layer.strip():
+                raise ValueError(f"{name}: empty layer name in {item!r}")
             if sep:
                 try:
                     out.append(stylize_pb2.LayerWeight(layer=layer.strip(), weight=float(weight)))
@@ -128,64 +111,96 @@ def parse_layers(name: str, layers: LayersInput) -> list[stylize_pb2.LayerWeight
     return out
 
 
+def _image_enum(option: OptionField) -> OptionField | None:
+    """The enum that an IMAGE option `<name>_image` selects with its "image" choice (init_image -> init)."""
+    partner = BY_NAME.get(option.name.removesuffix("_image"))
+    if option.name.endswith("_image") and partner is not None and "image" in partner.choices:
+        return partner
+    return None
+
+
+def _is_choice(option: OptionField, value: Any) -> bool:
+    if isinstance(value, enum.Enum) or (isinstance(value, int) and not isinstance(value, bool)):
+        return True
+    return isinstance(value, str) and (value.lower() in option.choices or value.lower() in ALIASES)
+
+
+def _set_option(req: stylize_pb2.StylizeRequest, option: OptionField, value: Any) -> None:
+    name = option.name
+    if option.kind is Kind.ENUM:
+        image_field = BY_NAME.get(name + "_image")
+        if image_field is not None and image_field.kind is Kind.IMAGE and not _is_choice(option, value):
+            # An image where a choice was expected: start from that image.
+            setattr(req, name, option.enum_number("image"))
+            getattr(req, image_field.name).data = image_bytes(value, name)
+            return
+        setattr(req, name, enum_value(option, value))
+    elif option.kind is Kind.LAYERS:
+        getattr(req, name).extend(parse_layers(name, value))
+    elif option.kind is Kind.IMAGE:
+        getattr(req, name).data = image_bytes(value, name)
+        partner = _image_enum(option)
+        if partner is not None and getattr(req, partner.name) == 0:  # unset
+            setattr(req, partner.name, partner.enum_number("image"))
+    else:
+        try:
+            setattr(req, name, value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name}: expected a {option.kind.value}, got {value!r} ({exc})") from None
+
+
 def build_request(
     content: ImageInput,
-    styles: ImageInput | Sequence[ImageInput],
+    styles: StyleInput | Sequence[StyleInput],
     **options: Any,
 ) -> stylize_pb2.StylizeRequest:
     """The request for `content` in the style of `styles` with `options`.
 
-    `styles` is one image or a list of them; `style_weights` gives their blend
-    weights (same length). `init` is "content", "noise", "style", "image" (with
-    `init_image`) or an image itself. Options left out or None take the server's
-    defaults. Unknown option names raise TypeError.
+    Options left out or None take the server's defaults; unknown names raise
+    TypeError listing the valid ones. `style_weights` sets each style's blend
+    weight (same length as the styles; not together with Style.weight).
     """
     unknown = sorted(set(options) - OPTION_NAMES)
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(unknown)}; valid: {', '.join(sorted(OPTION_NAMES))}")
     opts = {k: v for k, v in options.items() if v is not None}
-
-    if isinstance(styles, (list, tuple)):
-        style_list = list(styles)
-    else:
-        style_list = [styles]
+    style_list = as_styles(styles)
     weights = opts.pop("style_weights", None)
     if weights is not None:
         weights = [float(w) for w in weights]
         if len(weights) != len(style_list):
             raise ValueError(f"style_weights: {len(weights)} weights given for {len(style_list)} style images")
+        if any(s.weight is not None for s in style_list):
+            raise ValueError("style_weights: give the weights either there or in Style(weight=...), not both")
 
     req = stylize_pb2.StylizeRequest(content=stylize_pb2.Image(data=image_bytes(content, "content")))
     for i, style in enumerate(style_list):
         entry = req.styles.add()
-        entry.image.data = image_bytes(style, f"styles[{i}]")
-        if weights is not None:
-            entry.blend_weight = weights[i]
+        entry.image.data = image_bytes(style.image, f"styles[{i}]")
+        weight = weights[i] if weights is not None else style.weight
+        if weight is not None:
+            entry.blend_weight = float(weight)
+        if style.mask is not None:
+            entry.mask.data = image_bytes(style.mask, f"styles[{i}].mask")
 
-    for name in _SCALAR_OPTIONS:
-        if name in opts:
-            setattr(req, name, opts[name])
-    if "optimizer" in opts:
-        req.optimizer = _enum("optimizer", opts["optimizer"], OPTIMIZERS)  # type: ignore[assignment]
-    if "pooling" in opts:
-        req.pooling = _enum("pooling", opts["pooling"], POOLINGS)  # type: ignore[assignment]
-    if "output_format" in opts:
-        req.output_format = _enum("output_format", opts["output_format"], OUTPUT_FORMATS)  # type: ignore[assignment]
-    if "init" in opts:
-        init = opts["init"]
-        if isinstance(init, str) and init.lower() in INITS:
-            req.init = INITS[init.lower()]  # type: ignore[assignment]
-        elif isinstance(init, int) and not isinstance(init, bool):
-            req.init = init  # type: ignore[assignment]
-        else:  # an image to start from
-            req.init = stylize_pb2.INIT_IMAGE
-            req.init_image.data = image_bytes(init, "init")
-    if "init_image" in opts:
-        req.init_image.data = image_bytes(opts["init_image"], "init_image")
-        if "init" not in opts:
-            req.init = stylize_pb2.INIT_IMAGE
-    if "content_layers" in opts:
-        req.content_layers.extend(parse_layers("content_layers", opts["content_layers"]))
-    if "style_layers" in opts:
-        req.style_layers.extend(parse_layers("style_layers", opts["style_layers"]))
+    # Enums before images, so that an explicit init=... wins over init_image's implied choice.
+    ordered = sorted(opts, key=lambda n: BY_NAME[n].kind is Kind.IMAGE)
+    for name in ordered:
+        _set_option(req, BY_NAME[name], opts[name])
     return req
+
+
+def format_for_path(path: str | os.PathLike[str]) -> str:
+    """Output format for a file name: png (default), jpeg or webp."""
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    return {".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(suffix, "png")
+
+
+def output_format_for(path: str | os.PathLike[str], fmt: Any = None, bit_depth: Any = None) -> Any:
+    """The output format for writing to `path`: `fmt` when given, else from
+    the extension. More than 8 bits per channel exist in PNG only."""
+    chosen = fmt if fmt is not None else format_for_path(path)
+    option = BY_NAME["output_format"]
+    if bit_depth is not None and int(bit_depth) > 8 and enum_value(option, chosen) != option.enum_number("png"):
+        raise ValueError(f"output_bit_depth {bit_depth} needs PNG output, not {chosen} ({os.fspath(path)})")
+    return chosen

@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import cast
 
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 
@@ -142,13 +143,23 @@ class OptionField:
         raise ValueError(f"{self.name}: unknown value {number}")
 
 
+def _spec(fd: FieldDescriptor) -> stylize_pb2.OptionSpec:
+    # The stubs type a generated extension as a plain FieldDescriptor.
+    spec: stylize_pb2.OptionSpec = fd.GetOptions().Extensions[stylize_pb2.option]  # type: ignore[index]
+    return spec
+
+
 def _option(fd: FieldDescriptor) -> OptionField:
-    spec = fd.GetOptions().Extensions[stylize_pb2.option]
+    spec = _spec(fd)
     if fd.type == FieldDescriptor.TYPE_MESSAGE:
+        assert fd.message_type is not None
         kind = _MESSAGE_KINDS[fd.message_type.full_name]
     else:
         kind = _SCALAR_KINDS[fd.type]
-    choices = enum_choices(fd.enum_type) if kind is Kind.ENUM else MappingProxyType({})
+    choices: Mapping[str, int] = MappingProxyType({})
+    if kind is Kind.ENUM:
+        assert fd.enum_type is not None
+        choices = enum_choices(fd.enum_type)
     scope = Scope(stylize_pb2.OptionScope.Name(spec.scope).removeprefix("OPTION_SCOPE_").lower())
     return OptionField(
         name=fd.name,
@@ -162,8 +173,8 @@ def _option(fd: FieldDescriptor) -> OptionField:
 
 
 def _options() -> tuple[OptionField, ...]:
-    fields = stylize_pb2.StylizeRequest.DESCRIPTOR.fields
-    missing = [fd.name for fd in fields if not fd.GetOptions().HasExtension(stylize_pb2.option)]
+    fields = [cast(FieldDescriptor, fd) for fd in stylize_pb2.StylizeRequest.DESCRIPTOR.fields]
+    missing = [fd.name for fd in fields if not fd.GetOptions().HasExtension(stylize_pb2.option)]  # type: ignore[arg-type]
     if missing:  # a new field without (stylize.v1.option) would silently lack a flag
         raise RuntimeError(f"StylizeRequest fields without (stylize.v1.option): {missing}")
     return tuple(_option(fd) for fd in fields)

@@ -9,16 +9,19 @@ job starts rather than after it finished.
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .events import Event, Progress, Result, Started
+from ..events import Event, Progress, Result, Started
+from ..images import decode
 
 GIF_FRAME_MS = 100
 GIF_LAST_FRAME_MS = 2000
 GIF_MAX_SIDE = 512
+# A long run with --save-every 1 would otherwise hold every preview in memory:
+# past this many frames the time-lapse keeps every other one (and so on).
+GIF_MAX_FRAMES = 240
 
 
 class MissingExtra(RuntimeError):
@@ -30,7 +33,7 @@ def require_matplotlib() -> None:
 
     if importlib.util.find_spec("matplotlib") is None:
         raise MissingExtra(
-            "--loss-plot needs matplotlib, which is not installed: pip install 'stylize[plot]' "
+            "--loss-plot needs matplotlib, which is not installed: pip install 'stylize-grpc[plot]' "
             "(or pip install matplotlib)"
         )
 
@@ -49,7 +52,7 @@ class LossHistory:
 class JobRecorder:
     """Collects previews and losses of one job and writes frames, GIF and plot.
 
-    frames_dir:  save previews as frame_0001.png, frame_0002.png, ... there
+    frames_dir:  save previews there as frame_<iteration>.png (frame_0020.png is iteration 20)
     save_every:  keep previews of iterations that are multiples of this (and the last)
     timelapse:   path of the animated GIF, ending on the result
     loss_plot:   path of the loss-curve PNG
@@ -63,7 +66,10 @@ class JobRecorder:
     history: LossHistory = field(default_factory=LossHistory)
     timelapse_frames: int = 0
     _previews: list[bytes] = field(default_factory=list)
+    _stride: int = 1  # keep every _stride-th preview for the time-lapse
+    _seen: int = 0
     _last_scale: int = 0
+    _digits: int = 4
 
     @property
     def wants_previews(self) -> bool:
@@ -72,9 +78,12 @@ class JobRecorder:
     def on_event(self, event: Event) -> str | None:
         """Record one event; returns the path of a frame saved for it, if any."""
         if isinstance(event, Started):
-            self.history = LossHistory()
-            self._previews.clear()
-            self.frames.clear()
+            if not event.reattached:  # the same job, seen again after a lost connection: keep going
+                self.history = LossHistory()
+                self._previews.clear()
+                self._stride, self._seen = 1, 0
+                self.frames.clear()
+            self._digits = max(4, len(str(event.total_iterations)))
             return None
         if not isinstance(event, Progress):
             return None
@@ -93,15 +102,26 @@ class JobRecorder:
         if self.save_every and not last and event.iteration % self.save_every:
             return None
         # The last iteration's preview is the result itself; the GIF ends on the result.
-        if not last:
-            self._previews.append(event.preview)
+        if not last and self.timelapse is not None:
+            self._keep_for_timelapse(event.preview)
         if self.frames_dir is not None:
             self.frames_dir.mkdir(parents=True, exist_ok=True)
-            path = self.frames_dir / f"frame_{len(self.frames) + 1:04d}.png"
+            # Named by iteration, so a frame says where in the run it was taken.
+            path = self.frames_dir / f"frame_{event.iteration:0{self._digits}d}.png"
             path.write_bytes(event.preview)
-            self.frames.append(path)
+            if path not in self.frames:
+                self.frames.append(path)
             return str(path)
         return None
+
+    def _keep_for_timelapse(self, preview: bytes) -> None:
+        self._seen += 1
+        if (self._seen - 1) % self._stride:
+            return
+        self._previews.append(preview)
+        if len(self._previews) >= GIF_MAX_FRAMES:  # thin out evenly: memory stays bounded
+            self._previews = self._previews[::2]
+            self._stride *= 2
 
     def finish(self, result: Result) -> None:
         """Write the GIF and the plot (when asked for) once the result is in."""
@@ -116,12 +136,12 @@ def write_timelapse(path: Path, previews: list[bytes], final_image: bytes) -> in
     image's aspect (longest side <= GIF_MAX_SIDE); returns its frame count."""
     from PIL import Image
 
-    final = Image.open(io.BytesIO(final_image)).convert("RGB")
+    final = decode(final_image, "result").convert("RGB")
     scale = min(1.0, GIF_MAX_SIDE / max(final.size))
     size = (max(1, round(final.width * scale)), max(1, round(final.height * scale)))
     frames = []
-    for data in previews:
-        with Image.open(io.BytesIO(data)) as im:
+    for i, data in enumerate(previews):
+        with decode(data, f"preview {i + 1}") as im:
             frames.append(im.convert("RGB").resize(size, Image.Resampling.LANCZOS))
     frames.append(final.resize(size, Image.Resampling.LANCZOS) if final.size != size else final)
     durations = [GIF_FRAME_MS] * (len(frames) - 1) + [GIF_LAST_FRAME_MS]

@@ -16,12 +16,14 @@ import threading
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from .events import Event, Progress, Queued, Result, Started
+from ..events import Event, Progress, Queued, Result, Started
+from ..schema import StopReason
 
 
 @dataclass
 class JobSummary:
-    """One line of the batch summary table."""
+    """One line of the batch summary table. A partial result is `ok` (its
+    image was written) with `partial` set."""
 
     name: str
     ok: bool
@@ -30,6 +32,45 @@ class JobSummary:
     iterations: int = 0
     error: str = ""
     exit_code: int = 0
+    partial: bool = False
+
+    @property
+    def status(self) -> str:
+        return "FAILED" if not self.ok else "partial" if self.partial else "ok"
+
+
+STOP_REASONS = {
+    StopReason.TIME_LIMIT: "the server's time limit for one job (--max-job-seconds)",
+    StopReason.SHUTDOWN: "the server's shutdown (the end of its drain grace period)",
+    StopReason.DEADLINE: "the call's deadline",
+    StopReason.CLIENT: "a cancel",
+}
+
+
+def partial_note(result: Result) -> str:
+    """Why a result is partial, for people."""
+    why = STOP_REASONS.get(result.stop_reason, result.stop_reason.value)
+    return (
+        f"partial result: stopped by {why} after {result.iterations} of {result.iterations_requested} iterations;"
+        " the image is the best one so far"
+    )
+
+
+def result_notes(result: Result) -> list[str]:
+    """What a reader should know about a result beyond its size and type."""
+    notes = []
+    if not result.complete:
+        notes.append(partial_note(result))
+    if result.flattened_on:
+        notes.append(f"the content's alpha was flattened onto {result.flattened_on} ({result.mime_type} has none)")
+    elif result.alpha:
+        notes.append("the image keeps the content's alpha channel")
+    return notes
+
+
+def _describe(result: Result) -> str:
+    depth = f", {result.bit_depth}-bit" if result.bit_depth != 8 else ""
+    return f"{result.width}x{result.height} {result.mime_type}{depth}"
 
 
 def _fmt_loss(x: float) -> str:
@@ -41,6 +82,14 @@ def _fmt_seconds(s: float) -> str:
         return f"{s:.1f}s"
     m, s = divmod(round(s), 60)
     return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
+
+
+def _counts(jobs: list[JobSummary]) -> str:
+    ok = sum(j.ok and not j.partial for j in jobs)
+    partial = sum(j.partial for j in jobs)
+    failed = sum(not j.ok for j in jobs)
+    text = f"{ok} of {len(jobs)} succeeded, {failed} failed"
+    return text + (f", {partial} partial" if partial else "")
 
 
 class Display:
@@ -100,12 +149,14 @@ class JsonDisplay(Display):
             {
                 "event": "summary",
                 "total": len(jobs),
-                "succeeded": sum(j.ok for j in jobs),
+                "succeeded": sum(j.ok and not j.partial for j in jobs),
+                "partial": sum(j.partial for j in jobs),
                 "failed": sum(not j.ok for j in jobs),
                 "jobs": [
                     {
                         "input": j.name,
                         "ok": j.ok,
+                        "partial": j.partial,
                         "output": j.output or None,
                         "seconds": round(j.seconds, 3),
                         "iterations": j.iterations,
@@ -133,6 +184,8 @@ class PlainDisplay(Display):
     def event(self, name: str, event: Event, extra: dict[str, Any] | None = None) -> None:
         if isinstance(event, Queued):
             self._line(name, f"queued: position {event.position} of {event.queue_depth}")
+        elif isinstance(event, Started) and event.reattached:
+            self._line(name, "reattached to the running job after a lost connection")
         elif isinstance(event, Started):
             scales = ", ".join(f"{s}px x{i}" for s, i in zip(event.scale_sizes, event.scale_iterations))
             self._line(
@@ -153,11 +206,13 @@ class PlainDisplay(Display):
 
     def done(self, name: str, result: Result, info: dict[str, Any]) -> None:
         text = (
-            f"done: wrote {info['output']} ({result.width}x{result.height} {result.mime_type}) in"
+            f"done: wrote {info['output']} ({_describe(result)}) in"
             f" {_fmt_seconds(info['wall_seconds'])} (queue {_fmt_seconds(result.queue_wait_seconds)},"
             f" compute {_fmt_seconds(result.compute_seconds)}), final loss {_fmt_loss(result.losses.total)}"
         )
         self._line(name, text)
+        for note in result_notes(result):
+            self._line(name, note)
         for key, label in (("timelapse", "time-lapse"), ("loss_plot", "loss plot"), ("frames_dir", "frames")):
             if info.get(key):
                 self._line(name, f"{label}: {info[key]}")
@@ -167,14 +222,12 @@ class PlainDisplay(Display):
             self._line(name, f"failed ({code}): {message}")
 
     def summary(self, jobs: list[JobSummary]) -> None:
-        ok = sum(j.ok for j in jobs)
         width = max((len(j.name) for j in jobs), default=5)
         with self.lock:
-            self.out.write(f"\nsummary: {ok} of {len(jobs)} succeeded, {len(jobs) - ok} failed\n")
+            self.out.write(f"\nsummary: {_counts(jobs)}\n")
             for j in jobs:
-                status = "ok" if j.ok else "FAILED"
                 detail = j.output if j.ok else j.error
-                self.out.write(f"  {j.name:<{width}}  {status:<6}  {_fmt_seconds(j.seconds):>7}  {detail}\n")
+                self.out.write(f"  {j.name:<{width}}  {j.status:<7}  {_fmt_seconds(j.seconds):>7}  {detail}\n")
             self.out.flush()
 
     def message(self, text: str) -> None:
@@ -244,6 +297,8 @@ class RichDisplay(Display):
             task = self._task(name)
             if isinstance(event, Queued):
                 self.progress.update(task, losses=f"queued: position {event.position} of {event.queue_depth}")
+            elif isinstance(event, Started) and event.reattached:
+                self.progress.update(task, losses="reattached after a lost connection")
             elif isinstance(event, Started):
                 self.progress.update(
                     task, total=event.total_iterations, completed=0, losses=f"started {event.width}x{event.height}"
@@ -262,17 +317,21 @@ class RichDisplay(Display):
     def done(self, name: str, result: Result, info: dict[str, Any]) -> None:
         with self.lock:
             task = self._task(name)
+            colour, state = ("green", "done") if result.complete else ("yellow", "partial")
             self.progress.update(
                 task,
                 completed=result.iterations,
-                total=result.iterations,
-                description=f"[green]{self._label(name)}",
-                losses=f"[green]done[/green] loss {_fmt_loss(result.losses.total)}",
+                total=result.iterations_requested or result.iterations,
+                description=f"[{colour}]{self._label(name)}",
+                losses=f"[{colour}]{state}[/{colour}] loss {_fmt_loss(result.losses.total)}",
             )
             self.console.print(
-                f"[green]wrote[/green] {info['output']} ({result.width}x{result.height} {result.mime_type}),"
-                f" queue {_fmt_seconds(result.queue_wait_seconds)}, compute {_fmt_seconds(result.compute_seconds)}"
+                f"[{colour}]wrote[/{colour}] {info['output']} ({_describe(result)}),"
+                f" queue {_fmt_seconds(result.queue_wait_seconds)}, compute {_fmt_seconds(result.compute_seconds)}",
+                highlight=False,
             )
+            for note in result_notes(result):
+                self.console.print(f"  {note}", highlight=False)
             for key, label in (("timelapse", "time-lapse"), ("loss_plot", "loss plot"), ("frames_dir", "frames")):
                 if info.get(key):
                     self.console.print(f"  {label}: {info[key]}")
@@ -292,16 +351,15 @@ class RichDisplay(Display):
         for j in jobs:
             table.add_row(
                 j.name,
-                "[green]ok" if j.ok else "[red]FAILED",
+                {"ok": "[green]ok", "partial": "[yellow]partial"}.get(j.status, "[red]FAILED"),
                 _fmt_seconds(j.seconds),
                 str(j.iterations) if j.ok else "",
                 j.output if j.ok else j.error,
             )
-        ok = sum(j.ok for j in jobs)
         with self.lock:
             self.progress.stop()
             self.console.print(table)
-            self.console.print(f"{ok} of {len(jobs)} succeeded, {len(jobs) - ok} failed")
+            self.console.print(_counts(jobs))
 
     def message(self, text: str) -> None:
         with self.lock:
