@@ -106,7 +106,8 @@ class Result:
 
     @functools.cached_property
     def image(self) -> np.ndarray:
-        return np.clip(np.rint(self.pixels), 0, 255).astype(np.uint8)
+        rounded: np.ndarray = np.clip(np.rint(self.pixels), 0, 255).astype(np.uint8)
+        return rounded
 
     @property
     def shape(self) -> tuple[int, int]:
