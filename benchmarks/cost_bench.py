@@ -4,7 +4,7 @@ and tiled, in float32 and bfloat16. Each measurement runs in its own process
 (tiling_bench's worker): memory is the process's peak RSS above the loaded,
 traced engine (CPU) or TensorFlow's peak device memory (GPU); seconds are the
 mean of a few iterations after tracing. `fit` prints the profile figures that
-would make the model match (what cost.PROFILES holds).
+would make the model match (what profiles.PROFILES holds).
 
     python -m benchmarks.cost_bench [--sides 256,512,768,1024] [--tiled-sides 1024,1536]
 """

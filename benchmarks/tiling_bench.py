@@ -177,13 +177,13 @@ def _tiled_fields(name: str) -> dict[str, int]:
 
 
 def estimate_only(megapixels: float, name: str, precision: str) -> dict[str, Any]:
-    from stylize_server import cost
+    from stylize_server import cost, profiles
     from stylize_server.options import InputShapes, JobOptions, Scale, resolve
 
     side = side_for(megapixels)
     shapes = InputShapes((side, side), ((side, side),), (None,), (1.0,))
     options = resolve(JobOptions(size=side, iterations=1, multiscale=False, lbfgs_history=HISTORY))
-    profile = cost.profile_for("CPU", precision)
+    profile = profiles.profile_for("CPU", precision)
     scale = cost.scale_estimate(options, shapes, Scale(side, 1), 1, profile, tiling_for(name, side), HISTORY)
     return {
         "estimated_bytes": scale.device_memory_bytes,

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from stylize_server import cost
+from stylize_server import cost, profiles
 from stylize_server.errors import TooLarge
 from stylize_server.options import InputShapes, JobOptions, Optimizer, Scale, resolve
 
-F32 = cost.profile_for("CPU", "float32")
-BF16 = cost.profile_for("CPU", "bfloat16")
+F32 = profiles.profile_for("CPU", "float32")
+BF16 = profiles.profile_for("CPU", "bfloat16")
 
 
 def shapes(side: int, styles: int = 1) -> InputShapes:
@@ -22,7 +22,7 @@ def options(side: int, **kw) -> JobOptions:
     return resolve(JobOptions(size=side, multiscale=False, iterations=10, **kw))
 
 
-def one_scale(side: int, tiling: cost.Tiling, history: int = 20, profile: cost.Profile = F32, **kw):
+def one_scale(side: int, tiling: cost.Tiling, history: int = 20, profile: profiles.Profile = F32, **kw):
     return cost.scale_estimate(options(side, **kw), shapes(side), Scale(side, 10), 1, profile, tiling, history)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from . import cost, images, prepare, regions, targets
+from . import cost, images, prepare, profiles, regions, targets
 from .device import describe_device, enable_memory_growth, measure_precisions
 from .layout import Pooling
 from .objective import LossSpec, Objective
@@ -106,7 +106,7 @@ class Engine:
             precision=self.precision.value,
             precision_reason=choice.reason,
         )
-        self.profile = cost.profile_for(kind, self.precision.value)
+        self.profile = profiles.profile_for(kind, self.precision.value)
         log.info(
             "engine ready: vgg19 weights=%s random=%s pooling=%s device=%s (%s) precision=%s (%s) in %.2fs",
             weights,
