@@ -13,7 +13,7 @@ PORT   ?= 50051
 METRICS_PORT ?= 9090
 IMAGE  ?= stylize
 VARIANT ?= gpu
-TAG    ?= 0.1.0-$(VARIANT)
+TAG    ?= 0.2.0-$(VARIANT)
 
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
