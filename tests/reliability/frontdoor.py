@@ -33,7 +33,12 @@ from tests.support.streams import HeaderOnlyStreams, error_reason, health_latenc
 from .harness import Profile, ScenarioResult, ServerProc, make_request, ms, rng_for, scenario, spawn_server, stylize
 
 TOKEN = "reliability-token"
-HEALTH_P99 = 0.1
+# Health answers from the event loop while TensorFlow's threads, at a lower
+# priority, keep both cores busy with the scenario's jobs: p99 is 2-40 ms on a
+# quiet 2-core machine, 200-300 ms when other processes load it too, and a
+# frozen server (the failure this guards against) takes seconds. The bound
+# leaves room for a shared CI runner; the figures report the measured p99.
+HEALTH_P99 = 0.5
 BOMB_SIDE = 6320
 BOMB_BOUND_MB = 300.0
 
@@ -41,7 +46,8 @@ BOMB_BOUND_MB = 300.0
 def _health(res: ScenarioResult, server: ServerProc, n: int, label: str) -> None:
     latencies = health_latencies(server.address, n)
     res.figures[f"health_p99_ms_{label}"] = ms(p99(latencies))
-    res.check(f"health p99 < 100 ms {label}", p99(latencies) < HEALTH_P99, f"{ms(p99(latencies))} ms")
+    bound = f"health p99 < {HEALTH_P99 * 1000:.0f} ms {label}"
+    res.check(bound, p99(latencies) < HEALTH_P99, f"{ms(p99(latencies))} ms")
 
 
 def run_header_only(profile: Profile) -> ScenarioResult:
