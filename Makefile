@@ -69,7 +69,7 @@ monitoring-check: $(VENV)/.installed ## promtool: check and unit-test the alert 
 	$(PY) -m pytest tests/test_monitoring.py tests/test_monitoring_dashboard.py -q
 
 k8s-validate: $(VENV)/.installed ## render every kustomize overlay and validate it offline
-	$(PY) -m pytest tests/test_k8s.py -q
+	$(PY) -m pytest tests/test_k8s_*.py -q
 
 docker-build: ## build the GPU image (VARIANT=cpu for the CPU one); needs a Docker engine and internet
 	DOCKER_BUILDKIT=1 docker build -f deploy/docker/Dockerfile --build-arg VARIANT=$(VARIANT) -t $(IMAGE):$(TAG) .

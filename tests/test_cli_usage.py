@@ -19,7 +19,8 @@ from stylize.cli import EXIT_OK, EXIT_USAGE, main
 from stylize.images import ACCEPTED_FORMATS, ImageError, decode
 from tests.support.cli import cli_env, error_lines, run_cli
 from tests.support.images import garbage_bytes, png_bytes
-from tests.support.server import free_port, server_command
+from tests.support.process import server_command
+from tests.support.server import free_port
 
 ACCEPTED = "accepted: PNG, JPEG, WebP, BMP, GIF or TIFF"
 

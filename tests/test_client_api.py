@@ -1,6 +1,7 @@
 """The Python client (sync and asyncio) against a real in-process server on
 127.0.0.1 with random weights, at 32-48 px: events, image inputs, errors,
-retries, deadlines, cancellation, dns:/// targets.
+deadlines, cancellation, dns:/// targets, a token. Retries and a busy server
+are in test_client_api_retry.py.
 """
 
 from __future__ import annotations
@@ -17,34 +18,24 @@ from PIL import Image
 from stylize import (
     AsyncStyleTransferClient,
     Cancelled,
-    ConnectError,
     DeadlineExceeded,
     ErrorReason,
     InvalidArgument,
     NotFound,
-    Overloaded,
     Progress,
-    Queued,
     Result,
-    RetryPolicy,
     Started,
     StopReason,
     Style,
     StyleTransferClient,
     TooLarge,
     Unauthenticated,
-    Unavailable,
 )
-from tests.support.client import hold_slot
-from tests.support.images import bomb_png, encode, garbage_bytes, image_array, png_bytes
+from tests.support.client import CONTENT, FAST, STYLE, kinds
+from tests.support.images import bomb_png, encode, garbage_bytes, image_array
 from tests.support.metrics import scrape, value, wait_for_value
-from tests.support.server import free_port, running_server
+from tests.support.server import running_server
 
-# Small, fast jobs; multiscale_min_size is given so that a test server with a
-# small max_side accepts it whatever its default coarsest scale.
-FAST = {"size": 32, "iterations": 4, "progress_interval": 1, "multiscale_min_size": 32}
-CONTENT = png_bytes(40, 32, seed=1)
-STYLE = png_bytes(32, 32, seed=2)
 _LEFT = np.zeros((32, 40), np.uint8)
 _LEFT[:, :20] = 255
 MASK_LEFT, MASK_RIGHT = encode(_LEFT), encode(255 - _LEFT)
@@ -60,10 +51,6 @@ def server():
 def client(server):
     with StyleTransferClient(server.address, timeout=120) as c:
         yield c
-
-
-def kinds(events) -> list[str]:
-    return [type(e).__name__ for e in events]
 
 
 def test_sync_stream_yields_typed_events_in_order(client):
@@ -198,33 +185,6 @@ def test_results_say_how_the_job_went_and_carry_the_request_id(client):
     assert (result.chunks, result.bit_depth, result.alpha, result.flattened_on) == (1, 8, False, "")
 
 
-def test_a_loading_server_is_retried_until_it_serves(engine):
-    release = threading.Event()
-
-    def slow_loader(config):
-        release.wait(60)
-        return engine
-
-    with running_server(engine_loader=slow_loader, wait_ready=False) as srv:
-        with (
-            StyleTransferClient(srv.address, retry=RetryPolicy.none(), timeout=30) as impatient,
-            pytest.raises(Unavailable) as info,
-        ):
-            list(impatient.stylize(CONTENT, STYLE, **FAST))
-        assert info.value.reason is ErrorReason.LOADING and not isinstance(info.value, ConnectError)
-        refused = value(scrape(srv.metrics_port), "stylize_requests_total", code="UNAVAILABLE")
-        outcome: dict[str, object] = {}
-        policy = RetryPolicy(max_attempts=100, initial_backoff=0.05, max_backoff=0.2)
-        with StyleTransferClient(srv.address, retry=policy, timeout=120) as patient:
-            stream = patient.stylize(CONTENT, STYLE, **FAST)
-            runner = threading.Thread(target=lambda: outcome.update(events=list(stream)))
-            runner.start()
-            wait_for_value(srv.metrics_port, "stylize_requests_total", lambda v: v >= refused + 1, code="UNAVAILABLE")
-            release.set()
-            runner.join(120)
-        assert isinstance(outcome["events"][-1], Result) and stream.attempts >= 2  # type: ignore[index]
-
-
 def test_unknown_option_and_mismatched_style_weights_fail_locally(client):
     with pytest.raises(TypeError, match="colour"):
         client.stylize(CONTENT, STYLE, colour=True)
@@ -250,17 +210,6 @@ def test_cancel_from_another_thread_stops_the_job_on_the_server(server, client):
     wait_for_value(server.metrics_port, "stylize_jobs_stopped_total", lambda v: v >= before + 1, reason="client")
 
 
-def test_cannot_connect_raises_connect_error_after_the_retries():
-    port = free_port()
-    policy = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02)
-    with StyleTransferClient(f"127.0.0.1:{port}", retry=policy, timeout=30) as client:
-        stream = client.stylize(CONTENT, STYLE, **FAST)
-        with pytest.raises(ConnectError) as info:
-            list(stream)
-    assert stream.attempts == 3 and info.value.attempts == 3
-    assert f"127.0.0.1:{port}" in str(info.value)
-
-
 def test_dns_target_with_round_robin(server):
     with StyleTransferClient(f"dns:///localhost:{server.port}", timeout=120) as client:
         assert client.health() == "SERVING"
@@ -279,77 +228,6 @@ def test_token_is_sent_and_a_wrong_one_is_refused(tmp_path):
             list(bad.stylize(CONTENT, STYLE, **FAST))
         with StyleTransferClient(srv.address, timeout=60) as anonymous, pytest.raises(Unauthenticated):
             anonymous.server_info()
-
-
-def _start_blocker(address: str):
-    """A long job holding the only slot; returns (stream, thread, errors)."""
-    return hold_slot(address, CONTENT, STYLE, **dict(FAST, iterations=4000))
-
-
-def test_retry_on_resource_exhausted_succeeds_once_the_server_frees_up():
-    with running_server(max_concurrent_jobs=1, queue_size=0) as srv:
-        blocker, thread, errors = _start_blocker(srv.address)
-        rejected_before = value(scrape(srv.metrics_port), "stylize_requests_total", code="RESOURCE_EXHAUSTED")
-
-        # Without retries the full server answers at once.
-        with (
-            StyleTransferClient(srv.address, retry=RetryPolicy.none(), timeout=60) as impatient,
-            pytest.raises(Overloaded) as info,
-        ):
-            list(impatient.stylize(CONTENT, STYLE, **FAST))
-        assert "queue is full" in info.value.details
-
-        policy = RetryPolicy(max_attempts=200, initial_backoff=0.05, max_backoff=0.2)
-        outcome: dict[str, object] = {}
-        with StyleTransferClient(srv.address, retry=policy, timeout=120) as patient:
-            stream = patient.stylize(CONTENT, STYLE, **FAST)
-
-            def run() -> None:
-                outcome["events"] = list(stream)
-
-            runner = threading.Thread(target=run)
-            runner.start()
-            # Free the slot only once the patient client has been turned away too.
-            wait_for_value(
-                srv.metrics_port,
-                "stylize_requests_total",
-                lambda v: v >= rejected_before + 2,
-                code="RESOURCE_EXHAUSTED",
-            )
-            blocker.cancel()
-            runner.join(120)
-        thread.join(30)
-        assert isinstance(outcome["events"][-1], Result)  # type: ignore[index]
-        assert stream.attempts >= 2
-        assert errors and isinstance(errors[0], Cancelled)
-
-
-def test_queued_events_come_first_while_the_job_waits():
-    with running_server(max_concurrent_jobs=1, queue_size=2) as srv:
-        blocker, thread, _errors = _start_blocker(srv.address)
-        events: list[object] = []
-        queued = threading.Event()
-        with StyleTransferClient(srv.address, timeout=120) as waiting:
-            stream = waiting.stylize(CONTENT, STYLE, **FAST)
-
-            def run() -> None:
-                for event in stream:
-                    events.append(event)
-                    if isinstance(event, Queued):
-                        queued.set()
-
-            runner = threading.Thread(target=run)
-            runner.start()
-            assert queued.wait(60)
-            blocker.cancel()
-            runner.join(120)
-        thread.join(30)
-    names = kinds(events)
-    first_started = names.index("Started")
-    assert first_started >= 1 and set(names[:first_started]) == {"Queued"}
-    assert events[0] == Queued(position=1, queue_depth=1)
-    assert names[-1] == "Result"
-    assert events[first_started].queue_wait_seconds > 0
 
 
 def test_asyncio_cancellation_and_errors(server):
@@ -375,27 +253,6 @@ def test_asyncio_cancellation_and_errors(server):
 
     before = asyncio.run(main())
     wait_for_value(server.metrics_port, "stylize_jobs_stopped_total", lambda v: v >= before + 1, reason="client")
-
-
-# ------------------------------------------------------------ no server needed
-
-
-def test_retry_policy_full_jitter_bounds_and_the_server_delay_as_floor():
-    import random
-
-    policy = RetryPolicy(max_attempts=4, initial_backoff=0.5, max_backoff=3.0, multiplier=2.0, max_server_delay=5.0)
-    rng = random.Random(1)
-    for attempt, bound in ((1, 0.5), (2, 1.0), (3, 2.0), (4, 3.0), (9, 3.0)):
-        delays = [policy.delay(attempt, rng=rng) for _ in range(200)]
-        assert all(0.0 <= d <= bound for d in delays)
-        assert max(delays) > bound * 0.8 and min(delays) < bound * 0.2  # spread over the whole range
-        # RetryInfo's delay is the floor of the wait, whatever the jitter drew ...
-        floored = [policy.delay(attempt, 1.25, rng) for _ in range(200)]
-        assert all(max(1.25, 0.0) <= d <= max(bound, 1.25) for d in floored)
-        # ... and a server cannot park the client longer than max_server_delay.
-        assert all(policy.delay(attempt, 3600.0, rng) == 5.0 for _ in range(20))
-    with pytest.raises(ValueError):
-        RetryPolicy(max_attempts=0)
 
 
 def test_in_memory_images_are_sent_as_lossless_png():

@@ -11,7 +11,8 @@ import pytest
 
 from stylize.v1 import stylize_pb2 as pb
 from stylize_server.layout import RELU_LAYERS
-from tests.support.server import server_process, small_request
+from tests.support.process import server_process
+from tests.support.server import small_request
 
 LISTS = 60
 WARM = 12  # more than the cache holds (8 by default): every later list evicts one

@@ -2,7 +2,7 @@
 Grafana draws as meant, queries that promtool parses and that return data on
 the series a scrape really has, only metrics that exist, and a panel for each
 question an operator asks (load against capacity, waits, durations, outcomes,
-memory, pods). The ConfigMap form is checked in test_k8s.py."""
+memory, pods). The ConfigMap form is checked in test_k8s_probes.py."""
 
 from __future__ import annotations
 

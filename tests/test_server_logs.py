@@ -14,7 +14,8 @@ import pytest
 
 from stylize.v1 import stylize_pb2_grpc
 from stylize_server.logs import JsonFormatter, TextFormatter, quote
-from tests.support.server import ROOT, server_process, small_request
+from tests.support.process import server_process
+from tests.support.server import ROOT, small_request
 
 
 @pytest.mark.slow

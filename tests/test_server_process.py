@@ -11,7 +11,8 @@ import grpc
 import pytest
 
 from stylize.v1 import stylize_pb2_grpc
-from tests.support.server import StreamReader, is_kind, server_process, small_request
+from tests.support.process import server_process
+from tests.support.server import StreamReader, is_kind, small_request
 
 
 @pytest.mark.slow
@@ -56,7 +57,7 @@ def test_bad_weights_exit_1_with_a_clear_message(tmp_path):
 
 
 def test_version_answers_without_loading_anything():
-    from tests.support.server import server_command
+    from tests.support.process import server_command
 
     done = subprocess.run([*server_command(), "--version"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -19,7 +19,7 @@ a shared CI machine are noise, not properties.
 
 Modules: `harness` (server subprocess, calls, profiles, results), `load`
 (load and overload), `cancel` (cancellation storm), `faults` (SIGTERM,
-SIGKILL, stalled and slow clients), `fuzz` (malformed requests), `memory`
-(memory over time), `security` (auth, mTLS, secrets in logs, message limit),
-`run` (the full run).
+SIGKILL, stalled and slow clients), `fuzz` (malformed requests, built by
+`malformed`), `memory` (memory over time), `security` (auth, mTLS, secrets in
+logs, message limit), `run` (the full run).
 """

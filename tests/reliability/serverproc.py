@@ -24,7 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from stylize.v1 import stylize_pb2 as pb
 from stylize.v1 import stylize_pb2_grpc as pb_grpc
 from tests.support.metrics import scrape, value
-from tests.support.server import server_command
+from tests.support.process import server_command
 
 WEIGHTS = "random:0"
 SERVICE = "stylize.v1.StyleTransfer"

@@ -1,36 +1,27 @@
-"""Real stylize servers for tests, on 127.0.0.1 with free ports.
-
-In-process (fast; shares one already-loaded random-weights Engine):
+"""Real stylize servers in this test process, on 127.0.0.1 with free ports,
+sharing one already-loaded random-weights Engine:
 
     from tests.support.server import running_server, small_request
     with running_server(max_concurrent_jobs=1) as srv:      # any ServerConfig field
         frames = list(srv.stub().Stylize(small_request(), timeout=60))
         srv.metrics_port, srv.address, srv.channel(), srv.server (the Server)
 
-As a subprocess of `stylize-server` (for signals and exit codes):
-
-    from tests.support.server import server_process
-    with server_process("--max-concurrent-jobs", "1") as proc:
-        proc.address, proc.metrics_port, proc.popen, proc.records (parsed JSON log lines)
-        proc.popen.send_signal(signal.SIGTERM); proc.wait_exit(60)
+A `stylize-server` subprocess (for signals and exit codes) is in
+tests/support/process.py.
 
 Requests: `small_request(**fields)` builds a StylizeRequest with a 40x32
 content image and a 32x32 style image at size 32, 5 iterations, progress every
 iteration; keyword arguments set any StylizeRequest field (e.g. size=64,
-iterations=2000, output_format=stylize_pb2.OUTPUT_FORMAT_JPEG).
+iterations=2000, output_format=stylize_pb2.OUTPUT_FORMAT_JPEG). `long_request`
+runs for minutes unless stopped; `StreamReader` reads a call's frames on a
+thread so a test can wait for a frame instead of for wall time.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import pathlib
-import shutil
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -191,133 +182,6 @@ def small_request(**fields: Any) -> stylize_pb2.StylizeRequest:
 
 def frame_kinds(frames: list[stylize_pb2.StylizeResponse]) -> list[str]:
     return [f.WhichOneof("frame") for f in frames]
-
-
-# ------------------------------------------------------------- subprocess
-@dataclass
-class ServerProcess:
-    """A `stylize-server` child process and what it logged (JSON lines)."""
-
-    popen: subprocess.Popen
-    port: int = 0
-    metrics_port: int = 0
-    lines: list[str] = field(default_factory=list)
-    records: list[dict] = field(default_factory=list)
-    _changed: threading.Condition = field(default_factory=threading.Condition)
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def _read(self) -> None:
-        assert self.popen.stderr is not None
-        for raw in self.popen.stderr:
-            line = raw.rstrip("\n")
-            with self._changed:
-                self.lines.append(line)
-                if line.startswith("{"):
-                    try:
-                        self.records.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        pass
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    def wait_for_event(self, event: str, timeout: float = 120) -> dict:
-        """The first log record with this `event`; raises with the log on timeout or exit."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for rec in self.records:
-                    if rec.get("event") == event:
-                        return rec
-                if self.popen.poll() is not None and self.popen.stderr is not None and self.popen.stderr.closed:
-                    break
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._changed.wait(min(left, 0.5))
-                if self.popen.poll() is not None and not any(r.get("event") == event for r in self.records):
-                    # Give the reader a moment to drain the pipe, then give up.
-                    self._changed.wait(0.5)
-                    if not any(r.get("event") == event for r in self.records):
-                        break
-        tail = "\n".join(self.lines[-40:])
-        raise AssertionError(f"server never logged {event!r} (exit code {self.popen.poll()}); log tail:\n{tail}")
-
-    def wait_exit(self, timeout: float = 60) -> int:
-        return self.popen.wait(timeout)
-
-
-def server_command() -> list[str]:
-    exe = shutil.which("stylize-server", path=str(pathlib.Path(sys.executable).parent))
-    if exe:
-        return [exe]
-    return [sys.executable, "-m", "stylize_server.app"]
-
-
-@contextlib.contextmanager
-def server_process(
-    *args: str, env: dict[str, str] | None = None, ready_timeout: float = 120
-) -> Iterator[ServerProcess]:
-    """Run `stylize-server --host 127.0.0.1 --port 0 --metrics-port 0
-    --log-format json --weights random:0 *args`, wait until it logs "serving"
-    (ports are read from that line), yield it, and kill it on exit if it is
-    still running. Extra `args` come last and so win over those flags (e.g.
-    "--weights", path); the fixed flags win over `env` (a rendered ConfigMap
-    may name a weights file that is not on this machine).
-
-    Other test defaults come as environment variables, so that both `env` and
-    `args` override them: STYLIZE_WARMUP_SIZES=32, STYLIZE_MAX_PIXELS=16384,
-    STYLIZE_MAX_SIDE=256, STYLIZE_GRACE_SECONDS=60, STYLIZE_PRECISION=float32
-    (auto measures both precisions at start-up: seconds every test)."""
-    cmd = server_command() + [
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--metrics-port",
-        "0",
-        "--log-format",
-        "json",
-        "--weights",
-        TEST_WEIGHTS,
-        *args,
-    ]
-    child_env = dict(os.environ)
-    child_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    child_env.update(
-        {
-            "STYLIZE_WARMUP_SIZES": str(TEST_SIZE),
-            "STYLIZE_MAX_PIXELS": str(128 * 128),
-            "STYLIZE_MAX_SIDE": "256",
-            "STYLIZE_GRACE_SECONDS": "60",
-            "STYLIZE_PRECISION": "float32",
-        }
-    )
-    child_env.update(env or {})
-    popen = subprocess.Popen(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env,
-        cwd=ROOT,
-    )
-    proc = ServerProcess(popen)
-    reader = threading.Thread(target=proc._read, name="server-log-reader", daemon=True)
-    reader.start()
-    try:
-        ready = proc.wait_for_event("serving", ready_timeout)
-        proc.port, proc.metrics_port = int(ready["port"]), int(ready["metrics_port"])
-        yield proc
-    finally:
-        if popen.poll() is None:
-            popen.send_signal(signal.SIGKILL)
-            popen.wait(10)
-        reader.join(timeout=5)
 
 
 # ----------------------------------------------------------- stream reader
