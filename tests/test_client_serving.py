@@ -28,18 +28,29 @@ from tests.support.images import png_bytes
 from tests.support.metrics import scrape, value
 from tests.support.server import running_server
 
-FAST = {"size": 40, "iterations": 4, "progress_interval": 1, "multiscale_min_size": 32}
-STYLE = png_bytes(32, 32, seed=2)
-RETRY = RetryPolicy(max_attempts=4, initial_backoff=0.01, max_backoff=0.05)
+# The server's message limit is its floor, 64 KiB: requests of flat images
+# and a 16 px style fit in it, and results of 240x200 that start from noise
+# (about 100-140 KiB as PNG) do not, so they come in chunks.
+MESSAGE_BYTES = 64 * 1024
+FAST = {"size": 48, "iterations": 4, "progress_interval": 1, "multiscale_min_size": 32}
+BIG = dict(FAST, size=240, init="noise")
+BIG_SHAPE = (240, 200)
+STYLE = png_bytes(16, 16, seed=2)
 
 
-def rgba_png() -> bytes:
-    rng = np.random.default_rng(7)
-    pixels = rng.integers(0, 256, (32, 40, 4), dtype=np.uint8)
-    pixels[:, :10, 3] = 0  # a transparent band, partly transparent noise elsewhere
+def flat_png(mode: str = "RGB") -> bytes:
+    # At the output's size, so that the alpha comes back unresized (bit-exact).
+    pixels = np.full((BIG_SHAPE[1], BIG_SHAPE[0], len(mode)), 120, np.uint8)
+    if mode == "RGBA":
+        pixels[:, :, 3] = (np.arange(BIG_SHAPE[0]) % 256).astype(np.uint8)[None, :]  # a ramp, 0 at the left edge
+        pixels[:40, :, 3] = 0
     buf = io.BytesIO()
-    Image.fromarray(pixels, "RGBA").save(buf, format="PNG")
+    Image.fromarray(pixels, mode).save(buf, format="PNG")
     return buf.getvalue()
+
+
+CONTENT = flat_png()
+RETRY = RetryPolicy(max_attempts=4, initial_backoff=0.01, max_backoff=0.05)
 
 
 def alpha_of(data: bytes) -> np.ndarray:
@@ -57,38 +68,39 @@ def last_result(events: Iterable[object]) -> Result:
 
 @pytest.fixture(scope="module")
 def server():
-    # A 2 KiB message limit: every result of these jobs comes in chunks.
-    with running_server(max_concurrent_jobs=2, queue_size=8, max_message_mb=2 / 1024) as srv:
+    with running_server(
+        max_concurrent_jobs=2, queue_size=8, max_message_mb=MESSAGE_BYTES / 2**20, max_pixels=256 * 256
+    ) as srv:
         yield srv
 
 
 def test_alpha_is_kept_in_png_and_flattened_for_jpeg_through_the_client(server):
-    content = rgba_png()
+    content = flat_png("RGBA")
     with StyleTransferClient(server.address, timeout=120) as client:
-        png = last_result(client.stylize(content, STYLE, **FAST))
-        jpeg = last_result(client.stylize(content, STYLE, output_format="jpeg", **FAST))
+        png = last_result(client.stylize(content, STYLE, **BIG))
+        jpeg = last_result(client.stylize(content, STYLE, output_format="jpeg", **BIG))
     assert png.alpha and png.flattened_on == "" and png.chunks > 1
     assert np.array_equal(alpha_of(png.image), alpha_of(content))  # bit-exact
     assert not jpeg.alpha and jpeg.flattened_on == "#ffffff"
     with Image.open(io.BytesIO(jpeg.image)) as img:
-        assert img.mode == "RGB" and img.size == (40, 32)
+        assert img.mode == "RGB" and img.size == BIG_SHAPE
 
 
 def test_chunked_results_are_reassembled_by_both_clients(server):
     with StyleTransferClient(server.address, timeout=120) as client:
-        sync = last_result(client.stylize(png_bytes(40, 32, seed=1), STYLE, **FAST))
+        sync = last_result(client.stylize(CONTENT, STYLE, **BIG))
 
     async def run() -> Result:
         async with AsyncStyleTransferClient(server.address, timeout=120) as client:
-            events = [e async for e in client.stylize(png_bytes(40, 32, seed=1), STYLE, **FAST)]
+            events = [e async for e in client.stylize(CONTENT, STYLE, **BIG)]
             return last_result(events)
 
     aio = asyncio.run(run())
     for result in (sync, aio):
-        assert result.chunks > 1 and len(result.image) > 2048
+        assert result.chunks > 1 and len(result.image) > MESSAGE_BYTES
         with Image.open(io.BytesIO(result.image)) as img:
             img.load()
-            assert img.size == (40, 32)
+            assert img.size == BIG_SHAPE
     assert sync.image == aio.image  # same seed, options and precision: the same bytes
 
 
@@ -107,13 +119,13 @@ def test_a_connection_lost_mid_job_is_attached_again_and_the_job_runs_once(serve
 
         if kind == "sync":
             with StyleTransferClient(proxy.address, retry=RETRY, timeout=120) as client:
-                for event in client.stylize(png_bytes(40, 32, seed=1), STYLE, **options):
+                for event in client.stylize(CONTENT, STYLE, **options):
                     on_event(event)
         else:
 
             async def run() -> None:
                 async with AsyncStyleTransferClient(proxy.address, retry=RETRY, timeout=120) as client:
-                    async for event in client.stylize(png_bytes(40, 32, seed=1), STYLE, **options):
+                    async for event in client.stylize(CONTENT, STYLE, **options):
                         on_event(event)
 
             asyncio.run(run())
@@ -133,9 +145,7 @@ def test_cancel_by_request_id_stops_the_job_on_the_server(server):
     def run() -> None:
         with StyleTransferClient(server.address, timeout=120) as client:
             try:
-                for event in client.stylize(
-                    png_bytes(40, 32, seed=1), STYLE, **dict(FAST, iterations=5000), request_id="c1"
-                ):
+                for event in client.stylize(CONTENT, STYLE, **dict(FAST, iterations=5000), request_id="c1"):
                     if isinstance(event, Progress):
                         running.set()
             except BaseException as exc:  # the stream ends CANCELLED
@@ -156,7 +166,7 @@ def test_cancel_by_request_id_stops_the_job_on_the_server(server):
 
 def test_the_cli_keeps_alpha_and_writes_16_bit_png(server, tmp_path):
     content = tmp_path / "logo.png"
-    content.write_bytes(rgba_png())
+    content.write_bytes(flat_png("RGBA"))
     style = tmp_path / "style.png"
     style.write_bytes(STYLE)
     for name, extra in (("alpha.png", []), ("print.png", ["--output-bit-depth", "16"])):
@@ -170,11 +180,13 @@ def test_the_cli_keeps_alpha_and_writes_16_bit_png(server, tmp_path):
             "--server",
             server.address,
             "--size",
-            "40",
+            "240",
             "--iterations",
             "4",
             "--multiscale-min-size",
             "32",
+            "--init",
+            "noise",
             "--json",
             *extra,
         )
@@ -184,5 +196,5 @@ def test_the_cli_keeps_alpha_and_writes_16_bit_png(server, tmp_path):
         assert result["bit_depth"] == (16 if extra else 8)
     assert np.array_equal(alpha_of((tmp_path / "alpha.png").read_bytes()), alpha_of(content.read_bytes()))
     ihdr = (tmp_path / "print.png").read_bytes()[16:26]  # width, height, bit depth, colour type
-    assert int.from_bytes(ihdr[0:4], "big") == 40 and int.from_bytes(ihdr[4:8], "big") == 32
+    assert int.from_bytes(ihdr[0:4], "big") == 240 and int.from_bytes(ihdr[4:8], "big") == 200
     assert ihdr[8] == 16 and ihdr[9] == 6  # 16 bits per channel, RGBA

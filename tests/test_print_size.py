@@ -20,7 +20,7 @@ from PIL import Image
 
 from stylize.cli import EXIT_OK
 from tests.support.cli import json_lines, run_cli
-from tests.support.server import server_process
+from tests.support.process import server_process
 
 WIDTH, HEIGHT = 2048, 1536
 MESSAGE_MB = 4

@@ -110,6 +110,7 @@ def test_byte_sizes(text, expected):
         (["--device-memory-budget", "12 potatoes"], "--device-memory-budget"),
         (["--request-receive-seconds", "0"], "--request-receive-seconds"),
         (["--max-request-pixels", "0"], "--max-request-pixels"),
+        (["--max-message-mb", "0.05"], "--max-message-mb: must be at least 0.0625 (64 KiB)"),
         (["--tls-cert", "/nonexistent.pem"], "--tls-cert and --tls-key"),
         (["--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"], "no such file"),
         (["--tls-client-ca", "/nonexistent.pem"], "--tls-client-ca"),

@@ -37,6 +37,7 @@ ENV_PREFIX = "STYLIZE_"
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 PRECISIONS = ("auto", "float32", "bfloat16")
+MIN_MESSAGE_MB = 1 / 16
 LIMIT_FIELDS = tuple(f.name for f in dataclasses.fields(Limits))
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
@@ -138,8 +139,12 @@ class ServerConfig:
             _at_least(flag, value, lo)
         if self.tile_size > 0 and self.tile_size % 16:
             raise ConfigError(f"--tile-size: must be -1 (auto), 0 (never) or a multiple of 16, got {self.tile_size}")
+        if self.max_message_mb < MIN_MESSAGE_MB:
+            # The started frame (options, estimate) and a progress frame must fit one message.
+            raise ConfigError(
+                f"--max-message-mb: must be at least {MIN_MESSAGE_MB:g} (64 KiB), got {self.max_message_mb:g}"
+            )
         for flag, value in (
-            ("--max-message-mb", self.max_message_mb),
             ("--max-job-seconds", self.max_job_seconds),
             ("--request-receive-seconds", self.request_receive_seconds),
             ("--send-timeout-seconds", self.send_timeout_seconds),

@@ -30,9 +30,10 @@ from .delivery import DeliveryOptions, OutputFormat, color_hex, parse_color
 from .png16 import encode_png16, to_uint16
 from .types import Losses, Result
 
-# Room left in each chunk frame for the metadata the frame repeats.
-FRAME_OVERHEAD = 64 * 1024
-MIN_CHUNK = 64 * 1024
+# Room for the image bytes' own tag and length prefix in a chunk frame, over
+# the metadata the frame repeats (measured per result: its request_id and
+# colour strings vary).
+FIELD_OVERHEAD = 16
 
 
 @dataclass(frozen=True)
@@ -112,21 +113,17 @@ def encode_output(result: Result, alpha: np.ndarray | None, delivery: DeliveryOp
     )
 
 
-def chunk_size(max_message_bytes: int) -> int:
-    return max(MIN_CHUNK, max_message_bytes - FRAME_OVERHEAD)
-
-
 def result_frames(
     output: Output, request_id: str, queue_wait: float, max_message_bytes: int
 ) -> Iterator[pb.StylizeResponse]:
-    """The result as one frame, or as chunks when it is larger than a message may be."""
-    size = chunk_size(max_message_bytes)
+    """The result as one frame, or as chunks when it is larger than a message
+    may be: each chunk frame, metadata included, fits `max_message_bytes`."""
     view = memoryview(output.data)
-    count = max(1, -(-len(view) // size))
-    for index in range(count):
-        yield pb.StylizeResponse(
+
+    def frame(data: bytes, index: int, count: int) -> pb.StylizeResponse:
+        return pb.StylizeResponse(
             result=pb.Result(
-                image=pb.Image(data=bytes(view[index * size : (index + 1) * size])),
+                image=pb.Image(data=data),
                 mime_type=output.mime_type,
                 width=output.width,
                 height=output.height,
@@ -146,3 +143,10 @@ def result_frames(
                 bit_depth=output.bit_depth,
             )
         )
+
+    # The largest indices and counts a chunk could carry, so the room measured is never too much.
+    metadata = frame(b"", 2**31 - 1, 2**31 - 1).ByteSize()
+    size = max(1, max_message_bytes - metadata - FIELD_OVERHEAD)
+    count = max(1, -(-len(view) // size))
+    for index in range(count):
+        yield frame(bytes(view[index * size : (index + 1) * size]), index, count)
