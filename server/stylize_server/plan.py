@@ -24,9 +24,8 @@ class JobPlan:
 
     @property
     def total_iterations(self) -> int:
-        return sum(s.iterations for s in self.estimate.scales)
+        return self.estimate.total_iterations
 
     @property
     def output_shape(self) -> tuple[int, int]:
-        last = self.estimate.scales[-1]
-        return last.height, last.width
+        return self.estimate.output_shape

@@ -149,6 +149,16 @@ class Estimate:
     flops: float  # all iterations
     seconds: float  # all iterations
 
+    @property
+    def total_iterations(self) -> int:
+        return sum(s.iterations for s in self.scales)
+
+    @property
+    def output_shape(self) -> tuple[int, int]:
+        """(height, width) of the last scale: the output."""
+        last = self.scales[-1]
+        return last.height, last.width
+
     def seconds_left(self, scale_index: int, iterations_done_in_scale: int, measured_ratio: float = 1.0) -> float:
         """Seconds still to go, with the model's times scaled by `measured_ratio`
         (measured / estimated seconds per iteration so far)."""
