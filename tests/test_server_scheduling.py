@@ -39,7 +39,9 @@ def test_second_request_is_queued_at_position_1_then_runs(engine):
         info = stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=10)
         assert (info.queue.running, info.queue.depth) == (1, 1)
 
-        first.call.cancel()
+        # A job with a request_id outlives a lost stream (--detach-grace-seconds):
+        # the Cancel RPC is how its client stops it at once.
+        assert stub.Cancel(pb.CancelRequest(request_id="first"), timeout=10).stopped
         assert second.wait_done() == grpc.StatusCode.OK
         assert collapse(second.kinds()) == ["queued", "started", "progress", "result"]
         assert second.frames[0].queued.position == 1  # no other position was ever sent
