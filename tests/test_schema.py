@@ -76,3 +76,15 @@ def test_each_option_maps_by_name_onto_its_dataclass(option: schema.OptionField)
         assert option.enum_number(got.value) == expected
     else:
         assert got == expected
+
+
+def test_engine_options_take_an_enum_by_its_value_and_refuse_an_unknown_one():
+    from stylize_server.errors import InvalidArgument
+    from stylize_server.options import ColorControl, JobOptions, Optimizer, Pooling
+
+    options = JobOptions(color_control="luminance", pooling="max", optimizer="adam")  # type: ignore[arg-type]
+    assert options.color_control is ColorControl.LUMINANCE
+    assert options.pooling is Pooling.MAX and options.optimizer is Optimizer.ADAM
+    with pytest.raises(InvalidArgument) as caught:
+        JobOptions(optimizer="sgd")  # type: ignore[arg-type]
+    assert caught.value.field == "optimizer" and "lbfgs, adam" in str(caught.value)

@@ -162,8 +162,29 @@ class JobOptions:
     unmasked_region: UnmaskedRegion = UnmaskedRegion.STYLES
     lbfgs_history: int = 20  # engine setting, not in the API; the cost model may lower it
 
+    def __post_init__(self) -> None:
+        # Python callers may name an enum by its value ("luminance"); the engine
+        # compares members by identity, so a plain string would be ignored.
+        for name, kind in _ENUM_FIELDS.items():
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, kind):
+                try:
+                    object.__setattr__(self, name, kind(value))
+                except ValueError:
+                    choices = ", ".join(m.value for m in kind)
+                    raise InvalidArgument(name, f"{value!r} is not one of {choices}") from None
+
     def replace(self, **changes: object) -> JobOptions:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+_ENUM_FIELDS: dict[str, type[enum.Enum]] = {
+    "optimizer": Optimizer,
+    "pooling": Pooling,
+    "init": Init,
+    "color_control": ColorControl,
+    "unmasked_region": UnmaskedRegion,
+}
 
 
 @dataclass(frozen=True)
