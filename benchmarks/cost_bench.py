@@ -17,6 +17,8 @@ from typing import Any
 from benchmarks.common import mib, run_worker
 
 PRECISIONS = ("float32", "bfloat16")
+SIDES = [256, 512, 768, 1024]  # whole image
+TILED_SIDES = [1024, 1536]
 
 
 def measure(side: int, name: str, weights: str, precision: str) -> dict[str, Any]:
@@ -77,8 +79,8 @@ def section(weights: str, sides: list[int], tiled_sides: list[int]) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default="random:0")
-    parser.add_argument("--sides", default="256,512,768,1024")
-    parser.add_argument("--tiled-sides", default="1024,1536")
+    parser.add_argument("--sides", default=",".join(map(str, SIDES)))
+    parser.add_argument("--tiled-sides", default=",".join(map(str, TILED_SIDES)))
     args = parser.parse_args()
     section(args.weights, [int(s) for s in args.sides.split(",")], [int(s) for s in args.tiled_sides.split(",")])
 

@@ -291,7 +291,7 @@ def main() -> None:
     if "cost" in wanted:
         from benchmarks import cost_bench
 
-        report["cost"] = cost_bench.section(args.weights)
+        report["cost"] = cost_bench.section(args.weights, cost_bench.SIDES, cost_bench.TILED_SIDES)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "engine_bench.json"
     path.write_text(json.dumps(report, indent=2))
