@@ -9,11 +9,37 @@ import pathlib
 import resource
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+def floor_step(features: Callable[[Any], dict[str, Any]]) -> Callable[[Any], tuple[Any, Any]]:
+    """The floor a served step is compared with: one bare forward+backward
+    through `features` (image -> feature maps), compiled once for any size."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+    def step(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            total = tf.add_n([tf.reduce_sum(f) for f in features(image).values()])
+        return total, tape.gradient(total, image)
+
+    return step
+
+
+def seconds_per_call(step: Callable[[Any], tuple[Any, Any]], x: Any, calls: int) -> float:
+    """Mean seconds of `calls` calls of a floor step after one warm call."""
+    float(step(x)[0])
+    start = time.perf_counter()
+    for _ in range(calls):
+        float(step(x)[0])
+    return (time.perf_counter() - start) / calls
 
 
 def sample_images(height: int, width: int | None = None) -> tuple[Any, Any]:

@@ -29,7 +29,18 @@ import platform
 import time
 from typing import Any
 
-from benchmarks.common import ROOT, device_peak_bytes, emit, median, mib, peak_rss_bytes, run_worker, sample_images
+from benchmarks.common import (
+    ROOT,
+    device_peak_bytes,
+    emit,
+    floor_step,
+    median,
+    mib,
+    peak_rss_bytes,
+    run_worker,
+    sample_images,
+    seconds_per_call,
+)
 
 SECTIONS = ("step", "quality", "precision", "masks", "tiling", "cost")
 
@@ -50,23 +61,11 @@ def worker_step(size: int, weights: str, rounds: int, per_round: int, xla: bool)
     layers = needed_layers([n for n, _ in options.content_layers], [n for n, _ in options.style_layers])
     dtype = tf.bfloat16 if engine.precision.value == "bfloat16" else tf.float32
 
-    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
-    def floor_step(x: tf.Tensor) -> Any:
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            feats = engine.vgg(x, layers, engine.default_pooling, dtype)
-            total = tf.add_n([tf.reduce_sum(f) for f in feats.values()])
-        return total, tape.gradient(total, x)
-
+    floor = floor_step(lambda image: engine.vgg(image, layers, engine.default_pooling, dtype))
     x = tf.constant(content[None].astype(np.float32))
 
     def time_floor() -> float:
-        floor_step(x)[0].numpy()  # warm
-        t = time.perf_counter()
-        for _ in range(per_round):
-            total, _grad = floor_step(x)
-            float(total)
-        return (time.perf_counter() - t) / per_round
+        return seconds_per_call(floor, x, per_round)
 
     def time_engine(e: Engine) -> float:
         times: list[float] = []

@@ -17,7 +17,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from benchmarks.common import device_peak_bytes, emit, median, mib, peak_rss_bytes, rss_bytes, run_worker, sample_images
+from benchmarks.common import (
+    device_peak_bytes,
+    emit,
+    floor_step,
+    median,
+    mib,
+    peak_rss_bytes,
+    rss_bytes,
+    run_worker,
+    sample_images,
+    seconds_per_call,
+)
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -43,26 +54,12 @@ def worker_time(size: int, weights: str, rounds: int, per_round: int) -> dict[st
 
     def floor_for(engine: Engine) -> Any:
         dtype = tf.bfloat16 if engine.precision.value == "bfloat16" else tf.float32
-
-        @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
-        def floor_step(image: tf.Tensor) -> Any:
-            with tf.GradientTape() as tape:
-                tape.watch(image)
-                feats = engine.vgg(image, layers, engine.default_pooling, dtype)
-                total = tf.add_n([tf.reduce_sum(f) for f in feats.values()])
-            return total, tape.gradient(total, image)
-
-        return floor_step
+        return floor_step(lambda image: engine.vgg(image, layers, engine.default_pooling, dtype))
 
     floors = {p: floor_for(e) for p, e in engines.items()}
 
     def time_floor(p: str) -> float:
-        floors[p](x)[0].numpy()
-        start = tf.timestamp()
-        for _ in range(per_round):
-            total, _grad = floors[p](x)
-            float(total)
-        return float(tf.timestamp() - start) / per_round
+        return seconds_per_call(floors[p], x, per_round)
 
     def time_step(p: str) -> float:
         times: list[float] = []

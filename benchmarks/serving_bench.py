@@ -30,13 +30,13 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from collections.abc import Iterator
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from benchmarks.common import floor_step, seconds_per_call  # noqa: E402
 from tests.reliability import load  # noqa: E402
 from tests.reliability.harness import FAST, ServerProc, main_server_args, make_request, spawn_server, stylize  # noqa: E402
 
@@ -92,22 +92,11 @@ def floor_seconds(per_round: int) -> float:
         vgg = VGG19Features("random:0")
         layers = needed_layers([n for n, _ in DEFAULT_CONTENT_LAYERS], [n for n, _ in DEFAULT_STYLE_LAYERS])
 
-        @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
-        def step(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                feats = vgg(x, layers, Pooling.AVG)
-                total = tf.add_n([tf.reduce_sum(f) for f in feats.values()])
-            return total, tape.gradient(total, x)
-
+        step = floor_step(lambda image: vgg(image, layers, Pooling.AVG))
         x = tf.constant(np.random.default_rng(0).uniform(0, 255, (1, SIZE, SIZE, 3)).astype(np.float32))
-        float(step(x)[0])
         _floor = (step, x)
     step, x = _floor
-    t0 = time.perf_counter()
-    for _ in range(per_round):
-        float(step(x)[0])
-    return (time.perf_counter() - t0) / per_round
+    return seconds_per_call(step, x, per_round)
 
 
 def served_seconds(server: ServerProc, iterations: int) -> float:
