@@ -24,7 +24,7 @@ from stylize import AsyncStyleTransferClient, NotFound, Progress, Result, RetryP
 from stylize.cli import EXIT_OK
 from tests.support.cli import json_lines, run_cli
 from tests.support.fake_stylize import TcpProxy
-from tests.support.images import png_bytes
+from tests.support.images import encode, png_bytes
 from tests.support.metrics import scrape, value
 from tests.support.server import running_server
 
@@ -44,9 +44,7 @@ def flat_png(mode: str = "RGB") -> bytes:
     if mode == "RGBA":
         pixels[:, :, 3] = (np.arange(BIG_SHAPE[0]) % 256).astype(np.uint8)[None, :]  # a ramp, 0 at the left edge
         pixels[:40, :, 3] = 0
-    buf = io.BytesIO()
-    Image.fromarray(pixels, mode).save(buf, format="PNG")
-    return buf.getvalue()
+    return encode(pixels)
 
 
 CONTENT = flat_png()
