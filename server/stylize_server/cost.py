@@ -238,23 +238,31 @@ def tilings(deepest: str, tile_setting: int) -> list[Tiling]:
 
 
 def _candidates(
-    options: JobOptions, shapes: InputShapes, scale: Scale, regions: int, profile: Profile, tile_setting: int
+    options: JobOptions,
+    shapes: InputShapes,
+    scale: Scale,
+    regions: int,
+    profile: Profile,
+    tile_setting: int,
+    tiled: bool,
 ) -> list[ScaleEstimate]:
-    """Every (tiling, history) choice in order of preference: the whole image
-    with the requested history, then shorter ones (tiling costs work, a
-    shorter history only some convergence at the finest scales), then tiled
-    choices from the fastest, each with the longest history first."""
+    """Every (tiling, history) choice in order of preference, the whole image
+    (`tiled` False) or in tiles: the whole image with the requested history,
+    then shorter ones (tiling costs work, a shorter history only some
+    convergence at the finest scales); tiled choices from the fastest, each
+    with the longest history first."""
     histories = [options.lbfgs_history] + [h for h in HISTORIES if h < options.lbfgs_history]
     if options.optimizer is not Optimizer.LBFGS:
         histories = [options.lbfgs_history]
-    whole: list[ScaleEstimate] = []
-    tiled: list[ScaleEstimate] = []
-    for tiling in tilings(deepest_layer(options), tile_setting):
-        for history in histories:
-            est = scale_estimate(options, shapes, scale, regions, profile, tiling, history)
-            (tiled if est.tile_size else whole).append(est)
-    tiled.sort(key=lambda e: (round(e.seconds_per_iteration, 9), -e.lbfgs_history))
-    return whole + tiled
+    out = [
+        scale_estimate(options, shapes, scale, regions, profile, tiling, history)
+        for tiling in tilings(deepest_layer(options), tile_setting)
+        if bool(tiling.tile) == tiled
+        for history in histories
+    ]
+    if tiled:
+        out.sort(key=lambda e: (round(e.seconds_per_iteration, 9), -e.lbfgs_history))
+    return out
 
 
 def estimate(
@@ -272,9 +280,15 @@ def estimate(
     `tile_setting`: -1 the model chooses, 0 never tile, N tiles of N px."""
     scales: list[ScaleEstimate] = []
     for scale in plan_scales(options, shapes.content):
-        candidates = _candidates(options, shapes, scale, regions, profile, tile_setting)
-        fitting = [c for c in candidates if c.device_memory_bytes <= target_bytes]
-        chosen = fitting[0] if fitting else min(candidates, key=lambda c: c.device_memory_bytes)
+        # The whole image first: when it fits, the tiled choices (most of the
+        # work of pricing a job, which admission does on the event loop) are
+        # never priced.
+        candidates = _candidates(options, shapes, scale, regions, profile, tile_setting, tiled=False)
+        chosen = next((c for c in candidates if c.device_memory_bytes <= target_bytes), None)
+        if chosen is None:
+            candidates += _candidates(options, shapes, scale, regions, profile, tile_setting, tiled=True)
+            fitting = [c for c in candidates if c.device_memory_bytes <= target_bytes]
+            chosen = fitting[0] if fitting else min(candidates, key=lambda c: c.device_memory_bytes)
         if chosen.device_memory_bytes > budget_bytes:
             raise TooLarge("size", _never_fits(options, shapes, chosen, budget_bytes, profile))
         scales.append(chosen)
@@ -307,7 +321,8 @@ def largest_size_that_fits(options: JobOptions, shapes: InputShapes, budget: int
     while lo <= hi:
         mid = (lo + hi) // 2 // layout.ALIGN * layout.ALIGN or layout.ALIGN
         probe = options.replace(size=mid, multiscale=False)
-        smallest = min(c.device_memory_bytes for c in _candidates(probe, shapes, Scale(mid, 1), 1, profile, -1))
+        every = [c for tiled in (False, True) for c in _candidates(probe, shapes, Scale(mid, 1), 1, profile, -1, tiled)]
+        smallest = min(c.device_memory_bytes for c in every)
         if smallest <= budget:
             best, lo = mid, mid + layout.ALIGN
         else:
