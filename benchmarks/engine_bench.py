@@ -49,9 +49,9 @@ def worker_step(size: int, weights: str, rounds: int, per_round: int, xla: bool)
     import numpy as np
     import tensorflow as tf
 
-    from stylize_server.engine import Engine, RunHooks
-    from stylize_server.layout import needed_layers
-    from stylize_server.options import Inputs, JobOptions, StyleSource
+    from stylize_server.engine.runner import Engine, RunHooks
+    from stylize_server.job.layout import needed_layers
+    from stylize_server.job.options import Inputs, JobOptions, StyleSource
 
     engine = Engine(weights=weights, xla=False)
     engine_xla = Engine(weights=weights, xla=True, precision=engine.precision) if xla else None
@@ -103,10 +103,10 @@ def worker_quality(size: int, weights: str, baseline_iterations: int, engine_ite
     import tensorflow as tf
 
     from stylize_server import targets as job_targets
-    from stylize_server.engine import Engine, RunHooks
-    from stylize_server.options import Inputs, JobOptions, Optimizer, StyleSource, resolve
-    from stylize_server.regions import plan_regions
-    from stylize_server.tiling import WHOLE
+    from stylize_server.engine.regions import plan_regions
+    from stylize_server.engine.runner import Engine, RunHooks
+    from stylize_server.engine.tiling import WHOLE
+    from stylize_server.job.options import Inputs, JobOptions, Optimizer, StyleSource, resolve
 
     engine = Engine(weights=weights)
     content, style = sample_images(size)

@@ -16,8 +16,8 @@ from benchmarks.common import emit, median, run_worker, sample_images
 def worker(size: int, weights: str, rounds: int, per_round: int, precision: str) -> dict[str, Any]:
     import numpy as np
 
-    from stylize_server.engine import Engine, RunHooks
-    from stylize_server.options import Inputs, JobOptions, StyleSource
+    from stylize_server.engine.runner import Engine, RunHooks
+    from stylize_server.job.options import Inputs, JobOptions, StyleSource
 
     engine = Engine(weights=weights, precision=precision)
     content, style = sample_images(size)

@@ -34,7 +34,7 @@ PRECISIONS = ("float32", "bfloat16")
 
 
 def _job(size: int, iterations: int) -> tuple[Any, Any]:
-    from stylize_server.options import Inputs, JobOptions, StyleSource
+    from stylize_server.job.options import Inputs, JobOptions, StyleSource
 
     content, style = sample_images(size)
     return JobOptions(size=size, iterations=iterations, multiscale=False), Inputs(content, (StyleSource(style),))
@@ -44,8 +44,8 @@ def worker_time(size: int, weights: str, rounds: int, per_round: int) -> dict[st
     import numpy as np
     import tensorflow as tf
 
-    from stylize_server.engine import Engine, RunHooks
-    from stylize_server.layout import needed_layers
+    from stylize_server.engine.runner import Engine, RunHooks
+    from stylize_server.job.layout import needed_layers
 
     options, inputs = _job(size, per_round + 2)
     layers = needed_layers([n for n, _ in options.content_layers], [n for n, _ in options.style_layers])
@@ -88,7 +88,7 @@ def worker_time(size: int, weights: str, rounds: int, per_round: int) -> dict[st
 
 
 def worker_memory(size: int, weights: str, precision: str) -> dict[str, Any]:
-    from stylize_server.engine import Engine, RunHooks
+    from stylize_server.engine.runner import Engine, RunHooks
 
     engine = Engine(weights=weights, precision=precision)
     options, inputs = _job(32, 2)

@@ -83,9 +83,9 @@ def floor_seconds(per_round: int) -> float:
     import numpy as np
     import tensorflow as tf
 
-    from stylize_server.layout import Pooling, needed_layers
-    from stylize_server.options import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
-    from stylize_server.vgg import VGG19Features
+    from stylize_server.engine.vgg import VGG19Features
+    from stylize_server.job.layout import Pooling, needed_layers
+    from stylize_server.job.options import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
 
     global _floor
     if "_floor" not in globals():

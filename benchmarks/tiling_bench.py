@@ -53,7 +53,7 @@ def tile_for(side: int) -> int:
 
 
 def tiling_for(name: str, side: int) -> Any:
-    from stylize_server.cost import Tiling
+    from stylize_server.job.cost import Tiling
 
     tile = tile_for(side)
     if name == "whole":
@@ -64,10 +64,11 @@ def tiling_for(name: str, side: int) -> Any:
 
 
 def plan_for(engine: Any, side: int, name: str, iterations: int) -> Any:
-    from stylize_server import cost, regions
-    from stylize_server.options import Inputs, JobOptions, Scale, StyleSource, resolve
-    from stylize_server.plan import JobPlan
-    from stylize_server.types import Estimate
+    from stylize_server.engine import regions
+    from stylize_server.job import cost
+    from stylize_server.job.options import Inputs, JobOptions, Scale, StyleSource, resolve
+    from stylize_server.job.plan import JobPlan
+    from stylize_server.job.types import Estimate
 
     content, style = sample_images(side)
     inputs = Inputs(content, (StyleSource(style),))
@@ -89,9 +90,9 @@ def worker_time(
 
     import numpy as np
 
-    from stylize_server import regions
     from stylize_server import targets as job_targets
-    from stylize_server.engine import Engine, layout_of
+    from stylize_server.engine import regions
+    from stylize_server.engine.runner import Engine, layout_of
 
     engine = Engine(weights=weights, precision=precision)
 
@@ -138,8 +139,8 @@ def worker_memory(
 ) -> dict[str, Any]:
     from dataclasses import replace
 
-    from stylize_server.cost import describe
-    from stylize_server.engine import Engine, RunHooks
+    from stylize_server.engine.runner import Engine, RunHooks
+    from stylize_server.job.cost import describe
 
     engine = Engine(weights=weights, precision=precision)
     side = side_for(megapixels)
@@ -177,8 +178,8 @@ def _tiled_fields(name: str) -> dict[str, int]:
 
 
 def estimate_only(megapixels: float, name: str, precision: str) -> dict[str, Any]:
-    from stylize_server import cost, profiles
-    from stylize_server.options import InputShapes, JobOptions, Scale, resolve
+    from stylize_server.job import cost, profiles
+    from stylize_server.job.options import InputShapes, JobOptions, Scale, resolve
 
     side = side_for(megapixels)
     shapes = InputShapes((side, side), ((side, side),), (None,), (1.0,))

@@ -104,7 +104,7 @@ def test_result_bytes_that_do_not_decode_say_so_without_a_repr():
 
 
 def test_the_client_accepts_what_the_server_decodes():
-    from stylize_server import images
+    from stylize_server.job import images
 
     assert ACCEPTED_FORMATS == images.ALLOWED_FORMATS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stylize_server import color
+from stylize_server.engine import color
 from tests.support.images import image_array
 
 

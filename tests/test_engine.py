@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stylize_server import color
 from stylize_server import targets as job_targets
-from stylize_server.engine import Engine, RunHooks
-from stylize_server.errors import InvalidArgument
-from stylize_server.objective import LossSpec
-from stylize_server.options import (
+from stylize_server.engine import color
+from stylize_server.engine.objective import LossSpec
+from stylize_server.engine.regions import plan_regions
+from stylize_server.engine.runner import Engine, RunHooks
+from stylize_server.engine.tiling import WHOLE
+from stylize_server.job.errors import InvalidArgument
+from stylize_server.job.options import (
     DEFAULT_STYLE_LAYERS,
     Init,
     Inputs,
@@ -23,9 +25,7 @@ from stylize_server.options import (
     StyleSource,
     plan_scales,
 )
-from stylize_server.regions import plan_regions
-from stylize_server.tiling import WHOLE
-from stylize_server.types import Result, StopReason
+from stylize_server.job.types import Result, StopReason
 
 
 def gradient_image(h: int, w: int) -> np.ndarray:

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stylize_server import color, losses, prepare, regions
 from stylize_server import targets as job_targets
-from stylize_server.engine import Engine, RunHooks
-from stylize_server.layout import Pooling
-from stylize_server.objective import LossSpec
-from stylize_server.options import (
+from stylize_server.engine import color, losses, prepare, regions
+from stylize_server.engine.objective import LossSpec
+from stylize_server.engine.runner import Engine, RunHooks
+from stylize_server.engine.tiling import WHOLE
+from stylize_server.job.layout import Pooling
+from stylize_server.job.options import (
     ColorControl,
     Inputs,
     JobOptions,
@@ -21,8 +22,7 @@ from stylize_server.options import (
     UnmaskedRegion,
     resolve,
 )
-from stylize_server.tiling import WHOLE
-from stylize_server.types import Result
+from stylize_server.job.types import Result
 from tests.support.images import image_array
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from stylize_server import cost, profiles
-from stylize_server.errors import TooLarge
-from stylize_server.options import InputShapes, JobOptions, Optimizer, Scale, resolve
+from stylize_server.job import cost, profiles
+from stylize_server.job.errors import TooLarge
+from stylize_server.job.options import InputShapes, JobOptions, Optimizer, Scale, resolve
 
 F32 = profiles.profile_for("CPU", "float32")
 BF16 = profiles.profile_for("CPU", "bfloat16")
@@ -101,10 +101,10 @@ def test_a_job_that_never_fits_says_what_would() -> None:
 def test_the_cost_model_tiles_and_halos_are_the_engines() -> None:
     """cost.py plans with the same parts, halos and tile counts that
     tiling.Evaluator runs (it imports TensorFlow, so only here)."""
-    from stylize_server.engine import layout_of
-    from stylize_server.layout import Pooling
-    from stylize_server.spec import LossSpec, stages_for
-    from stylize_server.tiling import stage_halo, tile_grid
+    from stylize_server.engine.runner import layout_of
+    from stylize_server.engine.spec import LossSpec, stages_for
+    from stylize_server.engine.tiling import stage_halo, tile_grid
+    from stylize_server.job.layout import Pooling
 
     layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     spec = LossSpec(("relu4_2",), layers, Pooling.AVG)

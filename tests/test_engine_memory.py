@@ -10,7 +10,7 @@ import itertools
 import pytest
 
 from stylize.v1 import stylize_pb2 as pb
-from stylize_server.layout import RELU_LAYERS
+from stylize_server.job.layout import RELU_LAYERS
 from tests.support.process import server_process
 from tests.support.server import small_request
 

@@ -9,13 +9,13 @@ import pytest
 import tensorflow as tf
 
 from stylize_server import targets as job_targets
-from stylize_server.engine import Engine, RunHooks
-from stylize_server.objective import LossSpec
-from stylize_server.options import Init, Inputs, JobOptions, Optimizer, StyleSource, resolve
-from stylize_server.precision import Measurement, Precision, decide
-from stylize_server.regions import plan_regions
-from stylize_server.tiling import WHOLE
-from stylize_server.types import Result
+from stylize_server.engine.objective import LossSpec
+from stylize_server.engine.regions import plan_regions
+from stylize_server.engine.runner import Engine, RunHooks
+from stylize_server.engine.tiling import WHOLE
+from stylize_server.job.options import Init, Inputs, JobOptions, Optimizer, StyleSource, resolve
+from stylize_server.job.precision import Measurement, Precision, decide
+from stylize_server.job.types import Result
 from tests.support.images import image_array
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from stylize_server import targets as job_targets
-from stylize_server.engine import Engine, RunHooks
-from stylize_server.options import Inputs, JobOptions, StyleSource, resolve
-from stylize_server.types import Result, StopReason
+from stylize_server.engine.runner import Engine, RunHooks
+from stylize_server.job.options import Inputs, JobOptions, StyleSource, resolve
+from stylize_server.job.types import Result, StopReason
 from tests.support.images import image_array
 
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stylize_server import regions
-from stylize_server.engine import Engine, RunHooks
-from stylize_server.layout import RELU_LAYERS, Pooling
-from stylize_server.objective import LossSpec, Targets
-from stylize_server.options import Inputs, JobOptions, Optimizer, StyleSource
-from stylize_server.tiling import WHOLE, TileLayout, tile_grid
-from stylize_server.types import StopReason
+from stylize_server.engine import regions
+from stylize_server.engine.objective import LossSpec, Targets
+from stylize_server.engine.runner import Engine, RunHooks
+from stylize_server.engine.tiling import WHOLE, TileLayout, tile_grid
+from stylize_server.job.layout import RELU_LAYERS, Pooling
+from stylize_server.job.options import Inputs, JobOptions, Optimizer, StyleSource
+from stylize_server.job.types import StopReason
 from tests.support.images import image_array
 
 DEFAULT_STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")

@@ -125,7 +125,7 @@ def test_base_server_env_lists_every_flag_but_tls() -> None:
 
 
 def test_the_documented_token_secret_format_is_what_the_server_reads(tmp_path: Path) -> None:
-    from stylize_server.auth import load_tokens
+    from stylize_server.serving.auth import load_tokens
 
     text = (K8S / "base" / "deployment.yaml").read_text()
     block = text.split("./tokens holds one `name:token` line per client", 1)[1].split("A file with one bare token", 1)[

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stylize_server import losses
+from stylize_server.engine import losses
 
 
 def np_gram(f: np.ndarray) -> np.ndarray:

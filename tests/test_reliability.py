@@ -118,8 +118,8 @@ def test_defaults_valid_under_small_max_side() -> None:
     valid on a server whose --max-side is below that option's default (256).
     It was not (every small-limit server refused every default request), and
     the suite's servers run with --max-side 128."""
-    from stylize_server import admission
-    from stylize_server.options import Limits
+    from stylize_server.job.options import Limits
+    from stylize_server.wire import admission
     from tests.reliability.harness import make_request
 
     limits = Limits(max_pixels=128 * 128, max_side=128, max_iterations=100, max_styles=2, max_input_pixels=1 << 20)

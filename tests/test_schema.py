@@ -35,8 +35,8 @@ def test_every_request_field_is_an_option_with_help_and_scope() -> None:
 
 
 def test_every_engine_and_delivery_option_has_its_dataclass_field() -> None:
-    from stylize_server.delivery import DeliveryOptions
-    from stylize_server.options import JobOptions
+    from stylize_server.job.delivery import DeliveryOptions
+    from stylize_server.job.options import JobOptions
 
     fields = {Scope.ENGINE: typing.get_type_hints(JobOptions), Scope.DELIVERY: typing.get_type_hints(DeliveryOptions)}
     for option in schema.OPTIONS:
@@ -58,7 +58,7 @@ def _example(option: schema.OptionField) -> object:
 
 @pytest.mark.parametrize("option", [o for o in schema.OPTIONS if o.scope is not Scope.INPUT], ids=lambda o: o.name)
 def test_each_option_maps_by_name_onto_its_dataclass(option: schema.OptionField) -> None:
-    from stylize_server import convert
+    from stylize_server.wire import convert
 
     request = pb.StylizeRequest()
     if option.kind is Kind.LAYERS:
@@ -79,8 +79,8 @@ def test_each_option_maps_by_name_onto_its_dataclass(option: schema.OptionField)
 
 
 def test_engine_options_take_an_enum_by_its_value_and_refuse_an_unknown_one():
-    from stylize_server.errors import InvalidArgument
-    from stylize_server.options import ColorControl, JobOptions, Optimizer, Pooling
+    from stylize_server.job.errors import InvalidArgument
+    from stylize_server.job.options import ColorControl, JobOptions, Optimizer, Pooling
 
     options = JobOptions(color_control="luminance", pooling="max", optimizer="adam")  # type: ignore[arg-type]
     assert options.color_control is ColorControl.LUMINANCE

@@ -12,9 +12,10 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from stylize.v1 import stylize_pb2 as pb
-from stylize_server import admission, cost
-from stylize_server.layout import Pooling
-from stylize_server.options import Limits, resolve
+from stylize_server.job import cost
+from stylize_server.job.layout import Pooling
+from stylize_server.job.options import Limits, resolve
+from stylize_server.wire import admission
 from tests.support.images import png_bytes
 from tests.support.metrics import scrape, value, wait_for_value
 from tests.support.server import StreamReader, is_kind, long_request, running_server, small_request

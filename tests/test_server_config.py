@@ -10,9 +10,9 @@ import dataclasses
 import pytest
 
 from stylize_server import config as config_module
-from stylize_server.auth import Authenticator, TokenFileError, load_tokens
 from stylize_server.config import ServerConfig, parse_bytes, parse_config
-from stylize_server.options import Limits
+from stylize_server.job.options import Limits
+from stylize_server.serving.auth import Authenticator, TokenFileError, load_tokens
 
 
 def test_defaults_and_limits_are_the_options_module_s():

@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 import pytest
 
 from stylize.v1 import stylize_pb2 as pb
-from stylize_server import admission, frames
-from stylize_server.fairqueue import FairQueue
-from stylize_server.jobs import Job
-from stylize_server.options import Limits
-from stylize_server.results import ENTRY_OVERHEAD, ResultStore
-from stylize_server.types import Estimate, Losses, Progress, ScaleEstimate
+from stylize_server.job.options import Limits
+from stylize_server.job.types import Estimate, Losses, Progress, ScaleEstimate
+from stylize_server.serving import frames
+from stylize_server.serving.fairqueue import FairQueue
+from stylize_server.serving.jobs import Job
+from stylize_server.serving.results import ENTRY_OVERHEAD, ResultStore
+from stylize_server.wire import admission
 from tests.support.server import small_request
 
 _seq = iter(range(1, 10_000))

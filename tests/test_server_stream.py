@@ -12,9 +12,9 @@ from google.rpc import error_details_pb2
 
 from stylize.schema import ErrorReason, StopReason
 from stylize.v1 import stylize_pb2 as pb
-from stylize_server import errors
-from stylize_server.jobs import Event, Subscriber
-from stylize_server.status import status_for
+from stylize_server.job import errors
+from stylize_server.serving.jobs import Event, Subscriber
+from stylize_server.wire.status import status_for
 from tests.support.images import decode
 from tests.support.metrics import scrape, value, wait_for_value
 from tests.support.server import collapse, frame_kinds, running_server, small_request

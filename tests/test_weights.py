@@ -12,9 +12,9 @@ import h5py
 import numpy as np
 import pytest
 
-from stylize_server.errors import WeightsError
-from stylize_server.layout import CONV_LAYERS
-from stylize_server.vgg import KERAS_NAMES, VGG19Features, load_keras_vgg19
+from stylize_server.engine.vgg import KERAS_NAMES, VGG19Features, load_keras_vgg19
+from stylize_server.job.errors import WeightsError
+from stylize_server.job.layout import CONV_LAYERS
 
 CHANNELS = (3, 64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512)
 

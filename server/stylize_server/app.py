@@ -18,12 +18,12 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .config import parse_config
-from .info import server_version
-from .logs import capture_stderr, release_stderr, setup_logging
+from stylize_server.config import parse_config
+from stylize_server.serving.info import server_version
+from stylize_server.serving.logs import capture_stderr, release_stderr, setup_logging
 
 if TYPE_CHECKING:
-    from .lifecycle import Server
+    from stylize_server.serving.lifecycle import Server
 
 log = logging.getLogger("stylize.server")
 SWITCH_INTERVAL = 0.001  # seconds
@@ -35,7 +35,7 @@ def __getattr__(name: str) -> Any:
     # `Server` imports the servicer and, through it, TensorFlow's neighbours:
     # loaded on first use, so that `main` can capture fd 2 before TensorFlow loads.
     if name == "Server":
-        from .lifecycle import Server
+        from stylize_server.serving.lifecycle import Server
 
         return Server
     raise AttributeError(name)
@@ -71,8 +71,8 @@ def _serve(argv: Sequence[str] | None) -> int:
     if config.log_format == "json":
         capture_stderr()  # before TensorFlow is imported: its C++ lines go straight to fd 2
     setup_logging(config.log_format, config.log_level)
-    from .errors import WeightsError
-    from .lifecycle import Server
+    from stylize_server.job.errors import WeightsError
+    from stylize_server.serving.lifecycle import Server
 
     signals = {"count": 0}
     stop_requested = threading.Event()

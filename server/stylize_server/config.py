@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .options import Limits
+from stylize_server.job.options import Limits
 
 ENV_PREFIX = "STYLIZE_"
 LOG_FORMATS = ("json", "text")

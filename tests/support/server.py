@@ -50,7 +50,7 @@ def shared_engine() -> Any:
     global _engine
     with _engine_lock:
         if _engine is None:
-            from stylize_server.engine import Engine
+            from stylize_server.engine.runner import Engine
 
             engine = Engine(weights=TEST_WEIGHTS, pooling="avg", precision="float32")
             engine.warm_up(sizes=(TEST_SIZE,), iterations=1)

@@ -1,0 +1,97 @@
+"""A job's images as the network sees them (numpy only): colour control
+before the optimization, the starting image, and the colours of the result.
+
+Colour control (Gatys et al. 2017, sec. 5; `color_control`):
+* `luminance`: the optimization sees luminance only. The content becomes
+  gray(Y_content), each style gray(Y_style with its mean and standard
+  deviation matched to the content's), the starting image likewise; the
+  result's luminance is recombined with the content's chrominance, previews
+  the same.
+* `histogram`: each style's colours are mapped linearly to the content's mean
+  and covariance before its Gram matrices are taken (kept float, unclipped,
+  so the statistics are exact).
+* `preserve_colors` stays what it was: the post-hoc swap of the content's
+  chrominance into the result, whatever `color_control` is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from stylize_server.engine import color
+from stylize_server.engine.vgg import IMAGENET_MEAN_RGB
+from stylize_server.job import images
+from stylize_server.job.options import ColorControl, Init, Inputs, JobOptions
+
+
+def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize an RGB image to (height, width): uint8 as images.resize does,
+    float per channel with the same filter and without clipping or rounding."""
+    if image.dtype == np.uint8:
+        return images.resize(image, shape)
+    h, w = shape
+    if image.shape[:2] == (h, w):
+        return image.astype(np.float32, copy=False)
+    channels = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(image[..., c], np.float32), mode="F").resize(
+                (w, h), Image.Resampling.LANCZOS
+            ),
+            np.float32,
+        )
+        for c in range(image.shape[-1])
+    ]
+    return np.stack(channels, axis=-1)
+
+
+def styles(options: JobOptions, inputs: Inputs) -> tuple[np.ndarray, ...]:
+    """The style images with the job's colour control applied (uint8 as
+    given for `none`, float32 otherwise)."""
+    if options.color_control is ColorControl.LUMINANCE:
+        return tuple(
+            color.gray(color.match_luminance(s.image, inputs.content)).astype(np.float32) for s in inputs.styles
+        )
+    if options.color_control is ColorControl.HISTOGRAM:
+        return tuple(color.match_histogram(s.image, inputs.content).astype(np.float32) for s in inputs.styles)
+    return tuple(s.image for s in inputs.styles)
+
+
+def content_view(options: JobOptions, content: np.ndarray) -> np.ndarray:
+    """The content (at a scale) as the network sees it, float32."""
+    if options.color_control is ColorControl.LUMINANCE:
+        return color.gray(color.luminance(content)).astype(np.float32)
+    return content.astype(np.float32)
+
+
+def initial_image(
+    options: JobOptions,
+    inputs: Inputs,
+    prepared_styles: tuple[np.ndarray, ...],
+    shape: tuple[int, int],
+    content: np.ndarray,
+) -> np.ndarray:
+    """The starting image at `shape` (content already resized to it), float32."""
+    if options.init is Init.NOISE:
+        # Near the mean pixel with a little seeded noise, as jcjohnson's init.
+        rng = np.random.default_rng(options.seed)
+        start = np.asarray(IMAGENET_MEAN_RGB, np.float32) + rng.normal(0.0, 16.0, (*shape, 3)).astype(np.float32)
+    elif options.init is Init.STYLE:
+        return resize(prepared_styles[0], shape).astype(np.float32)  # already colour-controlled
+    elif options.init is Init.IMAGE and inputs.init_image is not None:
+        start = resize(inputs.init_image, shape).astype(np.float32)
+    else:
+        return content_view(options, content)
+    if options.color_control is ColorControl.LUMINANCE:
+        return color.gray(color.luminance(start)).astype(np.float32)
+    return start.astype(np.float32)
+
+
+def finish(pixels: np.ndarray, options: JobOptions, content: np.ndarray) -> np.ndarray:
+    """Optimized float RGB (H×W×3) -> the job's output colours, float32 in
+    0..255: the content's chrominance recombined where the job asks
+    (luminance control or preserve_colors), exactly, without clipping it."""
+    image = np.clip(pixels, 0.0, 255.0)
+    if options.color_control is ColorControl.LUMINANCE or options.preserve_colors:
+        image = np.clip(color.recombine(image, content), 0.0, 255.0)  # clips rounding only
+    return np.asarray(image, np.float32)

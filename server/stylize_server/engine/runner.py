@@ -1,0 +1,303 @@
+"""The engine: one resident VGG-19 in the chosen precision and a bounded
+cache of compiled steps, running planned jobs (multi-scale, whole or in
+exact tiles, style blending per region, colour control) and reporting
+progress. Thread-safe: several jobs may run at once on one Engine.
+
+    engine = Engine(weights="imagenet")
+    result = engine.stylize(photo, [StyleSource(painting)], size=512)      # or:
+    plan = engine.plan(JobOptions(size=512), Inputs(photo, (StyleSource(painting),)))
+    result = engine.run(plan, RunHooks(on_progress=print, stop=lambda: None))
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from stylize_server.engine import prepare, regions, targets
+from stylize_server.engine.device import describe_device, enable_memory_growth, measure_precisions
+from stylize_server.engine.objective import LossSpec, Objective
+from stylize_server.engine.optimize import LoopHooks, run_scale
+from stylize_server.engine.stepcache import CompiledSteps, StepCache
+from stylize_server.engine.tiling import WHOLE, TileLayout
+from stylize_server.engine.vgg import VGG19Features
+from stylize_server.job import cost, images, profiles
+from stylize_server.job.layout import Pooling
+from stylize_server.job.options import Inputs, JobOptions, Limits, Optimizer, StyleSource, resolve, validate
+from stylize_server.job.plan import JobPlan
+from stylize_server.job.precision import Precision, choose
+from stylize_server.job.types import Losses, ModelInfo, Progress, Result, ScaleEstimate, StopReason
+
+log = logging.getLogger(__name__)
+
+UNLIMITED = 1 << 62
+DEFAULT_MAX_COMPILED = 8
+
+
+@dataclass
+class RunHooks:
+    """What a running job tells its caller, and how the caller stops it.
+
+    on_progress:  every iteration (the caller decides which to forward)
+    stop:         polled between iterations, tiles, style images and scales;
+                  a StopReason stops the job, which then returns its best image
+                  so far (the starting image if no iteration ran)
+    on_iteration: (iteration, seconds) of every iteration
+    on_phase:     the name of each piece of work before it starts ("content
+                  targets", "style 2 of 4", "scale 1 of 3"), for logs and tests
+    """
+
+    on_progress: Callable[[Progress], None] | None = None
+    stop: Callable[[], StopReason | None] | None = None
+    on_iteration: Callable[[int, float], None] | None = None
+    on_phase: Callable[[str], None] | None = None
+
+
+def layout_of(scale: ScaleEstimate) -> TileLayout:
+    """How the cost model said to run a scale."""
+    if scale.tile_size <= 0:
+        return WHOLE
+    if scale.split_block <= 0:
+        return TileLayout((), (scale.tile_size,))
+    return TileLayout((scale.split_block,), (scale.tile_size, scale.deep_tile_size))
+
+
+class Engine:
+    """A resident VGG-19 and the compiled steps that run jobs on it.
+
+    precision:    "auto" (measured at start-up: precision.py), "float32" or
+                  "bfloat16": what the convolutions run in
+    max_compiled: loss specifications whose compiled steps are kept (LRU)
+    """
+
+    def __init__(
+        self,
+        weights: str = "imagenet",
+        pooling: Pooling | str = Pooling.AVG,
+        xla: bool = False,
+        limits: Limits | None = None,
+        precision: Precision | str = Precision.AUTO,
+        max_compiled: int = DEFAULT_MAX_COMPILED,
+    ) -> None:
+        enable_memory_growth()
+        self.vgg = VGG19Features(weights)
+        self.default_pooling = Pooling(pooling)
+        self.xla = xla
+        self.limits = limits or Limits()
+        self._steps = StepCache(max_compiled, self._compile)
+        kind, name = describe_device()
+        choice = choose(precision, lambda: measure_precisions(self.vgg, self.default_pooling, xla))
+        self.precision = choice.precision
+        self.model_info = ModelInfo(
+            name="vgg19",
+            weights_source=self.vgg.weights.source,
+            random_weights=self.vgg.weights.random,
+            default_pooling=self.default_pooling.value,
+            load_seconds=self.vgg.weights.load_seconds,
+            device_kind=kind,
+            device_name=name,
+            xla=xla,
+            precision=self.precision.value,
+            precision_reason=choice.reason,
+        )
+        self.profile = profiles.profile_for(kind, self.precision.value)
+        log.info(
+            "engine ready: vgg19 weights=%s random=%s pooling=%s device=%s (%s) precision=%s (%s) in %.2fs",
+            weights,
+            self.model_info.random_weights,
+            self.default_pooling.value,
+            kind,
+            name,
+            self.precision.value,
+            choice.reason,
+            self.model_info.load_seconds,
+        )
+
+    # ------------------------------------------------------------ compiled
+
+    def _compile(self, spec: LossSpec) -> CompiledSteps:
+        return CompiledSteps(Objective(self.vgg, spec, xla=self.xla), self.xla)
+
+    def compiled(self, spec: LossSpec) -> CompiledSteps:
+        """The compiled steps of `spec` (from the LRU, or built now)."""
+        return self._steps.get(spec)
+
+    @property
+    def step_cache(self) -> StepCache:
+        return self._steps
+
+    def device_memory_bytes(self) -> int | None:
+        if self.model_info.device_kind != "GPU":
+            return None
+        try:
+            return int(tf.config.experimental.get_memory_info("GPU:0")["current"])
+        except Exception:
+            return None
+
+    def warm_up(self, sizes: tuple[int, ...] = (256,), iterations: int = 2) -> float:
+        """Trace and run the default job's steps (both optimizers) at `sizes`."""
+        start = time.perf_counter()
+        rng = np.random.default_rng(0)
+        for size in sizes:
+            content = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            style = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            for optimizer in Optimizer:
+                self.stylize(
+                    content,
+                    [StyleSource(style)],
+                    size=size,
+                    iterations=iterations,
+                    optimizer=optimizer,
+                    multiscale=False,
+                )
+        seconds = time.perf_counter() - start
+        log.info("warm-up at sizes %s took %.2fs", list(sizes), seconds)
+        return seconds
+
+    # ----------------------------------------------------------------- plan
+
+    def plan(
+        self,
+        options: JobOptions,
+        inputs: Inputs,
+        *,
+        target_bytes: int = UNLIMITED,
+        budget_bytes: int = UNLIMITED,
+        tile_setting: int = -1,
+        limits: Limits | None = None,
+    ) -> JobPlan:
+        """Resolve, check (against `limits`, default the engine's) and plan a
+        job; the cost model picks each scale's tiling and history to fit
+        `target_bytes` (tile_setting: -1 its choice, 0 never tile, N tiles of
+        N px)."""
+        shapes = inputs.shapes
+        validate(options, shapes, limits or self.limits)
+        options = resolve(options, self.default_pooling)
+        count = regions.count_regions(inputs.styles, options.unmasked_region)
+        estimate = cost.estimate(options, shapes, self.profile, target_bytes, budget_bytes, tile_setting, count)
+        return JobPlan(options=options, inputs=inputs, estimate=estimate)
+
+    def stylize(
+        self,
+        content: np.ndarray,
+        styles: list[StyleSource],
+        hooks: RunHooks | None = None,
+        init_image: np.ndarray | None = None,
+        **options: Any,
+    ) -> Result:
+        """Plan and run a job in one call (for use from Python)."""
+        inputs = Inputs(content=content, styles=tuple(styles), init_image=init_image)
+        return self.run(self.plan(JobOptions(**options), inputs), hooks)
+
+    # ------------------------------------------------------------------ run
+
+    def run(self, plan: JobPlan, hooks: RunHooks | None = None) -> Result:
+        hooks = hooks or RunHooks()
+        options, inputs = targets.canonical(plan.options), plan.inputs
+        assert options.learning_rate is not None
+        start = time.perf_counter()
+        out_shape = plan.output_shape
+        job_regions = regions.plan_regions(inputs.styles, options.unmasked_region, out_shape)
+        guided = any(s.mask is not None for s in inputs.styles)
+        steps = self.compiled(targets.spec_for(options, self.precision, guided))
+        total = plan.total_iterations
+        stopped: StopReason | None = None
+        latest = [Losses(0.0, 0.0, 0.0, 0.0)]  # the last reported iteration: the returned image's
+
+        def stop_requested() -> bool:
+            nonlocal stopped
+            if stopped is None and hooks.stop is not None:
+                stopped = hooks.stop()
+            return stopped is not None
+
+        def phase(name: str) -> None:
+            if hooks.on_phase is not None:
+                hooks.on_phase(name)
+
+        styles = prepare.styles(options, inputs)
+        x: tf.Tensor | None = None
+        content = inputs.content
+        done = 0
+        for index, scale in enumerate(plan.scales):
+            phase(f"scale {index + 1} of {len(plan.scales)}")
+            if stop_requested():
+                break
+            shape = (scale.height, scale.width)
+            content = images.resize(inputs.content, shape)
+            evaluator = steps.evaluator(layout_of(scale))
+            scale_targets = targets.build(
+                evaluator, options, content, styles, job_regions, stop_requested, hooks.on_phase
+            )
+            if scale_targets is None:
+                break
+            if x is None:
+                x = targets.batch(prepare.initial_image(options, inputs, styles, shape, content))
+            else:
+                x = tf.image.resize(x, shape, method="bicubic")
+            render = functools.partial(_render, options=options, content=content)
+
+            def report(
+                iteration: int,
+                values: tuple[float, float, float, float],
+                x_in: tf.Tensor,
+                _index: int = index,
+                _size: int = scale.size,
+                _draw: Callable[[tf.Tensor], np.ndarray] = render,
+            ) -> None:
+                latest[0] = Losses(*values)
+                if hooks.on_progress is not None:
+                    hooks.on_progress(
+                        Progress(
+                            iteration,
+                            total,
+                            Losses(*values),
+                            time.perf_counter() - start,
+                            _index,
+                            _size,
+                            functools.partial(_draw, x_in),
+                        )
+                    )
+
+            optimizer = steps.optimizer(options.optimizer, scale.lbfgs_history or options.lbfgs_history)
+            x, ran = run_scale(
+                optimizer,
+                evaluator,
+                x,
+                scale_targets,
+                options.learning_rate,
+                scale.iterations,
+                done + 1,
+                LoopHooks(on_report=report, should_stop=stop_requested, on_iteration=hooks.on_iteration),
+            )
+            done += ran
+            if ran < scale.iterations:
+                break
+
+        last = plan.scales[-1]
+        final_shape = (last.height, last.width)
+        if tuple(content.shape[:2]) != final_shape:
+            content = images.resize(inputs.content, final_shape)
+        if x is None:  # stopped before the first iteration: the starting image
+            x = targets.batch(prepare.initial_image(options, inputs, styles, final_shape, content))
+        elif tuple(x.shape[1:3]) != final_shape:  # stopped at a coarser scale
+            x = tf.image.resize(x, final_shape, method="bicubic")
+        return Result(
+            pixels=prepare.finish(x[0].numpy(), options, content),
+            losses=latest[0],  # of the image returned (at its scale, if stopped at a coarser one)
+            iterations=done,
+            iterations_requested=total,
+            compute_seconds=time.perf_counter() - start,
+            complete=stopped is None and done == total,
+            stop_reason=stopped or StopReason.NONE,
+        )
+
+
+def _render(x: tf.Tensor, options: JobOptions, content: np.ndarray) -> np.ndarray:
+    return images.to_uint8(prepare.finish(x[0].numpy(), options, content))

@@ -1,0 +1,93 @@
+"""A bounded cache of compiled steps (issue 9, item 5).
+
+Every distinct loss specification (canonical layer lists, pooling,
+precision, guided or not) traces its own TensorFlow functions: seconds of
+tracing and megabytes of graphs each. The cache keeps the most recently used
+`capacity` of them; an evicted entry is dropped whole (its objective, its
+optimizers and its tile evaluators), so that once the jobs still running with
+it end, nothing references its functions and TensorFlow frees them.
+
+Layer lists are canonicalized before they get here (objective.LossSpec), so
+naming the same layers in another order is the same entry; the layer weights
+are tensor inputs and never part of a key.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+from stylize_server.engine.objective import LossSpec, Objective
+from stylize_server.engine.optimize import LBFGS, Adam
+from stylize_server.engine.tiling import Evaluator, TileLayout
+from stylize_server.job.options import Optimizer
+
+
+class CompiledSteps:
+    """One spec's objective and the optimizers and evaluators built on it."""
+
+    def __init__(self, objective: Objective, xla: bool) -> None:
+        self.objective = objective
+        self.xla = xla
+        self._optimizers: dict[tuple[Optimizer, int], LBFGS | Adam] = {}
+        self._evaluators: dict[TileLayout, Evaluator] = {}
+        self._lock = threading.Lock()
+
+    def optimizer(self, kind: Optimizer, history: int) -> LBFGS | Adam:
+        key = (kind, history if kind is Optimizer.LBFGS else 0)
+        with self._lock:
+            if key not in self._optimizers:
+                if kind is Optimizer.LBFGS:
+                    self._optimizers[key] = LBFGS(self.objective, history=history, xla=self.xla)
+                else:
+                    self._optimizers[key] = Adam(self.objective, xla=self.xla)
+            return self._optimizers[key]
+
+    def evaluator(self, layout: TileLayout) -> Evaluator:
+        with self._lock:
+            if layout not in self._evaluators:
+                self._evaluators[layout] = Evaluator(self.objective, layout)
+            return self._evaluators[layout]
+
+
+class StepCache:
+    """LRU of CompiledSteps keyed by LossSpec, at most `capacity` entries."""
+
+    def __init__(self, capacity: int, build: Callable[[LossSpec], CompiledSteps]) -> None:
+        if capacity < 1:
+            raise ValueError(f"the compiled-step cache needs room for at least 1 entry, got {capacity}")
+        self.capacity = capacity
+        self._build = build
+        self._entries: OrderedDict[LossSpec, CompiledSteps] = OrderedDict()
+        self._lock = threading.Lock()
+        self.evictions = 0
+
+    def get(self, spec: LossSpec) -> CompiledSteps:
+        with self._lock:
+            entry = self._entries.get(spec)
+            if entry is not None:
+                self._entries.move_to_end(spec)
+                return entry
+            entry = self._build(spec)
+            self._entries[spec] = entry
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+                self.evictions += 1
+            return entry
+
+    def put(self, spec: LossSpec, entry: CompiledSteps) -> None:
+        with self._lock:
+            self._entries[spec] = entry
+            self._entries.move_to_end(spec)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+                self.evictions += 1
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def __contains__(self, spec: object) -> bool:
+        with self._lock:
+            return spec in self._entries

@@ -1,0 +1,294 @@
+"""The exact tiled objective (issue 12; after Galerne et al., "Scaling
+Painting Style Transfer", arXiv 2212.13459): the loss and gradient of the
+whole image, computed with memory bounded by a tile.
+
+The network is cut into stages (objective.py), e.g. blocks 1-3 | blocks 4-5.
+Each stage runs on tiles of its input map: interiors that partition the map
+on the coarsest pooling grid, each with a halo of at least the reach of the
+deepest layer the stage computes (layout.stage_reach), so that every interior
+feature is the whole image's. One evaluation:
+
+1. forward, stage by stage: accumulate each layer's Gram sums and content
+   error sums over the interiors; assemble the next stage's input from the
+   interiors of the pooled output (1/64 of the pixels after block 3);
+2. the loss from the totals, and its gradient w.r.t. the sums (global);
+3. backward, last stage first: each tile again under a tape, and the
+   vector-Jacobian product of its interior features (cotangents from step 2)
+   and of its pooled output (the next stage's input gradient) with the tile;
+   tile gradients overlap in the halos and are summed.
+
+A last stage run whole fuses 1-3 for itself and keeps its tape: the deep,
+low-resolution blocks cost no recomputation. The whole image is the case of
+one stage run whole, which the optimizers fuse further with their update.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import tensorflow as tf
+
+from stylize_server.engine.objective import Objective, Stage, Targets, stages_for
+from stylize_server.job.layout import ALIGN, BLOCK_CHANNELS, block_of, last_conv, layer_index, stage_reach
+
+ShouldStop = Callable[[], bool]
+
+
+@dataclasses.dataclass(frozen=True)
+class TileLayout:
+    """How a scale runs: the network cut after the blocks in `splits`, and the
+    tile side (image pixels; 0 = whole) of each part, shallow first."""
+
+    splits: tuple[int, ...] = ()
+    tiles: tuple[int, ...] = (0,)
+
+    @property
+    def whole(self) -> bool:
+        return not any(self.tiles)
+
+
+WHOLE = TileLayout()
+
+
+@dataclasses.dataclass(frozen=True)
+class Tile:
+    """One tile of a stage's input map, in that map's positions: the interior
+    it owns and the extent (interior plus halo, clipped to the map) it reads."""
+
+    row: int
+    col: int
+    interior: tuple[int, int, int, int]  # y0, y1, x0, x1
+    extent: tuple[int, int, int, int]
+
+    @property
+    def origin(self) -> tf.Tensor:
+        return tf.constant([self.extent[0], self.extent[2]], tf.int32)
+
+    @property
+    def box(self) -> tf.Tensor:
+        y0, y1, x0, x1 = self.interior
+        return tf.constant([y0 - self.extent[0], y1 - self.extent[0], x0 - self.extent[2], x1 - self.extent[2]])
+
+    def read(self, t: tf.Tensor) -> tf.Tensor:
+        e = self.extent
+        return t[:, e[0] : e[1], e[2] : e[3], :]
+
+
+def stage_halo(stage: Stage, deepest_wanted: str) -> int:
+    """Halo of a stage's tiles, in its input's positions, on its pooling grid."""
+    deepest = last_conv(stage.last_block) if stage.emit_next else deepest_wanted
+    align = stage_align(stage)
+    return -(-stage_reach(deepest, stage.first_block) // align) * align
+
+
+def stage_align(stage: Stage) -> int:
+    """The coarsest pooling grid (16 image pixels) in the stage input's positions."""
+    return max(1, ALIGN >> (stage.first_block - 1))
+
+
+def tile_grid(height: int, width: int, tile: int, halo: int) -> list[Tile]:
+    """Tiles of interior side `tile` (0: one tile) over a height x width map."""
+    if tile <= 0 or tile >= max(height, width):
+        return [Tile(0, 0, (0, height, 0, width), (0, height, 0, width))]
+    tiles = []
+    for r, y0 in enumerate(range(0, height, tile)):
+        for c, x0 in enumerate(range(0, width, tile)):
+            y1, x1 = min(height, y0 + tile), min(width, x0 + tile)
+            extent = (max(0, y0 - halo), min(height, y1 + halo), max(0, x0 - halo), min(width, x1 + halo))
+            tiles.append(Tile(r, c, (y0, y1, x0, x1), extent))
+    return tiles
+
+
+def _assemble(pieces: dict[tuple[int, int], tf.Tensor]) -> tf.Tensor:
+    rows = sorted({r for r, _ in pieces})
+    cols = sorted({c for _, c in pieces})
+    return tf.concat([tf.concat([pieces[(r, c)] for c in cols], axis=2) for r in rows], axis=1)
+
+
+def _add(total: list[tf.Tensor] | None, parts: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+    return list(parts) if total is None else [a + b for a, b in zip(total, parts)]
+
+
+class Stopped(Exception):
+    """A stop was requested between tiles."""
+
+
+class Evaluator:
+    """The objective of one spec at one scale, whole or tiled."""
+
+    def __init__(self, objective: Objective, layout: TileLayout) -> None:
+        self.objective = objective
+        self.layout = layout
+        spec = objective.spec
+        self.stages = stages_for(spec, layout.splits)
+        sizes = list(layout.tiles) + [layout.tiles[-1]] * (len(self.stages) - len(layout.tiles))
+        deepest = max(spec.layers, key=layer_index)
+        self._plan: list[tuple[Stage, int, int]] = []  # stage, tile side and halo in its input's positions
+        for stage, size in zip(self.stages, sizes):
+            unit = 1 << (stage.first_block - 1)
+            align = stage_align(stage)
+            side = 0 if size <= 0 else max(align, size // unit // align * align)
+            self._plan.append((stage, side, stage_halo(stage, deepest)))
+
+    # ------------------------------------------------------------ helpers
+
+    def _tiles(self, index: int, x: tf.Tensor) -> list[Tile]:
+        _, side, halo = self._plan[index]
+        return tile_grid(int(x.shape[1]), int(x.shape[2]), side, halo)
+
+    @staticmethod
+    def _check(should_stop: ShouldStop | None) -> None:
+        if should_stop is not None and should_stop():
+            raise Stopped
+
+    def _forward(
+        self, index: int, x: tf.Tensor, args: tuple[Any, ...], should_stop: ShouldStop | None
+    ) -> tuple[list[tf.Tensor], list[tf.Tensor], tf.Tensor | None]:
+        stage = self._plan[index][0]
+        fn = self.objective.function("forward", stage)
+        style: list[tf.Tensor] | None = None
+        content: list[tf.Tensor] | None = None
+        pieces: dict[tuple[int, int], tf.Tensor] = {}
+        for tile in self._tiles(index, x):
+            self._check(should_stop)
+            s, c, nxt = fn(tile.read(x), tile.origin, tile.box, *args)
+            style, content = _add(style, s), _add(content, c)
+            pieces[(tile.row, tile.col)] = nxt
+        return style or [], content or [], _assemble(pieces) if stage.emit_next else None
+
+    def _backward(
+        self,
+        index: int,
+        x: tf.Tensor,
+        mults: Sequence[tf.Tensor],
+        coefs: Sequence[tf.Tensor],
+        d_next: tf.Tensor | None,
+        args: tuple[Any, ...],
+        should_stop: ShouldStop | None,
+    ) -> tf.Tensor:
+        stage = self._plan[index][0]
+        fn = self.objective.function("backward", stage)
+        tiles = self._tiles(index, x)
+        if len(tiles) == 1:
+            self._check(should_stop)
+            t = tiles[0]
+            return fn(x, t.origin, t.box, list(mults), list(coefs), self._next_part(stage, t, d_next), *args)
+        total = tf.Variable(tf.zeros(x.shape, tf.float32), trainable=False)
+        for tile in tiles:
+            self._check(should_stop)
+            d = self._next_part(stage, tile, d_next)
+            g = fn(tile.read(x), tile.origin, tile.box, list(mults), list(coefs), d, *args)
+            e = tile.extent
+            window = total[:, e[0] : e[1], e[2] : e[3], :]
+            total[:, e[0] : e[1], e[2] : e[3], :].assign(window + g)
+        return tf.convert_to_tensor(total)
+
+    def _next_part(self, stage: Stage, tile: Tile, d_next: tf.Tensor | None) -> tf.Tensor:
+        if d_next is None:
+            return tf.zeros([1, 0, 0, BLOCK_CHANNELS[stage.last_block - 1]], tf.float32)
+        k = stage.next_stride
+        y0, y1, x0, x1 = tile.interior
+        return d_next[:, y0 // k : y1 // k, x0 // k : x1 // k, :]
+
+    # --------------------------------------------------------- evaluation
+
+    def value_and_grad(
+        self, x: tf.Tensor, targets: Targets, should_stop: ShouldStop | None = None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """(terms [3], gradient) at `x`; raises Stopped between tiles."""
+        args = targets.args()
+        maps: list[tf.Tensor] = [x]
+        style: list[tf.Tensor] = []
+        content: list[tf.Tensor] = []
+        for index in range(len(self._plan) - 1):
+            s, c, nxt = self._forward(index, maps[-1], args, should_stop)
+            style, content = style + s, content + c
+            assert nxt is not None
+            maps.append(nxt)
+        last = self._plan[-1][0]
+        self._check(should_stop)
+        if len(self._tiles(len(self._plan) - 1, maps[-1])) == 1:
+            terms, grad, tv_grad, mults, coefs = self.objective.function("final", last)(
+                maps[-1], x, style, content, *args
+            )
+        else:
+            s, c, _ = self._forward(len(self._plan) - 1, maps[-1], args, should_stop)
+            terms, mults, coefs, tv_grad = self.objective.function("global")(style + s, content + c, x, *args)
+            grad = self._backward(
+                len(self._plan) - 1, maps[-1], mults[len(style) :], coefs[len(content) :], None, args, should_stop
+            )
+        mults, coefs = list(mults), list(coefs)
+        for index in reversed(range(len(self._plan) - 1)):
+            stage = self._plan[index][0]
+            grad = self._backward(
+                index,
+                maps[index],
+                [mults[i] for i in stage.style],
+                [coefs[i] for i in stage.content],
+                grad,
+                args,
+                should_stop,
+            )
+        return terms, grad + tv_grad
+
+    def terms(self, x: tf.Tensor, targets: Targets) -> tf.Tensor:
+        """The weighted terms [3] at `x` (forward only)."""
+        args = targets.args()
+        maps: list[tf.Tensor] = [x]
+        style: list[tf.Tensor] = []
+        content: list[tf.Tensor] = []
+        for index in range(len(self._plan)):
+            s, c, nxt = self._forward(index, maps[-1], args, None)
+            style, content = style + s, content + c
+            if nxt is not None:
+                maps.append(nxt)
+        terms, _, _, _ = self.objective.function("global")(style, content, x, *args)
+        return terms
+
+    def content_features(self, image: tf.Tensor, should_stop: ShouldStop | None = None) -> list[tf.Tensor]:
+        """The content layers' feature maps of `image`, assembled from tiles."""
+        out: list[tf.Tensor] = []
+        x = image
+        for index, (stage, _, _) in enumerate(self._plan):
+            fn = self.objective.function("features", stage)
+            pieces: dict[tuple[int, int], list[tf.Tensor]] = {}
+            nexts: dict[tuple[int, int], tf.Tensor] = {}
+            for tile in self._tiles(index, x):
+                self._check(should_stop)
+                feats, nxt = fn(tile.read(x), tile.origin, tile.box)
+                pieces[(tile.row, tile.col)] = feats
+                nexts[(tile.row, tile.col)] = nxt
+            for j in range(len(stage.content)):
+                out.append(_assemble({k: v[j] for k, v in pieces.items()}))
+            if not stage.emit_next:
+                break
+            x = _assemble(nexts)
+        return out
+
+    def style_grams(self, image: tf.Tensor, should_stop: ShouldStop | None = None) -> list[tf.Tensor]:
+        """The style layers' Gram matrices (FᵀF / (C·N)) of `image`, from Gram
+        sums accumulated over tiles (forward only)."""
+        sums: list[tf.Tensor] = []
+        x = image
+        height, width = int(image.shape[1]), int(image.shape[2])
+        for index, (stage, _, _) in enumerate(self._plan):
+            fn = self.objective.function("grams", stage)
+            total: list[tf.Tensor] | None = None
+            nexts: dict[tuple[int, int], tf.Tensor] = {}
+            for tile in self._tiles(index, x):
+                self._check(should_stop)
+                s, nxt = fn(tile.read(x), tile.origin, tile.box)
+                total = _add(total, s)
+                nexts[(tile.row, tile.col)] = nxt
+            sums.extend(total or [])
+            if not stage.emit_next:
+                break
+            x = _assemble(nexts)
+        grams = []
+        for name, s in zip(self.objective.spec.style_layers, sums):
+            k = 1 << (block_of(name) - 1)
+            positions = (height // k) * (width // k)
+            grams.append(s / float(positions * int(s.shape[-1])))
+        return grams

@@ -1,0 +1,363 @@
+"""The options of one job, as two typed dataclasses: `JobOptions`, what the
+engine optimizes, and `DeliveryOptions`, how the service reports and returns
+it. Field names are the StylizeRequest field names and enum values are the
+proto's value names in lower case, so `convert` maps them by name. Also: the
+server's `Limits` (the one set of defaults), range checks, and the multi-scale
+plan.
+
+Defaults and their provenance (README, "The algorithm, and where the defaults
+come from"):
+
+* Loss definitions follow jcjohnson/neural-style and anishathalye/neural-style:
+  content = MSE of feature maps; style = MSE of Gram matrices FᵀF/(C·H·W);
+  tv = mean squared difference of neighbouring pixels, summed over x and y.
+  With these definitions both use content weight 5 and an effective style
+  weight of 100 summed over five equally weighted layers (jcjohnson: 100 per
+  layer; anishathalye: 500 × 1/5). The TV weight is anishathalye's 100.
+* Layers relu4_2 (content) and relu1_1..relu5_1 (style), as in the paper.
+* Adam learning rate 10 on the 0..255 pixel scale, as both references.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from stylize_server.job.checks import check_finite as _finite
+from stylize_server.job.checks import check_range as _int_range
+from stylize_server.job.errors import InvalidArgument, TooLarge
+from stylize_server.job.layout import LOSS_LAYERS, MIN_SIDE, Pooling
+
+
+class Optimizer(str, enum.Enum):
+    LBFGS = "lbfgs"
+    ADAM = "adam"
+
+
+class Init(str, enum.Enum):
+    CONTENT = "content"
+    NOISE = "noise"
+    STYLE = "style"
+    IMAGE = "image"
+
+
+class ColorControl(str, enum.Enum):
+    NONE = "none"
+    LUMINANCE = "luminance"
+    HISTOGRAM = "histogram"
+
+
+class UnmaskedRegion(str, enum.Enum):
+    STYLES = "styles"
+    CONTENT = "content"
+
+
+Layers = tuple[tuple[str, float], ...]
+
+DEFAULT_CONTENT_LAYERS: Layers = (("relu4_2", 1.0),)
+DEFAULT_STYLE_LAYERS: Layers = tuple((f"relu{b}_1", 1.0) for b in range(1, 6))
+DEFAULT_LEARNING_RATE = {Optimizer.LBFGS: 1.0, Optimizer.ADAM: 10.0}
+MULTISCALE_THRESHOLD = 256  # multi-scale is on by default above this size
+# Scales above this longest side get half the iteration share of the scale
+# before them: at print sizes the layout is settled, and an iteration there
+# costs 4x the one below.
+FULL_SHARE_MAX_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for. Every limit is also a server flag
+    (--max-pixels, ...), whose default is the one here."""
+
+    max_pixels: int = 4096 * 4096  # output width*height: 16 MP (the memory budget decides what fits)
+    max_side: int = 4096  # output longest side
+    max_iterations: int = 2000
+    max_styles: int = 8
+    max_input_pixels: int = 40_000_000  # one decoded input image, checked from its header
+    max_request_pixels: int = 80_000_000  # decoded pixels of all images of one request
+    max_preview_side: int = 1024
+
+
+@dataclass(frozen=True)
+class StyleSource:
+    """A decoded style image (H×W×3 uint8 RGB), its blend weight and, where it
+    applies only to a region, its mask (H×W float32 in 0..1, any size)."""
+
+    image: np.ndarray
+    weight: float = 1.0
+    mask: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The decoded images of a job."""
+
+    content: np.ndarray  # H×W×3 uint8 RGB
+    styles: tuple[StyleSource, ...]
+    init_image: np.ndarray | None = None
+
+    @property
+    def shapes(self) -> InputShapes:
+        return InputShapes(
+            content=_hw(self.content),
+            styles=tuple(_hw(s.image) for s in self.styles),
+            masks=tuple(None if s.mask is None else _hw(s.mask) for s in self.styles),
+            weights=tuple(float(s.weight) for s in self.styles),
+            init_image=None if self.init_image is None else _hw(self.init_image),
+        )
+
+
+@dataclass(frozen=True)
+class InputShapes:
+    """The (height, width) of every input image, known from the headers before
+    anything is decoded, and the styles' blend weights: all that validation
+    and the cost model need."""
+
+    content: tuple[int, int]
+    styles: tuple[tuple[int, int], ...]
+    masks: tuple[tuple[int, int] | None, ...]
+    weights: tuple[float, ...]
+    init_image: tuple[int, int] | None = None
+
+    @property
+    def pixels(self) -> int:
+        """Decoded pixels of every input image."""
+        shapes = [self.content, *self.styles, *(m for m in self.masks if m)]
+        if self.init_image is not None:
+            shapes.append(self.init_image)
+        return sum(h * w for h, w in shapes)
+
+
+def _hw(image: np.ndarray) -> tuple[int, int]:
+    return int(image.shape[0]), int(image.shape[1])
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """What the engine optimizes, the images aside. Fields left at None are
+    resolved by `resolve`."""
+
+    size: int = 512
+    iterations: int = 500
+    optimizer: Optimizer = Optimizer.LBFGS
+    learning_rate: float | None = None  # None: 1.0 for L-BFGS, 10.0 for Adam
+    content_weight: float = 5.0
+    style_weight: float = 100.0
+    tv_weight: float = 100.0
+    content_layers: Layers = DEFAULT_CONTENT_LAYERS
+    style_layers: Layers = DEFAULT_STYLE_LAYERS
+    pooling: Pooling | None = None  # None: the engine's default (avg)
+    init: Init = Init.CONTENT
+    seed: int = 0
+    style_scale: float = 1.0
+    preserve_colors: bool = False
+    multiscale: bool | None = None  # None: on when size > MULTISCALE_THRESHOLD
+    multiscale_min_size: int = 256
+    color_control: ColorControl = ColorControl.NONE
+    unmasked_region: UnmaskedRegion = UnmaskedRegion.STYLES
+    lbfgs_history: int = 20  # engine setting, not in the API; the cost model may lower it
+
+    def __post_init__(self) -> None:
+        # Python callers may name an enum by its value ("luminance"); the engine
+        # compares members by identity, so a plain string would be ignored.
+        for name, kind in _ENUM_FIELDS.items():
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, kind):
+                try:
+                    object.__setattr__(self, name, kind(value))
+                except ValueError:
+                    choices = ", ".join(m.value for m in kind)
+                    raise InvalidArgument(name, f"{value!r} is not one of {choices}") from None
+
+    def replace(self, **changes: object) -> JobOptions:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+_ENUM_FIELDS: dict[str, type[enum.Enum]] = {
+    "optimizer": Optimizer,
+    "pooling": Pooling,
+    "init": Init,
+    "color_control": ColorControl,
+    "unmasked_region": UnmaskedRegion,
+}
+
+
+@dataclass(frozen=True)
+class Scale:
+    size: int  # longest side
+    iterations: int
+
+
+def scaled_shape(shape: Sequence[int], longest: int) -> tuple[int, int]:
+    h, w = int(shape[0]), int(shape[1])
+    scale = longest / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def style_shape(style_hw: Sequence[int], output_hw: Sequence[int], style_scale: float) -> tuple[int, int]:
+    """(height, width) of a style image for an output of `output_hw`: its
+    aspect kept, its area style_scale² times the output's, and its shorter side
+    at least MIN_SIDE (so that block 5 is never empty)."""
+    sh, sw = int(style_hw[0]), int(style_hw[1])
+    area = style_scale**2 * int(output_hw[0]) * int(output_hw[1])
+    factor = math.sqrt(area / (sh * sw))
+    factor = max(factor, MIN_SIDE / min(sh, sw))
+    return max(MIN_SIDE, round(sh * factor)), max(MIN_SIDE, round(sw * factor))
+
+
+def output_shape(options: JobOptions, content_hw: Sequence[int]) -> tuple[int, int]:
+    """(height, width) of the output: the content scaled to `size`."""
+    return scaled_shape(content_hw, options.size)
+
+
+def multiscale_on(options: JobOptions) -> bool:
+    """`multiscale` as asked, or by default on above MULTISCALE_THRESHOLD."""
+    return options.size > MULTISCALE_THRESHOLD if options.multiscale is None else options.multiscale
+
+
+def plan_scales(options: JobOptions, content_hw: Sequence[int]) -> list[Scale]:
+    """The coarse-to-fine schedule.
+
+    Sizes double from `multiscale_min_size` up to `size` (the last scale is
+    exactly `size`). The coarsest scale, where an iteration is cheapest and
+    most of the structure forms, gets a share of 2; each finer scale up to
+    FULL_SHARE_MAX_SIZE a share of 1; each above it half the share of the one
+    before (1/2, 1/4, ...), because its iterations cost 4x and refine texture
+    only. Rounding goes to the coarsest; every scale gets at least one
+    iteration while the budget lasts.
+    """
+    sizes = [options.size]
+    if multiscale_on(options):
+        s = options.size
+        while s // 2 >= options.multiscale_min_size:
+            s //= 2
+            if min(scaled_shape(content_hw, s)) < MIN_SIDE:
+                break  # a very wide or tall image: no coarser scale is deep enough for VGG-19
+            sizes.append(s)
+        sizes.reverse()
+    if options.iterations < len(sizes):  # fewer iterations than scales: keep the finest
+        sizes = sizes[-options.iterations :]
+    shares = [2.0]
+    for size in sizes[1:]:
+        shares.append(1.0 if size <= FULL_SHARE_MAX_SIZE else min(1.0, shares[-1]) / 2)
+    total_share = sum(shares)
+    its = [max(1, int(options.iterations * sh / total_share)) for sh in shares]
+    its[0] += options.iterations - sum(its)
+    return [Scale(s, i) for s, i in zip(sizes, its)]
+
+
+def resolve(options: JobOptions, default_pooling: Pooling = Pooling.AVG) -> JobOptions:
+    """Fill the fields left at None with their defaults."""
+    return options.replace(
+        learning_rate=(
+            options.learning_rate if options.learning_rate is not None else DEFAULT_LEARNING_RATE[options.optimizer]
+        ),
+        pooling=options.pooling or default_pooling,
+        multiscale=multiscale_on(options),
+    )
+
+
+def _check_shape(name: str, hw: tuple[int, int] | None, limits: Limits) -> None:
+    if hw is None:
+        raise InvalidArgument(name, "is required")
+    h, w = hw
+    if h < 1 or w < 1:
+        raise InvalidArgument(name, f"image has no pixels ({w}x{h})")
+    if h * w > limits.max_input_pixels:
+        raise TooLarge(name, f"{w}x{h} = {w * h} pixels exceeds the limit of {limits.max_input_pixels} pixels")
+
+
+def _check_layers(name: str, layers: Sequence[tuple[str, float]]) -> None:
+    seen: set[str] = set()
+    for layer, weight in layers:
+        if layer not in LOSS_LAYERS:
+            raise InvalidArgument(
+                name, f"unknown layer {layer!r}; valid layers are conv1_1..conv5_4 and relu1_1..relu5_4"
+            )
+        if layer in seen:
+            raise InvalidArgument(name, f"layer {layer!r} is listed twice")
+        seen.add(layer)
+        _finite(f"{name}[{layer}].weight", weight, 0.0, 1e12)
+
+
+def validate_shapes(shapes: InputShapes, limits: Limits) -> None:
+    """The checks that need only the images' headers: run before decoding."""
+    _check_shape("content", shapes.content, limits)
+    if not shapes.styles:
+        raise InvalidArgument("styles", "at least one style image is required")
+    if len(shapes.styles) > limits.max_styles:
+        raise InvalidArgument("styles", f"{len(shapes.styles)} style images exceed the limit of {limits.max_styles}")
+    for i, (style, mask) in enumerate(zip(shapes.styles, shapes.masks)):
+        _check_shape(f"styles[{i}].image", style, limits)
+        if mask is not None:
+            _check_shape(f"styles[{i}].mask", mask, limits)
+    if shapes.init_image is not None:
+        _check_shape("init_image", shapes.init_image, limits)
+    if shapes.pixels > limits.max_request_pixels:
+        raise TooLarge(
+            "styles" if len(shapes.styles) > 1 else "content",
+            f"the request's images decode to {shapes.pixels} pixels in all, over the limit of "
+            f"{limits.max_request_pixels} pixels per request; send smaller or fewer images",
+        )
+
+
+def validate(options: JobOptions, shapes: InputShapes, limits: Limits) -> None:
+    """Raise InvalidArgument / TooLarge naming the first bad field and its limit."""
+    validate_shapes(shapes, limits)
+    for i, weight in enumerate(shapes.weights):
+        _finite(f"styles[{i}].blend_weight", weight, 0.0, 1e6)
+    if sum(shapes.weights) <= 0:
+        raise InvalidArgument("styles[0].blend_weight", "at least one blend weight must be positive")
+    unmasked = [i for i, m in enumerate(shapes.masks) if m is None]
+    if options.unmasked_region is UnmaskedRegion.CONTENT and unmasked and len(unmasked) < len(shapes.masks):
+        raise InvalidArgument(
+            f"styles[{unmasked[0]}].mask",
+            "unmasked_region = content leaves no region for a style without a mask; give every style a mask "
+            "or use unmasked_region = styles",
+        )
+    _int_range("size", options.size, MIN_SIDE, limits.max_side)
+    h, w = output_shape(options, shapes.content)
+    if h * w > limits.max_pixels:
+        raise InvalidArgument(
+            "size",
+            f"output {w}x{h} = {w * h} pixels exceeds the limit of {limits.max_pixels} pixels; ask for a smaller size",
+        )
+    if min(h, w) < MIN_SIDE:
+        raise InvalidArgument(
+            "size",
+            f"output {w}x{h} is too small; its shorter side must be at least {MIN_SIDE} px "
+            "(VGG-19 halves it four times before block 5)",
+        )
+    _int_range("iterations", options.iterations, 1, limits.max_iterations)
+    if options.learning_rate is not None:
+        _finite("learning_rate", options.learning_rate, 1e-6, 1e4)
+    _finite("content_weight", options.content_weight, 0.0, 1e12)
+    _finite("style_weight", options.style_weight, 0.0, 1e12)
+    _finite("tv_weight", options.tv_weight, 0.0, 1e12)
+    _check_layers("content_layers", options.content_layers)
+    _check_layers("style_layers", options.style_layers)
+    if not options.content_layers and not options.style_layers:
+        raise InvalidArgument("style_layers", "content_layers and style_layers cannot both be empty")
+    if options.init is Init.IMAGE and shapes.init_image is None:
+        raise InvalidArgument("init_image", "is required when init is image (INIT_IMAGE)")
+    if options.init is not Init.IMAGE and shapes.init_image is not None:
+        raise InvalidArgument("init_image", "is set but init is not image; set init = image (INIT_IMAGE) to use it")
+    if not 0 <= options.seed < 2**63:
+        raise InvalidArgument("seed", f"must be in [0, 2^63), got {options.seed}")
+    _finite("style_scale", options.style_scale, 0.1, 4.0)
+    for i, style in enumerate(shapes.styles):
+        sh, sw = style_shape(style, (h, w), options.style_scale)
+        if sh * sw > 16 * limits.max_pixels:
+            raise InvalidArgument(
+                "style_scale",
+                f"style {i} at scale {options.style_scale:g} would be {sw}x{sh} pixels, over 16x the limit of "
+                f"{limits.max_pixels} output pixels",
+            )
+    # Above `size` it only means "one scale", so it is not tied to max_side.
+    _int_range("multiscale_min_size", options.multiscale_min_size, 32, 65536)
+    _int_range("lbfgs_history", options.lbfgs_history, 1, 100)

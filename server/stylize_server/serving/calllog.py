@@ -1,0 +1,71 @@
+"""The two log lines of a job's call: "job started" when its slot is taken,
+"job ended" when the call ends, with what a person investigating a call needs
+(request id, sizes, waits, iterations, stop reason, status). Values go into
+fields, never into the message, so no request field can forge a log field."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import grpc
+
+from stylize_server.job.types import StopReason
+from stylize_server.serving.jobs import Job, Subscriber
+from stylize_server.wire.output import Output
+
+log = logging.getLogger("stylize.jobs")
+
+
+@dataclass
+class CallRecord:
+    """What one Stylize call did, for its log line and its metrics."""
+
+    request_id: str = ""
+    code: grpc.StatusCode = grpc.StatusCode.OK
+    reason: str = ""
+    message: str = ""
+    job: Job | None = None
+    subscriber: Subscriber | None = None
+    output: Output | None = None
+
+
+def log_start(job: Job) -> None:
+    height, width = job.output_shape
+    fields = {
+        "request_id": job.request_id,
+        "width": width,
+        "height": height,
+        "styles": len(job.head.shapes.styles),
+        "iterations": job.options.iterations,
+        "optimizer": job.options.optimizer.value,
+        "queue_wait_s": round(job.queue_wait, 4),
+        "estimate_bytes": job.estimate.device_memory_bytes,
+        "estimate_s": round(job.estimate.seconds, 3),
+        "tiles": max(s.tiles for s in job.estimate.scales),
+    }
+    log.info("job started", extra={"fields": fields})
+
+
+def log_end(call: CallRecord, seconds: float) -> None:
+    fields: dict[str, object] = {"request_id": call.request_id, "code": call.code.name, "seconds": round(seconds, 4)}
+    if call.reason:
+        fields.update(reason=call.reason, message=call.message)
+    job = call.job
+    if job is not None:
+        height, width = job.output_shape
+        fields.update(
+            width=width,
+            height=height,
+            iterations_requested=job.total_iterations,
+            queue_wait_s=round(job.queue_wait, 4),
+            iterations_done=job.iterations_done,
+            stop_reason=(job.stop_reason or StopReason.NONE).value,
+            reattached=bool(call.subscriber is not None and call.subscriber.reattached),
+        )
+        if job.started_at is not None and job.finished_at is not None:
+            fields["compute_s"] = round(job.finished_at - job.started_at, 4)
+    if call.output is not None:
+        fields.update(loss_total=call.output.losses.total, complete=call.output.complete, bytes=call.output.nbytes)
+    level = logging.ERROR if call.code is grpc.StatusCode.INTERNAL else logging.INFO
+    log.log(level, "job ended", extra={"fields": fields})

@@ -1,0 +1,100 @@
+"""gRPC call plumbing under the servicer: read a call's one request message
+with a deadline of our own, write frames with a send timeout, and count the
+open Stylize calls of the pod.
+
+Every method of StyleTransfer is registered with a streaming request, so
+gRPC hands the handler the call before reading anything: the handler reads
+the single message itself, after the cheap refusals (auth in the
+interceptor, draining, the open-call limit) and under
+`--request-receive-seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, TypeVar
+
+import grpc
+from grpc import aio
+
+from stylize_server.job.errors import CallLimit, Cancelled, InvalidArgument, ReceiveTimeout, SendTimeout
+from stylize_server.serving import metrics
+
+M = TypeVar("M")
+Context = aio.ServicerContext[Any, Any]
+
+
+async def receive(context: Context, timeout: float, kind: type[M]) -> M:
+    """The call's request message; ReceiveTimeout when it has not arrived in `timeout` s."""
+    try:
+        async with asyncio.timeout(timeout):  # no task of its own, unlike wait_for
+            message = await context.read()
+    except TimeoutError:
+        raise ReceiveTimeout(
+            f"the request message did not arrive within {timeout:g} s of the call opening (--request-receive-seconds)"
+        ) from None
+    if message is aio.EOF or not isinstance(message, kind):
+        raise InvalidArgument("request", "the call ended before its request message")
+    return message
+
+
+class ClientGone(Cancelled):
+    """The call ended under us (the client cancelled, went away, or its
+    deadline passed): there is nobody to send a status to."""
+
+
+async def send(context: Context, frame: object, timeout: float) -> None:
+    """Write one frame; SendTimeout when the client has not taken it in `timeout` s."""
+    try:
+        async with asyncio.timeout(timeout):
+            await context.write(frame)
+    except TimeoutError:
+        raise SendTimeout(
+            f"the client took no frame for {timeout:g} s (--send-timeout-seconds); the stream is closed as a "
+            "broken connection would be; a job with a request_id goes on, and calling again with it reattaches"
+        ) from None
+    except Exception as exc:
+        # gRPC fails the write of a call that has just ended (ExecuteBatchError)
+        # before it tells us so by cancelling our task: a write fails for no other reason.
+        raise ClientGone(f"the call ended while a frame was being sent ({type(exc).__name__})") from exc
+
+
+def deadline_passed(context: Context) -> bool:
+    remaining = context.time_remaining()
+    return remaining is not None and remaining <= 0.05
+
+
+class CallGate:
+    """The pod's open Stylize calls, at most `limit` (loop only)."""
+
+    def __init__(self, limit: int, retry_after: float = 1.0) -> None:
+        self.limit = limit
+        self.retry_after = retry_after
+        self.open = 0
+
+    def enter(self) -> None:
+        if self.open >= self.limit:
+            raise CallLimit(
+                f"this server has {self.open} Stylize calls open, its limit (--max-open-calls {self.limit})",
+                retry_after=self.retry_after,
+            )
+        self.open += 1
+        metrics.OPEN_CALLS.inc()
+
+    def leave(self) -> None:
+        self.open -= 1
+        metrics.OPEN_CALLS.dec()
+
+
+def unary_request(handler: Any, request_type: type[Any], response_type: type[Any], stream: bool) -> Any:
+    """A method handler with a streaming request for `handler(context)`, which
+    reads the request itself (see the module's docstring)."""
+    serializer = response_type.SerializeToString
+    deserializer = request_type.FromString
+    if stream:
+        return grpc.stream_stream_rpc_method_handler(
+            handler, request_deserializer=deserializer, response_serializer=serializer
+        )
+    return grpc.stream_unary_rpc_method_handler(
+        handler, request_deserializer=deserializer, response_serializer=serializer
+    )

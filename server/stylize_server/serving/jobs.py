@@ -1,0 +1,213 @@
+"""One admitted job as the serving layer sees it, and the streams attached to it.
+
+A `Job` lives on the event loop. The engine's thread reaches it only through
+`stop_reason` (a lock-guarded, first-reason-wins flag it polls) and through
+its `ProgressMailbox`, which keeps only the newest progress and wakes the loop
+once, however fast the engine iterates. The job remembers what a stream that
+attaches late needs (its queue position, that it started, its latest progress,
+its outcome) and fans every event out to its `Subscriber`s: one per attached
+stream, each an async queue in which runs of `queued` or `progress` events
+collapse to the newest, so a slow stream costs frames, never memory or the
+optimization's time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from stylize.v1 import stylize_pb2 as pb
+from stylize_server.job.delivery import DeliveryOptions
+from stylize_server.job.errors import StylizeError
+from stylize_server.job.options import JobOptions
+from stylize_server.job.plan import JobPlan
+from stylize_server.job.types import Estimate, Progress, StopReason
+from stylize_server.wire.admission import RequestHead
+from stylize_server.wire.output import Output
+
+Outcome = Output | StylizeError
+_seq = itertools.count(1)
+
+
+class JobState(str, enum.Enum):
+    QUEUED = "queued"
+    STARTING = "starting"  # has a slot; its images are being decoded
+    RUNNING = "running"
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # "queued", "started", "progress" or "finished"
+    payload: Any
+
+
+class Subscriber:
+    """One attached stream's view of a job (loop only)."""
+
+    _COALESCE = frozenset({"queued", "progress"})
+
+    def __init__(self, reattached: bool) -> None:
+        self.reattached = reattached
+        self._items: collections.deque[Event] = collections.deque()
+        self._ready = asyncio.Event()
+        self.coalesced = 0
+
+    def put(self, event: Event) -> None:
+        if event.kind in self._COALESCE and self._items and self._items[-1].kind == event.kind:
+            self._items[-1] = event
+            self.coalesced += 1
+        else:
+            self._items.append(event)
+        self._ready.set()
+
+    async def get(self) -> Event:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+    def newer_waiting(self, kind: str) -> bool:
+        return any(e.kind == kind for e in self._items)
+
+
+class ProgressMailbox:
+    """Engine thread -> event loop: the newest progress, one wake-up at a time."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Any) -> None:
+        self._loop = loop
+        self._deliver = deliver
+        self._lock = threading.Lock()
+        self._latest: Progress | None = None
+        self._scheduled = False
+
+    def post(self, progress: Progress) -> None:
+        with self._lock:
+            self._latest = progress
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            self._loop.call_soon_threadsafe(self._flush)
+        except RuntimeError:  # the loop is closed: the server is gone
+            pass
+
+    def _flush(self) -> None:
+        with self._lock:
+            progress, self._latest, self._scheduled = self._latest, None, False
+        if progress is not None:
+            self._deliver(progress)
+
+
+@dataclass(eq=False)
+class Job:
+    """An admitted request. Times are on the time.monotonic() clock."""
+
+    client: str
+    request_id: str
+    reattachable: bool  # the client chose the request_id: the job outlives its stream a while
+    fingerprint: str
+    head: RequestHead  # the options as asked, the delivery options, the images' shapes
+    options: JobOptions  # resolved
+    estimate: Estimate
+    request: pb.StylizeRequest | None  # the encoded images, until they are decoded
+    style_regions: tuple[int, ...] = ()  # each style's region of the loss
+    deadline: float | None = None
+    seq: int = field(default_factory=lambda: next(_seq))
+    overtaken: int = 0
+    state: JobState = JobState.QUEUED
+    submitted_at: float = field(default_factory=time.monotonic)
+    started_at: float | None = None
+    finished_at: float | None = None
+    iterations_done: int = 0
+    plan: JobPlan | None = None
+    alpha: np.ndarray | None = None  # the content's alpha at the output size
+    position: tuple[int, int] | None = None  # (position, depth) while queued
+    latest: Progress | None = None
+    outcome: Outcome | None = None
+    subscribers: list[Subscriber] = field(default_factory=list)
+    detach_timer: asyncio.TimerHandle | None = None
+    _stop: StopReason | None = None
+    _stop_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.client, self.request_id
+
+    @property
+    def delivery(self) -> DeliveryOptions:
+        return self.head.delivery
+
+    @property
+    def memory(self) -> int:
+        return self.estimate.device_memory_bytes
+
+    @property
+    def total_iterations(self) -> int:
+        return self.estimate.total_iterations
+
+    @property
+    def output_shape(self) -> tuple[int, int]:
+        return self.estimate.output_shape
+
+    @property
+    def queue_wait(self) -> float:
+        end = self.started_at if self.started_at is not None else (self.finished_at or time.monotonic())
+        return end - self.submitted_at
+
+    # ------------------------------------------------------------- stopping
+    @property
+    def stop_reason(self) -> StopReason | None:
+        return self._stop
+
+    def request_stop(self, reason: StopReason) -> bool:
+        """Ask the job to stop (any thread); the first reason wins. True if this one did."""
+        with self._stop_lock:
+            if self._stop is not None:
+                return False
+            self._stop = reason
+            return True
+
+    # --------------------------------------------------------------- events
+    def subscribe(self, reattached: bool = False) -> Subscriber:
+        """A new stream attaches: it first hears where the job stands."""
+        subscriber = Subscriber(reattached)
+        if self.outcome is not None:
+            if self.started_at is not None:
+                subscriber.put(Event("started", self.queue_wait))
+            subscriber.put(Event("finished", self.outcome))
+        elif self.state in (JobState.RUNNING, JobState.DONE):
+            subscriber.put(Event("started", self.queue_wait))
+            if self.latest is not None:
+                subscriber.put(Event("progress", self.latest))
+        elif self.position is not None:
+            subscriber.put(Event("queued", self.position))
+        self.subscribers.append(subscriber)
+        if self.detach_timer is not None:
+            self.detach_timer.cancel()
+            self.detach_timer = None
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        if subscriber in self.subscribers:
+            self.subscribers.remove(subscriber)
+
+    def publish(self, kind: str, payload: Any) -> None:
+        if kind == "queued":
+            self.position = payload
+        elif kind == "progress":
+            self.latest = payload
+        elif kind == "finished":
+            self.outcome = payload
+            self.latest = None  # it holds the engine's last image
+        event = Event(kind, payload)
+        for subscriber in self.subscribers:
+            subscriber.put(event)

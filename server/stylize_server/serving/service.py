@@ -1,0 +1,378 @@
+"""The StyleTransfer servicer on grpc.aio: admission of a Stylize call, in
+order of cost, and the stream of one job's frames.
+
+Admission refuses as early and as cheaply as it can, and decodes nothing
+before the job is admitted:
+
+    draining / loading -> open calls (CALL_LIMIT) -> read the request (RECEIVE_TIMEOUT)
+    -> a full pod (QUEUE_FULL) -> headers and options (admission.read_request)
+    -> request_id in use (attach, replay a kept outcome, or REQUEST_ID_IN_USE)
+    -> cost model and budget (TOO_LARGE) -> per-client quota (CLIENT_QUOTA)
+    -> the fair queue (QUEUE_FULL) -> decode (bounded executor) -> run
+
+A stream is a `Subscriber` of its job: the frames it sends are rendered on the
+encode executor (previews, results), never on the loop, and written with a
+send timeout. A job with a client-chosen request_id outlives a lost stream by
+`--detach-grace-seconds`; without one it stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from stylize.v1 import stylize_pb2 as pb
+from stylize_server.config import ServerConfig
+from stylize_server.job import cost
+from stylize_server.job.errors import Draining, InternalError, Loading, NotFound, RequestIdInUse, Stopped, StylizeError
+from stylize_server.job.options import resolve
+from stylize_server.job.plan import JobPlan
+from stylize_server.job.types import Progress, Result, StopReason
+from stylize_server.serving import calllog, calls, frames, metrics
+from stylize_server.serving.auth import Authenticator
+from stylize_server.serving.calllog import CallRecord
+from stylize_server.serving.info import server_info
+from stylize_server.serving.jobs import Job, JobState, Outcome, Subscriber
+from stylize_server.serving.registry import Registry
+from stylize_server.serving.scheduler import Scheduler
+from stylize_server.wire import admission
+from stylize_server.wire.output import Output, encode_output, result_frames
+from stylize_server.wire.status import status_for
+
+log = logging.getLogger("stylize.jobs")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["StyleTransfer"].full_name  # "stylize.v1.StyleTransfer"
+
+
+@dataclass
+class Pools:
+    """The executors the loop hands blocking work to."""
+
+    engine: concurrent.futures.ThreadPoolExecutor  # engine.run: one thread per slot
+    decode: concurrent.futures.ThreadPoolExecutor  # --max-concurrent-decodes
+    encode: concurrent.futures.ThreadPoolExecutor  # previews, results, fingerprints
+
+    def shutdown(self) -> None:
+        for pool in (self.engine, self.decode, self.encode):
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+class StyleTransferService:
+    def __init__(self, config: ServerConfig, pools: Pools, authenticator: Authenticator) -> None:
+        self.config = config
+        self.pools = pools
+        self.auth = authenticator
+        self.gate = calls.CallGate(config.max_open_calls)
+        self.registry = Registry(config.result_store_bytes, config.result_retention_seconds)
+        self.engine: Any | None = None
+        self.scheduler: Scheduler | None = None
+        self.draining = False
+
+    def attach_engine(self, engine: Any, budget_bytes: int) -> Scheduler:
+        """The model is loaded: jobs may run (loop)."""
+        cfg = self.config
+        self.engine = engine
+        self.scheduler = Scheduler(
+            engine,
+            self.pools.engine,
+            prepare=self._prepare,
+            finish=self._finish,
+            max_concurrent=cfg.max_concurrent_jobs,
+            queue_size=cfg.queue_size,
+            max_jobs_per_client=cfg.max_jobs_per_client,
+            budget_bytes=budget_bytes,
+            max_job_seconds=cfg.max_job_seconds,
+        )
+        return self.scheduler
+
+    def _ready(self) -> tuple[Scheduler, Any]:
+        if self.draining:
+            raise Draining("the server is shutting down")
+        if self.scheduler is None or self.engine is None:
+            raise Loading("the server is still loading the model")
+        return self.scheduler, self.engine
+
+    # ------------------------------------------------------------ Stylize
+    async def Stylize(self, request_iterator: Any, context: calls.Context) -> None:
+        t0 = time.monotonic()
+        call = CallRecord()
+        entered = False
+        try:
+            scheduler, engine = self._ready()
+            self.gate.enter()
+            entered = True
+            request = await calls.receive(context, self.config.request_receive_seconds, pb.StylizeRequest)
+            call.request_id = request.request_id
+            client = self.auth.client_of(context.invocation_metadata(), context.peer())
+            if not (request.request_id and self.registry.find((client, request.request_id))):
+                scheduler.check_room()  # a reattaching call needs no room
+            head = admission.read_request(request, self.config.limits)
+            await self._admit(request, head, client, context, scheduler, engine, call)
+            del request  # a queued job keeps its own reference until its images are decoded
+            assert call.job is not None and call.subscriber is not None
+            call.output = await self._stream(call.job, call.subscriber, head, context)
+        except asyncio.CancelledError:
+            call.code = _gone(context)
+            raise
+        except calls.ClientGone:
+            call.code = _gone(context)  # nobody to tell: no status is sent
+        except Exception as exc:
+            if not isinstance(exc, StylizeError):
+                log.exception("request failed", extra={"fields": {"request_id": call.request_id}})
+            reply = status_for(exc)
+            call.code, call.reason, call.message = reply.code, reply.reason.value, reply.message
+            ran = call.job is not None and call.job.iterations_done > 0
+            if reply.with_details and not ran and reply.reason.value in metrics.REFUSAL_REASONS:
+                metrics.REFUSALS.labels(reason=reply.reason.value).inc()
+            self._end_call(call, context, t0, entered)
+            entered = False
+            await context.abort_with_status(reply.grpc_status())
+        finally:
+            if entered:
+                self._end_call(call, context, t0, entered)
+
+    def _end_call(self, call: CallRecord, context: calls.Context, t0: float, entered: bool) -> None:
+        if entered:
+            self.gate.leave()
+        job, subscriber = call.job, call.subscriber
+        if job is not None and subscriber is not None:
+            job.unsubscribe(subscriber)
+            if job.state is not JobState.DONE and not job.subscribers:
+                self._orphaned(job, calls.deadline_passed(context))
+        metrics.REQUESTS.labels(code=call.code.name).inc()
+        calllog.log_end(call, time.monotonic() - t0)
+
+    async def _admit(
+        self,
+        request: pb.StylizeRequest,
+        head: admission.RequestHead,
+        client: str,
+        context: calls.Context,
+        scheduler: Scheduler,
+        engine: Any,
+        call: CallRecord,
+    ) -> None:
+        remaining = context.time_remaining()
+        deadline = time.monotonic() + remaining if remaining is not None else None
+        chosen = bool(head.delivery.request_id)
+        call.request_id = head.delivery.request_id or uuid.uuid4().hex[:16]
+        key = (client, call.request_id)
+        fingerprint = ""
+        if chosen:
+            loop = asyncio.get_running_loop()
+            fingerprint = await loop.run_in_executor(self.pools.encode, admission.fingerprint, request, head)
+            if self._reattach(key, fingerprint, deadline, call):
+                return
+        options = resolve(head.options, engine.default_pooling)
+        regions = admission.style_regions(request)
+        estimate = cost.estimate(
+            options,
+            head.shapes,
+            engine.profile,
+            target_bytes=scheduler.budget_bytes // self.config.max_concurrent_jobs,
+            budget_bytes=scheduler.budget_bytes,
+            tile_setting=self.config.tile_size,
+            regions=len(set(regions)) or 1,
+        )
+        job = Job(
+            client=client,
+            request_id=call.request_id,
+            reattachable=chosen,
+            fingerprint=fingerprint,
+            head=head,
+            options=options,
+            estimate=estimate,
+            request=request,
+            style_regions=regions,
+            deadline=deadline,
+        )
+        # Another call with this request_id may have been admitted while ours was hashed.
+        if chosen and self._reattach(key, fingerprint, deadline, call):
+            return
+        call.subscriber = job.subscribe()
+        scheduler.admit(job)  # raises ClientQuota / QueueFull before anything is kept
+        call.job = job
+        self.registry.add(job)
+        metrics.JOB_ESTIMATED_MEMORY.observe(estimate.device_memory_bytes)
+        metrics.JOB_ESTIMATED_SECONDS.observe(estimate.seconds)
+
+    def _reattach(self, key: tuple[str, str], fingerprint: str, deadline: float | None, call: CallRecord) -> bool:
+        """Attach the call to the live or kept job under `key`, if there is one."""
+        found = self.registry.find(key)
+        if found is None:
+            return False
+        if found.fingerprint != fingerprint:
+            raise RequestIdInUse(
+                f"request_id {key[1]!r} belongs to another request of this client (running, or kept for "
+                f"{self.config.result_retention_seconds:g} s after it ended); send it with a new request_id"
+            )
+        if found.state is not JobState.DONE:
+            found.deadline = deadline
+        call.job, call.subscriber = found, found.subscribe(reattached=True)
+        return True
+
+    def _orphaned(self, job: Job, past_deadline: bool) -> None:
+        """The last stream of a queued or running job is gone."""
+        scheduler = self.scheduler
+        if scheduler is None:
+            return
+        if past_deadline:
+            scheduler.stop(job, StopReason.DEADLINE)
+        elif job.reattachable and not self.draining and self.config.detach_grace_seconds > 0:
+            loop = asyncio.get_running_loop()
+            job.detach_timer = loop.call_later(self.config.detach_grace_seconds, self._detach_expired, job)
+            fields = {"request_id": job.request_id, "grace_s": self.config.detach_grace_seconds}
+            log.info("job detached", extra={"fields": fields})
+        else:
+            scheduler.stop(job, StopReason.CLIENT)
+
+    def _detach_expired(self, job: Job) -> None:
+        job.detach_timer = None
+        if not job.subscribers and job.state is not JobState.DONE and self.scheduler is not None:
+            log.info("detached job stopped", extra={"fields": {"request_id": job.request_id}})
+            self.scheduler.stop(job, StopReason.CLIENT)
+
+    # ------------------------------------------------------ job callbacks
+    async def _prepare(self, job: Job) -> JobPlan:
+        """Decode the job's images (decode executor), stopping between images if asked."""
+        request = job.request
+        assert request is not None
+        loop = asyncio.get_running_loop()
+        decoded = await loop.run_in_executor(
+            self.pools.decode,
+            admission.decode_inputs,
+            request,
+            job.head,
+            self.config.limits,
+            lambda: job.stop_reason is not None,
+        )
+        job.request = None
+        if decoded is None:
+            raise Stopped(job.stop_reason or StopReason.CLIENT)
+        inputs, job.alpha = decoded
+        return JobPlan(options=job.options, inputs=inputs, estimate=job.estimate)
+
+    async def _finish(self, job: Job, result: Result | None, error: BaseException | None) -> None:
+        outcome: Outcome
+        stopped_for_caller = result is not None and result.stop_reason in (StopReason.CLIENT, StopReason.DEADLINE)
+        if isinstance(error, Stopped) or (error is None and (result is None or stopped_for_caller)):
+            outcome = _stopped(job)
+        elif error is not None:
+            outcome = error if isinstance(error, StylizeError) else InternalError(error)
+        else:
+            assert result is not None
+            loop = asyncio.get_running_loop()
+            try:
+                outcome = await loop.run_in_executor(self.pools.encode, encode_output, result, job.alpha, job.delivery)
+            except Exception as exc:
+                log.exception("encoding the result failed", extra={"fields": {"request_id": job.request_id}})
+                outcome = InternalError(exc)
+        job.request, job.plan, job.alpha = None, None, None  # the images are no longer needed
+        job.publish("finished", outcome)
+        self.registry.finished(job)
+
+    # ------------------------------------------------------------- stream
+    async def _stream(
+        self, job: Job, subscriber: Subscriber, head: admission.RequestHead, context: calls.Context
+    ) -> Output:
+        """Send the job's frames until its result; raise its error. `head` is
+        this call's: a reattached call has its own progress and preview settings."""
+        delivery = head.delivery
+        timeout = self.config.send_timeout_seconds
+        loop = asyncio.get_running_loop()
+        while True:
+            event = await subscriber.get()
+            if event.kind == "queued":
+                position, depth = event.payload
+                queued = pb.Queued(position=position, queue_depth=depth)
+                await calls.send(context, pb.StylizeResponse(queued=queued), timeout)
+            elif event.kind == "started":
+                if not subscriber.reattached:
+                    calllog.log_start(job)
+                started = frames.started_frame(job, self.engine, event.payload, subscriber.reattached)
+                await calls.send(context, started, timeout)
+            elif event.kind == "progress":
+                progress: Progress = event.payload
+                last = progress.iteration == progress.total_iterations
+                if progress.iteration % delivery.progress_interval and not last:
+                    continue
+                # A preview that a newer one already supersedes is not worth encoding.
+                side = 0 if subscriber.newer_waiting("progress") else delivery.preview_max_side
+                if side:  # rendering and encoding the image is the only costly part
+                    frame = await loop.run_in_executor(self.pools.encode, frames.progress_frame, job, progress, side)
+                else:
+                    frame = frames.progress_frame(job, progress, 0)
+                await calls.send(context, frame, timeout)
+            else:
+                outcome: Outcome = event.payload
+                if not isinstance(outcome, Output):
+                    raise outcome
+                for chunk in result_frames(outcome, job.request_id, job.queue_wait, self.config.max_message_bytes):
+                    await calls.send(context, chunk, timeout)
+                return outcome
+
+    # -------------------------------------------------- Cancel, ServerInfo
+    async def Cancel(self, request_iterator: Any, context: calls.Context) -> pb.CancelResponse:
+        try:
+            request = await calls.receive(context, self.config.request_receive_seconds, pb.CancelRequest)
+            client = self.auth.client_of(context.invocation_metadata(), context.peer())
+            job = self.registry.find((client, request.request_id))
+            if job is None:
+                raise NotFound(f"this client has no job with request_id {request.request_id!r}", field="request_id")
+            stopped = self.scheduler is not None and self.scheduler.stop(job, StopReason.CLIENT)
+        except StylizeError as exc:
+            await context.abort_with_status(status_for(exc).grpc_status())
+            raise  # unreachable: abort raises
+        if stopped:
+            log.info("job cancelled", extra={"fields": {"request_id": request.request_id}})
+        return pb.CancelResponse(stopped=stopped)
+
+    async def GetServerInfo(self, request_iterator: Any, context: calls.Context) -> pb.ServerInfo:
+        try:
+            await calls.receive(context, self.config.request_receive_seconds, pb.GetServerInfoRequest)
+        except StylizeError as exc:
+            await context.abort_with_status(status_for(exc).grpc_status())
+            raise
+        return server_info(self.config, self.engine, self.scheduler, self.gate)
+
+
+def _gone(context: calls.Context) -> grpc.StatusCode:
+    return grpc.StatusCode.DEADLINE_EXCEEDED if calls.deadline_passed(context) else grpc.StatusCode.CANCELLED
+
+
+def _stopped(job: Job) -> Stopped:
+    reason = job.stop_reason or StopReason.CLIENT
+    if reason is StopReason.DEADLINE:
+        return Stopped(
+            reason,
+            f"the call's deadline passed after {time.monotonic() - job.submitted_at:.1f} s; the job was stopped "
+            f"after {job.iterations_done} of {job.total_iterations} iterations",
+        )
+    if reason is StopReason.SHUTDOWN:
+        return Stopped(reason, "the server is shutting down; the queued job was not started")
+    if reason is StopReason.TIME_LIMIT:
+        return Stopped(reason, "the server's time limit per job (--max-job-seconds) passed before it began")
+    return Stopped(StopReason.CLIENT, "the client cancelled the call; the job was stopped")
+
+
+def add_to_server(service: StyleTransferService, server: aio.Server) -> None:
+    """Register the service with streaming requests (see `calls`)."""
+    handlers = {
+        "Stylize": calls.unary_request(service.Stylize, pb.StylizeRequest, pb.StylizeResponse, stream=True),
+        "GetServerInfo": calls.unary_request(
+            service.GetServerInfo, pb.GetServerInfoRequest, pb.ServerInfo, stream=False
+        ),
+        "Cancel": calls.unary_request(service.Cancel, pb.CancelRequest, pb.CancelResponse, stream=False),
+    }
+    declared = set(pb.DESCRIPTOR.services_by_name["StyleTransfer"].methods_by_name)
+    if set(handlers) != declared:
+        raise RuntimeError(f"StyleTransfer methods {sorted(declared)} != handlers {sorted(handlers)}")
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
