@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed ## create .venv and install the project with the server and dev extras
 
-proto: $(VENV)/.installed ## regenerate the Python stubs from proto/ into client/stylize/v1
+proto: $(VENV)/.installed ## regenerate the stubs and reason enums from proto/ into proto/stylize_api
 	$(PY) scripts/gen_proto.py
 
 run: $(VENV)/.installed ## start the server on localhost (WEIGHTS=imagenet|PATH|random:SEED)

@@ -25,8 +25,8 @@ from stylize import build_request
 from stylize.cli import build_parser
 from stylize.cli.flags import FLAG_ALIASES, flag_options, option_values
 from stylize.request import OPTION_NAMES
-from stylize.schema import OPTIONS, Kind, OptionField, Scope
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.schema import OPTIONS, Kind, OptionField, Scope
+from stylize_api.v1 import stylize_pb2 as pb
 from tests.support.images import png_bytes
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -143,9 +143,9 @@ def test_a_new_proto_field_is_a_flag_and_a_keyword_without_a_client_edit(tmp_pat
         f"""
         import contextlib, importlib.util, io, sys
         # The client as installed, reading the descriptor of the extended proto.
-        spec = importlib.util.spec_from_file_location("stylize.v1.stylize_pb2", {str(module)!r})
+        spec = importlib.util.spec_from_file_location("stylize_api.v1.stylize_pb2", {str(module)!r})
         pb = importlib.util.module_from_spec(spec)
-        sys.modules["stylize.v1.stylize_pb2"] = pb
+        sys.modules["stylize_api.v1.stylize_pb2"] = pb
         spec.loader.exec_module(pb)
 
         from stylize import build_request

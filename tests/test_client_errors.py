@@ -40,7 +40,7 @@ from stylize.cli.exits import (
     exit_code_for,
 )
 from stylize.errors import Failure, error_class, error_for
-from stylize.schema import DOMAIN
+from stylize_api.schema import DOMAIN
 from tests.support.fake_stylize import fake_server, result_frames, started_frame, status
 
 CODE = grpc.StatusCode

@@ -27,7 +27,7 @@ def _copy_project(dest: pathlib.Path) -> pathlib.Path:
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         if (ROOT / name).exists():
             shutil.copy2(ROOT / name, dest / name)
-    for name in ("client", "server"):
+    for name in ("client", "server", "proto"):
         shutil.copytree(ROOT / name, dest / name, ignore=ignore)
     return dest
 

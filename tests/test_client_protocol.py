@@ -19,7 +19,7 @@ import pytest
 
 from stylize import AsyncStyleTransferClient, Progress, Result, RetryPolicy, ServerError, Started, StyleTransferClient
 from stylize.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_SERVER_ERROR
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2 as pb
 from tests.support.cli import cli_env, error_lines, json_lines, run_cli, stylize_command, with_default_sigint
 from tests.support.fake_stylize import (
     TcpProxy,

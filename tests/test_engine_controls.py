@@ -268,7 +268,7 @@ def test_a_masked_request_through_a_real_server(server) -> None:
     """Raw stub, real in-process gRPC server: two styles with complementary
     masks and luminance control come back as a complete result whose
     chrominance is the content's."""
-    from stylize.v1 import stylize_pb2 as pb
+    from stylize_api.v1 import stylize_pb2 as pb
     from tests.support.images import decode, encode, png_bytes
     from tests.support.server import small_request
 

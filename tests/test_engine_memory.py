@@ -9,7 +9,7 @@ import itertools
 
 import pytest
 
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.job.layout import RELU_LAYERS
 from tests.support.process import server_process
 from tests.support.server import small_request
@@ -34,7 +34,7 @@ def test_rss_stays_flat_over_60_distinct_layer_lists() -> None:
     with server_process() as proc:
         import grpc
 
-        from stylize.v1 import stylize_pb2_grpc
+        from stylize_api.v1 import stylize_pb2_grpc
 
         channel = grpc.insecure_channel(proc.address)
         stub = stylize_pb2_grpc.StyleTransferStub(channel)

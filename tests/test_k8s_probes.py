@@ -25,7 +25,7 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from stylize.v1 import stylize_pb2, stylize_pb2_grpc
+from stylize_api.v1 import stylize_pb2, stylize_pb2_grpc
 from tests.support.k8s import (
     GPU_OVERLAYS,
     K8S_VERSIONS,

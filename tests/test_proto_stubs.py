@@ -1,4 +1,4 @@
-"""The committed Python stubs match proto/: regenerate them into a temporary
+"""The committed Python stubs and reason enums match proto/: regenerate them into a temporary
 folder with scripts/gen_proto.py and compare byte for byte (`make proto` fixes
 a failure)."""
 
@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-COMMITTED = ROOT / "client"
+COMMITTED = ROOT / "proto"
 
 
 def test_committed_stubs_are_up_to_date(tmp_path):
@@ -22,7 +22,8 @@ def test_committed_stubs_are_up_to_date(tmp_path):
     )
     generated = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     assert generated, "gen_proto.py wrote nothing"
-    assert pathlib.Path("stylize/v1/stylize_pb2.py") in generated
+    assert pathlib.Path("stylize_api/v1/stylize_pb2.py") in generated
+    assert pathlib.Path("stylize_api/reasons.py") in generated
     stale = [
         str(rel)
         for rel in generated

@@ -8,9 +8,9 @@ import typing
 
 import pytest
 
-from stylize import schema
-from stylize.schema import ErrorReason, Kind, Scope, StopReason
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api import schema
+from stylize_api.schema import ErrorReason, Kind, Scope, StopReason
+from stylize_api.v1 import stylize_pb2 as pb
 
 
 def test_reason_enums_equal_the_protos() -> None:

@@ -11,7 +11,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.job import cost
 from stylize_server.job.layout import Pooling
 from stylize_server.job.options import Limits, resolve

@@ -13,7 +13,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2 as pb
 from tests.support.metrics import scrape, value, wait_for_value
 from tests.support.server import StreamReader, is_kind, long_request, running_server, small_request
 from tests.support.streams import HeaderOnlyStreams, error_reason, health_latencies, p99

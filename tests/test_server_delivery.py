@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.wire.png16 import encode_png16
 from tests.support.images import encode, image_array
 from tests.support.server import running_server, small_request

@@ -12,7 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2 as pb
 from tests.support.images import decode
 from tests.support.metrics import scrape, value
 from tests.support.server import StreamReader, is_kind, long_request, running_server, small_request

@@ -12,7 +12,7 @@ import re
 import grpc
 import pytest
 
-from stylize.v1 import stylize_pb2_grpc
+from stylize_api.v1 import stylize_pb2_grpc
 from stylize_server.serving.logs import JsonFormatter, TextFormatter, quote
 from tests.support.process import server_process
 from tests.support.server import ROOT, small_request

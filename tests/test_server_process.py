@@ -10,7 +10,7 @@ import subprocess
 import grpc
 import pytest
 
-from stylize.v1 import stylize_pb2_grpc
+from stylize_api.v1 import stylize_pb2_grpc
 from tests.support.process import server_process
 from tests.support.server import StreamReader, is_kind, small_request
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.job.options import Limits
 from stylize_server.job.types import Estimate, Losses, Progress, ScaleEstimate
 from stylize_server.serving import frames

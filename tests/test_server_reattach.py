@@ -9,8 +9,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from stylize.v1 import stylize_pb2 as pb
-from stylize.v1 import stylize_pb2_grpc as pb_grpc
+from stylize_api.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2_grpc as pb_grpc
 from tests.support.metrics import scrape, value, wait_for_value
 from tests.support.server import StreamReader, is_kind, long_request, running_server, small_request
 from tests.support.streams import error_reason

@@ -10,8 +10,8 @@ import time
 
 import grpc
 
-from stylize.v1 import stylize_pb2 as pb
-from stylize.v1 import stylize_pb2_grpc as pb_grpc
+from stylize_api.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2_grpc as pb_grpc
 from tests.support.images import decode
 from tests.support.metrics import scrape, value, wait_for_value
 from tests.support.server import StreamReader, collapse, is_kind, long_request, running_server, small_request

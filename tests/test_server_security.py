@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2 as pb
 from tests.support.metrics import scrape, value, wait_for_value
 from tests.support.server import running_server, small_request
 

@@ -10,8 +10,8 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
-from stylize.schema import ErrorReason, StopReason
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.schema import ErrorReason, StopReason
+from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.job import errors
 from stylize_server.serving.jobs import Event, Subscriber
 from stylize_server.wire.status import status_for

@@ -9,7 +9,7 @@ import math
 import grpc
 import pytest
 
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2 as pb
 from tests.support.images import bomb_png, garbage_bytes, png_bytes, truncated_png
 from tests.support.metrics import scrape, value, wait_for_value
 from tests.support.server import running_server, small_request

@@ -45,7 +45,7 @@ def test_make_lint_reports_the_findings_of_every_checker(tmp_path: Path) -> None
         assert (VENV / "bin" / tool).exists(), f"{tool} is not installed in {VENV} (make setup)"
     copy = tmp_path / "repo"
     skip = shutil.ignore_patterns("__pycache__", "*.egg-info", ".mypy_cache", ".pytest_cache", ".ruff_cache")
-    for name in ("server", "client", "tests", "scripts", "benchmarks", "deploy"):
+    for name in ("server", "client", "proto", "tests", "scripts", "benchmarks", "deploy"):
         shutil.copytree(REPO / name, copy / name, ignore=skip)
     for name in ("pyproject.toml", "Makefile"):
         shutil.copy2(REPO / name, copy / name)

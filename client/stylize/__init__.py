@@ -10,12 +10,14 @@ Public API (imports no TensorFlow):
 * the exceptions of `stylize.errors`, and the reasons `ErrorReason` and
   `StopReason` (from the proto, `stylize.schema`).
 
-The generated protobuf modules are `stylize.v1.stylize_pb2` and `stylize_pb2_grpc`.
+The generated protobuf modules are `stylize_api.v1.stylize_pb2` and `stylize_pb2_grpc`.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from stylize_api.schema import ErrorReason, StopReason
 
 from .client import StyleTransferClient, StylizeStream
 from .connection import RetryPolicy, TLSConfig
@@ -35,7 +37,6 @@ from .errors import (
 )
 from .events import Estimate, Event, Losses, Progress, Queued, Result, ScaleEstimate, Started
 from .request import Style, build_request
-from .schema import ErrorReason, StopReason
 
 DISTRIBUTION = "stylize-grpc"  # the name on PyPI ("stylize" there is an unrelated project)
 

@@ -21,7 +21,7 @@ import grpc
 import grpc.aio
 from grpc_status import rpc_status
 
-from stylize.v1 import stylize_pb2
+from stylize_api.v1 import stylize_pb2
 
 from . import health as _health
 from .calls import CANCEL_TIMEOUT, StylizeCall, UnaryCall

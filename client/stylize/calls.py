@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 
-from stylize.v1 import stylize_pb2
+from stylize_api.v1 import stylize_pb2
 
 from .connection import CallBudget, RetryPolicy
 from .errors import Failure, StylizeError, error_for, protocol_error

@@ -24,7 +24,7 @@ from typing import Any, TypeVar, cast
 import grpc
 from grpc_status import rpc_status
 
-from stylize.v1 import stylize_pb2, stylize_pb2_grpc
+from stylize_api.v1 import stylize_pb2, stylize_pb2_grpc
 
 from . import health as _health
 from .calls import CANCEL_TIMEOUT, StylizeCall, UnaryCall

@@ -20,7 +20,7 @@ from typing import Any
 
 import grpc
 
-from stylize.v1 import stylize_pb2_grpc
+from stylize_api.v1 import stylize_pb2_grpc
 
 from . import health as _health
 from .errors import DeadlineExceeded, Failure

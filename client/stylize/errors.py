@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
-from .schema import DOMAIN, ErrorReason
+from stylize_api.schema import DOMAIN, ErrorReason
 
 # Refusals that waiting fixes: capacity (QUEUE_FULL, CLIENT_QUOTA, CALL_LIMIT)
 # and a server that is starting or stopping (LOADING, DRAINING: another

@@ -17,10 +17,10 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from stylize.v1 import stylize_pb2
+from stylize_api.schema import StopReason
+from stylize_api.v1 import stylize_pb2
 
 from .images import decode
-from .schema import StopReason
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stylize.v1 import stylize_pb2
+from stylize_api.schema import BY_NAME, OPTIONS, Kind, OptionField
+from stylize_api.v1 import stylize_pb2
 
 from .images import ImageInput, image_bytes
-from .schema import BY_NAME, OPTIONS, Kind, OptionField
 
 LayersInput = Mapping[str, float] | Iterable[str | tuple[str, float]] | str
 

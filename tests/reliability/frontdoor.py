@@ -26,7 +26,7 @@ import tempfile
 
 import grpc
 
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2 as pb
 from tests.support.images import big_flat_png
 from tests.support.streams import HeaderOnlyStreams, error_reason, health_latencies, p99
 

@@ -20,7 +20,7 @@ import grpc
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2 as pb
 
 from . import malformed
 from .harness import Profile, ScenarioResult, ServerProc, result_problems, scenario, stylize

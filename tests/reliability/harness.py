@@ -26,8 +26,8 @@ from typing import Any
 import grpc
 from PIL import Image
 
-from stylize.v1 import stylize_pb2 as pb
-from stylize.v1 import stylize_pb2_grpc as pb_grpc
+from stylize_api.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2_grpc as pb_grpc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:

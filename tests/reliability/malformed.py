@@ -22,7 +22,7 @@ import numpy as np
 from hypothesis import strategies as st
 from PIL import Image
 
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2 as pb
 from tests.support.images import image_array
 
 from .harness import image_bytes, make_request

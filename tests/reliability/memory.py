@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2 as pb
 
 from .harness import Profile, ScenarioResult, ServerProc, make_request, result_problems, rng_for, scenario, stylize
 

@@ -21,8 +21,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from stylize.v1 import stylize_pb2 as pb
-from stylize.v1 import stylize_pb2_grpc as pb_grpc
+from stylize_api.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2_grpc as pb_grpc
 from tests.support.metrics import scrape, value
 from tests.support.process import server_command
 

@@ -22,7 +22,7 @@ import time
 
 import grpc
 
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2 as pb
 
 from .harness import (
     CallOutcome,

@@ -26,9 +26,9 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from stylize.schema import DOMAIN
-from stylize.v1 import stylize_pb2 as pb
-from stylize.v1 import stylize_pb2_grpc as pb_grpc
+from stylize_api.schema import DOMAIN
+from stylize_api.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2_grpc as pb_grpc
 
 Script = Callable[[int, pb.StylizeRequest, grpc.ServicerContext], Iterator[pb.StylizeResponse]]
 

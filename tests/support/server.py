@@ -30,7 +30,7 @@ from typing import Any
 
 import grpc
 
-from stylize.v1 import stylize_pb2, stylize_pb2_grpc
+from stylize_api.v1 import stylize_pb2, stylize_pb2_grpc
 
 from .images import png_bytes
 

@@ -16,8 +16,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from stylize_api.schema import StopReason
+
 from ..events import Event, Progress, Queued, Result, Started
-from ..schema import StopReason
 
 
 @dataclass

@@ -23,8 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stylize_api.schema import BY_NAME, OPTIONS, Kind, OptionField, Scope
+
 from ..request import ALIASES, POSITIONAL, parse_layers
-from ..schema import BY_NAME, OPTIONS, Kind, OptionField, Scope
 from .exits import UsageError
 
 # Extra spellings of generated flags (CLI conveniences; the generated name works too).

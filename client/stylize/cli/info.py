@@ -10,10 +10,10 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from stylize.v1 import stylize_pb2
+from stylize_api.schema import BY_NAME
+from stylize_api.v1 import stylize_pb2
 
 from ..errors import StylizeError
-from ..schema import BY_NAME
 from .common import connection_parser, describe, display_parser, make_client, say_error
 from .exits import EXIT_NOT_SERVING, EXIT_OK, exit_code_for
 

@@ -31,6 +31,19 @@ def enable_memory_growth() -> None:
             log.warning("could not turn on memory growth on %s: the GPU was already initialized", gpu.name)
 
 
+def gpu_total_memory() -> int | None:
+    """The first GPU's memory as TensorFlow's allocator sees it, or None."""
+    try:
+        from tensorflow.python.client import device_lib  # the allocator's view, not the card's label
+
+        for device in device_lib.list_local_devices():
+            if device.device_type == "GPU" and device.memory_limit:
+                return int(device.memory_limit)
+    except Exception:  # no TensorFlow, no GPU, or a driver that will not say
+        log.debug("could not read the GPU's memory", exc_info=True)
+    return None
+
+
 def describe_device() -> tuple[str, str]:
     """("GPU" or "CPU", the device's name)."""
     gpus = tf.config.list_physical_devices("GPU")

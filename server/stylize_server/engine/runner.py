@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from stylize_server.engine import prepare, regions, targets
-from stylize_server.engine.device import describe_device, enable_memory_growth, measure_precisions
+from stylize_server.engine.device import describe_device, enable_memory_growth, gpu_total_memory, measure_precisions
 from stylize_server.engine.objective import LossSpec, Objective
 from stylize_server.engine.optimize import LoopHooks, run_scale
 from stylize_server.engine.stepcache import CompiledSteps, StepCache
@@ -106,6 +106,7 @@ class Engine:
             xla=xla,
             precision=self.precision.value,
             precision_reason=choice.reason,
+            device_memory_total=gpu_total_memory() if kind == "GPU" else None,
         )
         self.profile = profiles.profile_for(kind, self.precision.value)
         log.info(

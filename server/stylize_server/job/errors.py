@@ -8,7 +8,7 @@ The advice a caller reads after the message is written once, in ADVICE.
 
 from __future__ import annotations
 
-from stylize.schema import ErrorReason, StopReason
+from stylize_api.schema import ErrorReason, StopReason
 
 ADVICE: dict[ErrorReason, str] = {
     ErrorReason.QUEUE_FULL: "retry later with backoff, or on another replica",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stylize.schema import StopReason
+from stylize_api.schema import StopReason
 
 __all__ = [
     "Estimate",

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+
+from stylize_server.job.types import ModelInfo
 
 GIB = 1 << 30
 CPU_MEMORY_BUDGET = 8 * GIB
@@ -27,25 +28,13 @@ class Budget:
     source: str  # how it was decided, for the log
 
 
-def gpu_total_memory() -> int | None:
-    """The first GPU's memory as TensorFlow's allocator sees it, or None."""
-    try:
-        from tensorflow.python.client import device_lib
-
-        for device in device_lib.list_local_devices():
-            if device.device_type == "GPU" and device.memory_limit:
-                return int(device.memory_limit)
-    except Exception:  # no TensorFlow, no GPU, or a driver that will not say
-        log.debug("could not read the GPU's memory", exc_info=True)
-    return None
-
-
-def decide(configured: int, model_info: Any) -> Budget:
-    """The budget: as configured, else from the device."""
+def decide(configured: int, model_info: ModelInfo) -> Budget:
+    """The budget: as configured, else from the device (the engine reads the
+    GPU's memory into ModelInfo; serving never asks TensorFlow itself)."""
     if configured > 0:
         return Budget(configured, "--device-memory-budget")
-    if getattr(model_info, "device_kind", "CPU") == "GPU":
-        total = getattr(model_info, "device_memory_total", None) or gpu_total_memory()
+    if model_info.device_kind == "GPU":
+        total = model_info.device_memory_total
         if total:
             return Budget(int(total * GPU_FRACTION), f"{GPU_FRACTION:.0%} of the GPU's {total / GIB:.1f} GiB")
         log.warning("the GPU's memory is unknown; using the CPU default budget: set --device-memory-budget")

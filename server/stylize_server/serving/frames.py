@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.job import cost, images
 from stylize_server.job.types import Progress
 from stylize_server.serving.jobs import Job

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.config import ServerConfig
 from stylize_server.job.delivery import DeliveryOptions
 from stylize_server.job.layout import Pooling

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.job.delivery import DeliveryOptions
 from stylize_server.job.errors import StylizeError
 from stylize_server.job.options import JobOptions

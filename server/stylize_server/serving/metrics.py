@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_se
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from stylize.schema import ErrorReason, StopReason
+from stylize_api.schema import ErrorReason, StopReason
 
 # Buckets span CPU test jobs (sub-second) to long GPU jobs (minutes).
 _DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 180, 300, 600, float("inf"))

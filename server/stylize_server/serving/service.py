@@ -29,7 +29,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.config import ServerConfig
 from stylize_server.job import cost
 from stylize_server.job.errors import Draining, InternalError, Loading, NotFound, RequestIdInUse, Stopped, StylizeError

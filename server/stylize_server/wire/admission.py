@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.job import images
 from stylize_server.job.delivery import DeliveryOptions, validate_delivery
 from stylize_server.job.errors import InvalidArgument

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from stylize import schema
-from stylize.schema import Kind, OptionField, Scope
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api import schema
+from stylize_api.schema import Kind, OptionField, Scope
+from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.job.delivery import DeliveryOptions
 from stylize_server.job.errors import InvalidArgument
 from stylize_server.job.options import JobOptions, Layers

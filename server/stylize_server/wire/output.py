@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from stylize.schema import StopReason
-from stylize.v1 import stylize_pb2 as pb
+from stylize_api.schema import StopReason
+from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.job import images
 from stylize_server.job.delivery import DeliveryOptions, OutputFormat, color_hex, parse_color
 from stylize_server.job.types import Losses, Result

@@ -6,8 +6,10 @@ client's request builder, the CLI's flags, the server's mapping and the fuzzer
 iterate `OPTIONS`; nothing else lists them. An option's help and scope come from
 the `(stylize.v1.option)` field option in proto/stylize/v1/stylize.proto.
 
-The two reason enums are written out here so that code can name their members;
-tests/test_schema.py proves they equal the proto's enums.
+The two reason enums are generated from the proto's enums by `make proto`
+(stylize_api/reasons.py), so that code can name their members and mypy checks
+them; tests/test_proto_stubs.py fails when they are stale. Nothing lists them by
+hand.
 """
 
 from __future__ import annotations
@@ -21,50 +23,12 @@ from typing import cast
 
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 
-from stylize.v1 import stylize_pb2
+from stylize_api.reasons import ErrorReason, StopReason
+from stylize_api.v1 import stylize_pb2
+
+__all__ = ["DOMAIN", "OPTIONS", "ErrorReason", "Kind", "OptionField", "Scope", "StopReason"]
 
 DOMAIN = "stylize.v1"  # google.rpc.ErrorInfo.domain of every error this API raises
-
-
-class ErrorReason(str, enum.Enum):
-    """google.rpc.ErrorInfo.reason values (proto enum ErrorReason without its prefix)."""
-
-    INVALID_OPTION = "INVALID_OPTION"
-    DECODE_FAILED = "DECODE_FAILED"
-    TOO_LARGE = "TOO_LARGE"
-    QUEUE_FULL = "QUEUE_FULL"
-    CLIENT_QUOTA = "CLIENT_QUOTA"
-    CALL_LIMIT = "CALL_LIMIT"
-    LOADING = "LOADING"
-    DRAINING = "DRAINING"
-    UNAUTHENTICATED = "UNAUTHENTICATED"
-    RECEIVE_TIMEOUT = "RECEIVE_TIMEOUT"
-    DEADLINE = "DEADLINE"
-    CANCELLED = "CANCELLED"
-    NUMERICAL = "NUMERICAL"
-    INTERNAL = "INTERNAL"
-    REQUEST_ID_IN_USE = "REQUEST_ID_IN_USE"
-    NOT_FOUND = "NOT_FOUND"
-
-
-class StopReason(str, enum.Enum):
-    """Why a job ended before its last iteration (proto enum StopReason); the
-    values are also the `reason` label of stylize_jobs_stopped_total and the
-    `stop_reason` of log lines."""
-
-    NONE = "none"
-    CLIENT = "client"
-    DEADLINE = "deadline"
-    TIME_LIMIT = "time_limit"
-    SHUTDOWN = "shutdown"
-
-    @property
-    def number(self) -> int:
-        return stylize_pb2.StopReason.Value("STOP_REASON_" + self.name)
-
-    @classmethod
-    def from_number(cls, number: int) -> StopReason:
-        return cls[stylize_pb2.StopReason.Name(number).removeprefix("STOP_REASON_")]
 
 
 class Kind(str, enum.Enum):

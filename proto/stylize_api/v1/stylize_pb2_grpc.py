@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from stylize.v1 import stylize_pb2 as stylize_dot_v1_dot_stylize__pb2
+from stylize_api.v1 import stylize_pb2 as stylize_dot_v1_dot_stylize__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
