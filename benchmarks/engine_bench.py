@@ -102,7 +102,7 @@ def worker_quality(size: int, weights: str, baseline_iterations: int, engine_ite
     import numpy as np
     import tensorflow as tf
 
-    from stylize_server import targets as job_targets
+    from stylize_server.engine import targets as job_targets
     from stylize_server.engine.regions import plan_regions
     from stylize_server.engine.runner import Engine, RunHooks
     from stylize_server.engine.tiling import WHOLE

@@ -78,7 +78,7 @@ def plan_for(engine: Any, side: int, name: str, iterations: int) -> Any:
         options, inputs.shapes, Scale(side, iterations), count, engine.profile, tiling_for(name, side), HISTORY
     )
     estimate = Estimate(inputs.shapes.pixels, (scale,), scale.device_memory_bytes, 0.0, 0.0)
-    return JobPlan(options, inputs, estimate)
+    return JobPlan(options, estimate, inputs)
 
 
 def worker_time(
@@ -90,7 +90,7 @@ def worker_time(
 
     import numpy as np
 
-    from stylize_server import targets as job_targets
+    from stylize_server.engine import targets as job_targets
     from stylize_server.engine import regions
     from stylize_server.engine.runner import Engine, layout_of
 

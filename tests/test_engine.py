@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stylize_server import targets as job_targets
 from stylize_server.engine import color
-from stylize_server.engine.objective import LossSpec
+from stylize_server.engine import targets as job_targets
 from stylize_server.engine.regions import plan_regions
 from stylize_server.engine.runner import Engine, RunHooks
 from stylize_server.engine.tiling import WHOLE
@@ -26,6 +25,7 @@ from stylize_server.job.options import (
     plan_scales,
 )
 from stylize_server.job.types import Result, StopReason
+from tests.support.terms import spec_of, style_targets
 
 
 def gradient_image(h: int, w: int) -> np.ndarray:
@@ -106,7 +106,7 @@ def test_preserve_colors_keeps_the_content_chrominance(engine: Engine) -> None:
 
 def test_style_blend_weights_one_zero_give_the_single_style_targets(engine: Engine) -> None:
     a, b = blocky_image(1), blocky_image(2)
-    spec = LossSpec((), tuple(n for n, _ in DEFAULT_STYLE_LAYERS), Pooling.AVG, engine.precision)
+    spec = spec_of((), tuple(n for n, _ in DEFAULT_STYLE_LAYERS), Pooling.AVG, engine.precision)
     evaluator = engine.compiled(spec).evaluator(WHOLE)
     content = gradient_image(64, 64)
 
@@ -116,7 +116,7 @@ def test_style_blend_weights_one_zero_give_the_single_style_targets(engine: Engi
         images = [s.image for s in inputs.styles]
         built = job_targets.build(evaluator, options, content, images, regions, lambda: False)
         assert built is not None
-        return built.style
+        return style_targets(built)
 
     single = grams(StyleSource(a))
     for s, t in zip(single, grams(StyleSource(a, 1.0), StyleSource(b, 0.0))):
@@ -210,7 +210,7 @@ def test_print_sizes_give_the_finest_scales_halving_shares() -> None:
 
 def test_a_new_size_does_not_retrace_the_step(engine: Engine) -> None:
     run(engine, job(iterations=2))
-    spec = LossSpec(("relu4_2",), tuple(n for n, _ in DEFAULT_STYLE_LAYERS), Pooling.AVG, engine.precision)
+    spec = spec_of(("relu4_2",), tuple(n for n, _ in DEFAULT_STYLE_LAYERS), Pooling.AVG, engine.precision)
     optimizer = engine.compiled(spec).optimizer(Optimizer.LBFGS, 20)
     before = optimizer._step.experimental_get_tracing_count()
     run(engine, job(content=gradient_image(48, 40), size=48, iterations=2))

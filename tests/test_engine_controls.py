@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stylize_server import targets as job_targets
 from stylize_server.engine import color, losses, prepare, regions
-from stylize_server.engine.objective import LossSpec
+from stylize_server.engine import targets as job_targets
 from stylize_server.engine.runner import Engine, RunHooks
 from stylize_server.engine.tiling import WHOLE
 from stylize_server.job.layout import Pooling
@@ -24,6 +23,7 @@ from stylize_server.job.options import (
 )
 from stylize_server.job.types import Result
 from tests.support.images import image_array
+from tests.support.terms import spec_of, style_grams, style_targets
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
@@ -60,21 +60,16 @@ def test_a_guided_gram_in_the_network_is_the_gram_of_the_masked_features(engine:
     guide = np.zeros((48, 64), np.float32)
     guide[:, :40] = 1.0
     guide[10:30, 40:] = 0.5
-    spec = LossSpec((), STYLE_LAYERS, Pooling.AVG, engine.precision, guided=True)
+    spec = spec_of((), STYLE_LAYERS, Pooling.AVG, engine.precision, guided=True)
     objective = engine.compiled(spec).objective
     per_layer = regions.guides_per_layer(guide[None], STYLE_LAYERS)
     whole = objective.whole
-    sums, _, _ = objective.function("forward", whole)(
-        tf.constant(image[None]),
-        tf.constant([0, 0]),
-        tf.constant([0, 48, 0, 64]),
-        [],
-        [tf.zeros([1, c, c]) for c in (64, 128, 256, 512, 512)],  # style targets: unused by the sums
-        [tf.constant(g) for g in per_layer],
-        tf.zeros([0]),
-        tf.ones([5]),
-        tf.ones([3]),
+    grams = [tf.zeros([1, c, c]) for c in (64, 128, 256, 512, 512)]  # style targets: unused by the sums
+    per_term = [[tf.zeros([0])], [*grams, *[tf.constant(g) for g in per_layer], tf.ones([5])], []]
+    slot_sums, _ = objective.function("forward", whole)(
+        tf.constant(image[None]), tf.constant([0, 0]), tf.constant([0, 48, 0, 64]), per_term, tf.ones([3])
     )
+    sums = [s[0] for s in slot_sums]
     feats = engine.vgg(tf.constant(image[None]), STYLE_LAYERS, Pooling.AVG)
     for name, g, s in zip(STYLE_LAYERS, per_layer, sums):
         f = feats[name].numpy()[0]
@@ -236,10 +231,10 @@ def test_histogram_control_matches_the_styles_before_their_grams(engine: Engine)
     matched = prepare.styles(options, inputs)
     built = job_targets.build(evaluator, options, content, matched, found, lambda: False)
     assert built is not None
-    direct = evaluator.style_grams(job_targets.batch(color.match_histogram(style, content)))
-    for got, want in zip(built.style, direct):
+    direct = style_grams(evaluator, job_targets.batch(color.match_histogram(style, content)))
+    for got, want in zip(style_targets(built), direct):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5)
-    unmatched = evaluator.style_grams(job_targets.batch(style))
+    unmatched = style_grams(evaluator, job_targets.batch(style))
     assert not np.allclose(unmatched[0].numpy(), direct[0].numpy(), rtol=1e-2)
     result = run(engine, JobOptions(size=48, iterations=5, color_control=ColorControl.HISTOGRAM), inputs)
     assert result.complete and np.isfinite(result.losses.total)

@@ -9,6 +9,7 @@ import pytest
 from stylize_server.job import cost, profiles
 from stylize_server.job.errors import TooLarge
 from stylize_server.job.options import InputShapes, JobOptions, Optimizer, Scale, resolve
+from tests.support.terms import spec_of
 
 F32 = profiles.profile_for("CPU", "float32")
 BF16 = profiles.profile_for("CPU", "bfloat16")
@@ -102,12 +103,12 @@ def test_the_cost_model_tiles_and_halos_are_the_engines() -> None:
     """cost.py plans with the same parts, halos and tile counts that
     tiling.Evaluator runs (it imports TensorFlow, so only here)."""
     from stylize_server.engine.runner import layout_of
-    from stylize_server.engine.spec import LossSpec, stages_for
+    from stylize_server.engine.spec import stages_for
     from stylize_server.engine.tiling import stage_halo, tile_grid
     from stylize_server.job.layout import Pooling
 
     layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-    spec = LossSpec(("relu4_2",), layers, Pooling.AVG)
+    spec = spec_of(("relu4_2",), layers, Pooling.AVG)
     for tiling in (cost.Tiling(256, 3, 0), cost.Tiling(256, 2, 256), cost.Tiling(192)):
         scale = one_scale(1000, tiling)
         layout = layout_of(scale)

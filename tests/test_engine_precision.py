@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stylize_server import targets as job_targets
+from stylize_server.engine import targets as job_targets
 from stylize_server.engine.objective import LossSpec
 from stylize_server.engine.regions import plan_regions
 from stylize_server.engine.runner import Engine, RunHooks

@@ -10,7 +10,7 @@ import weakref
 import numpy as np
 import pytest
 
-from stylize_server import targets as job_targets
+from stylize_server.engine import targets as job_targets
 from stylize_server.engine.runner import Engine, RunHooks
 from stylize_server.job.options import Inputs, JobOptions, StyleSource, resolve
 from stylize_server.job.types import Result, StopReason

@@ -16,6 +16,7 @@ from stylize_server.job.layout import RELU_LAYERS, Pooling
 from stylize_server.job.options import Inputs, JobOptions, Optimizer, StyleSource
 from stylize_server.job.types import StopReason
 from tests.support.images import image_array
+from tests.support.terms import content_features, make_targets, spec_of, style_grams
 
 DEFAULT_STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 LAYOUTS = {
@@ -36,21 +37,21 @@ def _targets(engine: Engine, spec: LossSpec, height: int, width: int, seed: int)
     rng = np.random.default_rng(seed)
     content = tf.constant(rng.uniform(0, 255, (1, height, width, 3)).astype(np.float32))
     style = tf.constant(image_array(80, 72, seed=seed)[None].astype(np.float32))
-    grams = whole.style_grams(style)
+    grams = style_grams(whole, style)
     guides: tuple[tf.Tensor, ...] = ()
     if spec.guided:
         planes = np.zeros((2, height, width), np.float32)
         planes[0, :, : width // 2] = 1.0
         planes[0] = np.clip(planes[0] + rng.uniform(0, 0.4, (height, width)), 0, 1)
         planes[1] = 1.0 - planes[0]
-        guides = tuple(tf.constant(g) for g in regions.guides_per_layer(planes, spec.style_layers))
+        guides = tuple(tf.constant(g) for g in regions.guides_per_layer(planes, spec.terms[1][1]))
         grams = [tf.stack([g, 0.5 * g]) for g in grams]
-    return Targets(
-        content=tuple(whole.content_features(content)),
+    return make_targets(
+        content=tuple(content_features(whole, content)),
         style=tuple(grams),
         guides=guides,
-        content_layer_weights=tf.ones([len(spec.content_layers)]),
-        style_layer_weights=tf.constant(np.linspace(1.0, 2.0, len(spec.style_layers)), tf.float32),
+        content_layer_weights=tf.ones([len(spec.terms[0][1])]),
+        style_layer_weights=tf.constant(np.linspace(1.0, 2.0, len(spec.terms[1][1])), tf.float32),
         loss_weights=tf.constant([5.0, 100.0, 1.0]),
     )
 
@@ -70,7 +71,7 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_tiled_loss_and_gradient_equal_the_whole_image_ones(engine: Engine, case: str) -> None:
     content, style, pooling, guided, (height, width) = CASES[case]
-    spec = LossSpec(content, style, pooling, engine.precision, guided)
+    spec = spec_of(content, style, pooling, engine.precision, guided)
     targets = _targets(engine, spec, height, width, seed=len(case))
     x = tf.constant(np.random.default_rng(1).uniform(0, 255, (1, height, width, 3)).astype(np.float32))
     steps = engine.compiled(spec)
@@ -86,17 +87,17 @@ def test_tiled_loss_and_gradient_equal_the_whole_image_ones(engine: Engine, case
 
 
 def test_targets_computed_in_tiles_equal_the_whole_image_ones(engine: Engine) -> None:
-    spec = LossSpec(("relu2_2", "relu4_2"), DEFAULT_STYLE, Pooling.AVG, engine.precision)
+    spec = spec_of(("relu2_2", "relu4_2"), DEFAULT_STYLE, Pooling.AVG, engine.precision)
     steps = engine.compiled(spec)
     image = tf.constant(image_array(200, 136, seed=4)[None].astype(np.float32))
-    whole_features = steps.evaluator(WHOLE).content_features(image)
-    whole_grams = steps.evaluator(WHOLE).style_grams(image)
+    whole_features = content_features(steps.evaluator(WHOLE), image)
+    whole_grams = style_grams(steps.evaluator(WHOLE), image)
     for name, layout in LAYOUTS.items():
         evaluator = steps.evaluator(layout)
-        for got, want in zip(evaluator.content_features(image), whole_features):
+        for got, want in zip(content_features(evaluator, image), whole_features):
             assert got.shape == want.shape, name
             np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-3, err_msg=name)
-        for got, want in zip(evaluator.style_grams(image), whole_grams):
+        for got, want in zip(style_grams(evaluator, image), whole_grams):
             np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-6, err_msg=name)
 
 

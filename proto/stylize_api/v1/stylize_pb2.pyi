@@ -366,16 +366,25 @@ class ResolvedOptions(_message.Message):
     def __init__(self, size: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., init: _Optional[_Union[Init, str]] = ..., seed: _Optional[int] = ..., style_scale: _Optional[float] = ..., preserve_colors: _Optional[bool] = ..., multiscale: _Optional[bool] = ..., scale_sizes: _Optional[_Iterable[int]] = ..., scale_iterations: _Optional[_Iterable[int]] = ..., style_blend_weights: _Optional[_Iterable[float]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., quality: _Optional[int] = ..., progress_interval: _Optional[int] = ..., preview_max_side: _Optional[int] = ..., color_control: _Optional[_Union[ColorControl, str]] = ..., unmasked_region: _Optional[_Union[UnmaskedRegion, str]] = ..., background: _Optional[str] = ..., output_bit_depth: _Optional[int] = ..., multiscale_min_size: _Optional[int] = ..., regions: _Optional[int] = ..., precision: _Optional[str] = ...) -> None: ...
 
 class Losses(_message.Message):
-    __slots__ = ("content", "style", "tv", "total")
+    __slots__ = ("content", "style", "tv", "total", "terms")
+    class TermsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     STYLE_FIELD_NUMBER: _ClassVar[int]
     TV_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
+    TERMS_FIELD_NUMBER: _ClassVar[int]
     content: float
     style: float
     tv: float
     total: float
-    def __init__(self, content: _Optional[float] = ..., style: _Optional[float] = ..., tv: _Optional[float] = ..., total: _Optional[float] = ...) -> None: ...
+    terms: _containers.ScalarMap[str, float]
+    def __init__(self, content: _Optional[float] = ..., style: _Optional[float] = ..., tv: _Optional[float] = ..., total: _Optional[float] = ..., terms: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("iteration", "total_iterations", "losses", "elapsed_seconds", "eta_seconds", "scale_index", "preview", "preview_width", "preview_height")

@@ -11,9 +11,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from stylize_server.engine.objective import IMAGE, LossSpec, Objective
+from stylize_server.engine.objective import IMAGE, Objective
+from stylize_server.engine.targets import spec_for
 from stylize_server.engine.vgg import VGG19Features
-from stylize_server.job.layout import Pooling, channels
+from stylize_server.job.layout import Pooling
+from stylize_server.job.options import JobOptions
 from stylize_server.job.precision import MEASURE_SIZE, Measurement, Precision
 
 log = logging.getLogger(__name__)
@@ -77,20 +79,15 @@ def measure_precisions(vgg: VGG19Features, pooling: Pooling, xla: bool) -> tuple
     default layers) at MEASURE_SIZE px in float32 and in bfloat16: each traced
     and run once first, then timed in alternation, best of MEASURE_ROUNDS.
     The targets are zeros: the losses only need to be comparable."""
-    content, style = ("relu4_2",), tuple(f"relu{b}_1" for b in range(1, 6))
     size = MEASURE_SIZE
     x = tf.constant(np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32))
-    args: tuple[Any, ...] = (
-        [tf.zeros([1, size // 8, size // 8, channels("relu4_2")])],
-        [tf.zeros([channels(n), channels(n)]) for n in style],
-        [],
-        tf.ones([1]),
-        tf.ones([len(style)]),
-        tf.constant([5.0, 100.0, 100.0]),
-    )
+    options = JobOptions(pooling=pooling)  # the default terms and layers
     steps = {}
+    args: tuple[Any, ...] = ()
     for precision in (Precision.FLOAT32, Precision.BFLOAT16):
-        objective = Objective(vgg, LossSpec(content, style, pooling, precision), xla=xla)
+        objective = Objective(vgg, spec_for(options, precision, guided=False), xla=xla)
+        weights = [type(term).weight(options) for term in objective.terms]
+        args = objective.placeholder_targets(size, size, weights).args()
         steps[precision] = tf.function(_evaluation(objective), input_signature=[IMAGE, *objective.target_specs])
     losses: dict[Precision, float] = {}
     for precision, step in steps.items():

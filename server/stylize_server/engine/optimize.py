@@ -24,13 +24,18 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from stylize_api.losses import Losses
 from stylize_server.engine.objective import IMAGE, Objective, Targets
 from stylize_server.engine.tiling import Evaluator, Stopped
 from stylize_server.job.errors import NumericalError
 
 FLAT = tf.TensorSpec([None], tf.float32)
 SCALAR = tf.TensorSpec([], tf.float32)
-TERMS = tf.TensorSpec([3], tf.float32)
+
+
+def terms_spec(objective: Objective) -> tf.TensorSpec:
+    """The weighted terms of an evaluation, one per term of the objective."""
+    return tf.TensorSpec([len(objective.terms)], tf.float32)
 
 
 class LBFGS:
@@ -55,13 +60,14 @@ class LBFGS:
         self.objective = objective
         self.m = history
         hist = [FLAT] * history
-        state = [IMAGE, TERMS, FLAT, FLAT, hist, hist, tf.TensorSpec([history], tf.float32), SCALAR]
+        terms = terms_spec(objective)
+        state = [IMAGE, terms, FLAT, FLAT, hist, hist, tf.TensorSpec([history], tf.float32), SCALAR]
         state.append(tf.TensorSpec([], tf.bool))
         self._step = tf.function(
             self._step_impl, input_signature=[IMAGE, *state, SCALAR, *objective.target_specs], jit_compile=xla
         )
         self._update = tf.function(
-            self._update_impl, input_signature=[IMAGE, TERMS, IMAGE, *state, SCALAR], jit_compile=xla
+            self._update_impl, input_signature=[IMAGE, terms, IMAGE, *state, SCALAR], jit_compile=xla
         )
 
     def init(self, x: tf.Tensor) -> tuple[Any, ...]:
@@ -69,7 +75,7 @@ class LBFGS:
         # Every empty history slot shares one zero tensor.
         return (
             x,
-            tf.zeros([3]),
+            tf.zeros([len(self.objective.terms)]),
             zeros,
             zeros,
             [zeros] * self.m,
@@ -212,7 +218,7 @@ Stepped = tuple[tf.Tensor, tuple[Any, ...], tf.Tensor, tf.Tensor]
 
 @dataclasses.dataclass
 class LoopHooks:
-    on_report: Callable[[int, tuple[float, float, float, float], tf.Tensor], None] | None = None
+    on_report: Callable[[int, Losses, tf.Tensor], None] | None = None
     should_stop: Callable[[], bool] | None = None
     on_iteration: Callable[[int, float], None] | None = None
 
@@ -246,20 +252,20 @@ def run_scale(
     pending: tuple[int, tf.Tensor, tf.Tensor] | None = None
     last_time = time.perf_counter()
     fused = evaluator.layout.whole
+    names = evaluator.objective.names
 
     def settle(item: tuple[int, tf.Tensor, tf.Tensor]) -> None:
         nonlocal last_time
         iteration, terms, x_in = item
-        parts = [float(v) for v in terms.numpy()]  # waits for that iteration only
-        values = (parts[0], parts[1], parts[2], sum(parts))
+        losses = Losses.of(zip(names, (float(v) for v in terms.numpy())))  # waits for that iteration only
         now = time.perf_counter()
         if hooks.on_iteration:
             hooks.on_iteration(iteration, now - last_time)
         last_time = now
-        if not np.isfinite(values[3]):
-            raise NumericalError(f"the loss became {values[3]} at iteration {iteration}: the optimization diverged")
+        if not np.isfinite(losses.total):
+            raise NumericalError(f"the loss became {losses.total} at iteration {iteration}: the optimization diverged")
         if hooks.on_report:
-            hooks.on_report(iteration, values, x_in)
+            hooks.on_report(iteration, losses, x_in)
 
     done = 0
     for k in range(iterations):

@@ -15,7 +15,6 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,36 +27,19 @@ from stylize_server.engine.optimize import LoopHooks, run_scale
 from stylize_server.engine.stepcache import CompiledSteps, StepCache
 from stylize_server.engine.tiling import WHOLE, TileLayout
 from stylize_server.engine.vgg import VGG19Features
-from stylize_server.job import cost, images, profiles
+from stylize_server.job import images, profiles
 from stylize_server.job.layout import Pooling
-from stylize_server.job.options import Inputs, JobOptions, Limits, Optimizer, StyleSource, resolve, validate
-from stylize_server.job.plan import JobPlan
+from stylize_server.job.options import Inputs, JobOptions, Limits, Optimizer, StyleSource, validate
+from stylize_server.job.plan import UNLIMITED, JobPlan, make_plan
+from stylize_server.job.port import RunHooks
 from stylize_server.job.precision import Precision, choose
 from stylize_server.job.types import Losses, ModelInfo, Progress, Result, ScaleEstimate, StopReason
 
+__all__ = ["Engine", "RunHooks", "layout_of"]
+
 log = logging.getLogger(__name__)
 
-UNLIMITED = 1 << 62
 DEFAULT_MAX_COMPILED = 8
-
-
-@dataclass
-class RunHooks:
-    """What a running job tells its caller, and how the caller stops it.
-
-    on_progress:  every iteration (the caller decides which to forward)
-    stop:         polled between iterations, tiles, style images and scales;
-                  a StopReason stops the job, which then returns its best image
-                  so far (the starting image if no iteration ran)
-    on_iteration: (iteration, seconds) of every iteration
-    on_phase:     the name of each piece of work before it starts ("content
-                  targets", "style 2 of 4", "scale 1 of 3"), for logs and tests
-    """
-
-    on_progress: Callable[[Progress], None] | None = None
-    stop: Callable[[], StopReason | None] | None = None
-    on_iteration: Callable[[int, float], None] | None = None
-    on_phase: Callable[[str], None] | None = None
 
 
 def layout_of(scale: ScaleEstimate) -> TileLayout:
@@ -178,12 +160,18 @@ class Engine:
         job; the cost model picks each scale's tiling and history to fit
         `target_bytes` (tile_setting: -1 its choice, 0 never tile, N tiles of
         N px)."""
-        shapes = inputs.shapes
-        validate(options, shapes, limits or self.limits)
-        options = resolve(options, self.default_pooling)
-        count = regions.count_regions(inputs.styles, options.unmasked_region)
-        estimate = cost.estimate(options, shapes, self.profile, target_bytes, budget_bytes, tile_setting, count)
-        return JobPlan(options=options, inputs=inputs, estimate=estimate)
+        validate(options, inputs.shapes, limits or self.limits)
+        plan = make_plan(
+            options,
+            inputs.shapes,
+            default_pooling=self.default_pooling,
+            profile=self.profile,
+            regions=regions.count_regions(inputs.styles, options.unmasked_region),
+            target_bytes=target_bytes,
+            budget_bytes=budget_bytes,
+            tile_setting=tile_setting,
+        )
+        return plan.with_inputs(inputs)
 
     def stylize(
         self,
@@ -201,7 +189,7 @@ class Engine:
 
     def run(self, plan: JobPlan, hooks: RunHooks | None = None) -> Result:
         hooks = hooks or RunHooks()
-        options, inputs = targets.canonical(plan.options), plan.inputs
+        options, inputs = targets.canonical(plan.options), plan.decoded
         assert options.learning_rate is not None
         start = time.perf_counter()
         out_shape = plan.output_shape
@@ -210,7 +198,7 @@ class Engine:
         steps = self.compiled(targets.spec_for(options, self.precision, guided))
         total = plan.total_iterations
         stopped: StopReason | None = None
-        latest = [Losses(0.0, 0.0, 0.0, 0.0)]  # the last reported iteration: the returned image's
+        latest = [Losses.of((name, 0.0) for name, _ in steps.objective.spec.terms)]  # the returned image's
 
         def stop_requested() -> bool:
             nonlocal stopped
@@ -246,19 +234,19 @@ class Engine:
 
             def report(
                 iteration: int,
-                values: tuple[float, float, float, float],
+                losses: Losses,
                 x_in: tf.Tensor,
                 _index: int = index,
                 _size: int = scale.size,
                 _draw: Callable[[tf.Tensor], np.ndarray] = render,
             ) -> None:
-                latest[0] = Losses(*values)
+                latest[0] = losses
                 if hooks.on_progress is not None:
                     hooks.on_progress(
                         Progress(
                             iteration,
                             total,
-                            Losses(*values),
+                            losses,
                             time.perf_counter() - start,
                             _index,
                             _size,

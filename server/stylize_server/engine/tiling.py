@@ -107,8 +107,11 @@ def _assemble(pieces: dict[tuple[int, int], tf.Tensor]) -> tf.Tensor:
     return tf.concat([tf.concat([pieces[(r, c)] for c in cols], axis=2) for r in rows], axis=1)
 
 
-def _add(total: list[tf.Tensor] | None, parts: Sequence[tf.Tensor]) -> list[tf.Tensor]:
-    return list(parts) if total is None else [a + b for a, b in zip(total, parts)]
+def _add(total: list[list[tf.Tensor]] | None, parts: Sequence[Sequence[tf.Tensor]]) -> list[list[tf.Tensor]]:
+    """Slot by slot, tensor by tensor: the running totals plus a tile's sums."""
+    if total is None:
+        return [list(p) for p in parts]
+    return [[a + b for a, b in zip(ta, pa)] for ta, pa in zip(total, parts)]
 
 
 class Stopped(Exception):
@@ -145,25 +148,24 @@ class Evaluator:
 
     def _forward(
         self, index: int, x: tf.Tensor, args: tuple[Any, ...], should_stop: ShouldStop | None
-    ) -> tuple[list[tf.Tensor], list[tf.Tensor], tf.Tensor | None]:
+    ) -> tuple[dict[int, list[tf.Tensor]], tf.Tensor | None]:
+        """The stage's slots' sums over its tiles, and the next stage's input."""
         stage = self._plan[index][0]
         fn = self.objective.function("forward", stage)
-        style: list[tf.Tensor] | None = None
-        content: list[tf.Tensor] | None = None
+        total: list[list[tf.Tensor]] | None = None
         pieces: dict[tuple[int, int], tf.Tensor] = {}
         for tile in self._tiles(index, x):
             self._check(should_stop)
-            s, c, nxt = fn(tile.read(x), tile.origin, tile.box, *args)
-            style, content = _add(style, s), _add(content, c)
+            sums, nxt = fn(tile.read(x), tile.origin, tile.box, *args)
+            total = _add(total, sums)
             pieces[(tile.row, tile.col)] = nxt
-        return style or [], content or [], _assemble(pieces) if stage.emit_next else None
+        return dict(zip(stage.slots, total or [])), _assemble(pieces) if stage.emit_next else None
 
     def _backward(
         self,
         index: int,
         x: tf.Tensor,
-        mults: Sequence[tf.Tensor],
-        coefs: Sequence[tf.Tensor],
+        mults: Sequence[Sequence[tf.Tensor]],
         d_next: tf.Tensor | None,
         args: tuple[Any, ...],
         should_stop: ShouldStop | None,
@@ -171,15 +173,16 @@ class Evaluator:
         stage = self._plan[index][0]
         fn = self.objective.function("backward", stage)
         tiles = self._tiles(index, x)
+        nested = [list(m) for m in mults]
         if len(tiles) == 1:
             self._check(should_stop)
             t = tiles[0]
-            return fn(x, t.origin, t.box, list(mults), list(coefs), self._next_part(stage, t, d_next), *args)
+            return fn(x, t.origin, t.box, nested, self._next_part(stage, t, d_next), *args)
         total = tf.Variable(tf.zeros(x.shape, tf.float32), trainable=False)
         for tile in tiles:
             self._check(should_stop)
             d = self._next_part(stage, tile, d_next)
-            g = fn(tile.read(x), tile.origin, tile.box, list(mults), list(coefs), d, *args)
+            g = fn(tile.read(x), tile.origin, tile.box, nested, d, *args)
             e = tile.extent
             window = total[:, e[0] : e[1], e[2] : e[3], :]
             total[:, e[0] : e[1], e[2] : e[3], :].assign(window + g)
@@ -197,62 +200,64 @@ class Evaluator:
     def value_and_grad(
         self, x: tf.Tensor, targets: Targets, should_stop: ShouldStop | None = None
     ) -> tuple[tf.Tensor, tf.Tensor]:
-        """(terms [3], gradient) at `x`; raises Stopped between tiles."""
+        """(terms [n], gradient) at `x`; raises Stopped between tiles."""
         args = targets.args()
+        objective = self.objective
         maps: list[tf.Tensor] = [x]
-        style: list[tf.Tensor] = []
-        content: list[tf.Tensor] = []
+        sums: dict[int, list[tf.Tensor]] = {}
         for index in range(len(self._plan) - 1):
-            s, c, nxt = self._forward(index, maps[-1], args, should_stop)
-            style, content = style + s, content + c
+            found, nxt = self._forward(index, maps[-1], args, should_stop)
+            sums.update(found)
             assert nxt is not None
             maps.append(nxt)
         last = self._plan[-1][0]
         self._check(should_stop)
+        mults: dict[int, list[tf.Tensor]] = {}
         if len(self._tiles(len(self._plan) - 1, maps[-1])) == 1:
-            terms, grad, tv_grad, mults, coefs = self.objective.function("final", last)(
-                maps[-1], x, style, content, *args
+            earlier = objective.earlier(last)
+            values, grad, pixel_grad, prev = objective.function("final", last)(
+                maps[-1], x, [sums[i] for i in earlier], *args
             )
+            mults.update(zip(earlier, prev))
         else:
-            s, c, _ = self._forward(len(self._plan) - 1, maps[-1], args, should_stop)
-            terms, mults, coefs, tv_grad = self.objective.function("global")(style + s, content + c, x, *args)
+            found, _ = self._forward(len(self._plan) - 1, maps[-1], args, should_stop)
+            sums.update(found)
+            everything = [sums[i] for i in range(len(objective.slots))]
+            values, all_mults, pixel_grad = objective.function("global")(everything, x, *args)
+            mults.update(enumerate(all_mults))
             grad = self._backward(
-                len(self._plan) - 1, maps[-1], mults[len(style) :], coefs[len(content) :], None, args, should_stop
+                len(self._plan) - 1, maps[-1], [mults[i] for i in last.slots], None, args, should_stop
             )
-        mults, coefs = list(mults), list(coefs)
         for index in reversed(range(len(self._plan) - 1)):
             stage = self._plan[index][0]
-            grad = self._backward(
-                index,
-                maps[index],
-                [mults[i] for i in stage.style],
-                [coefs[i] for i in stage.content],
-                grad,
-                args,
-                should_stop,
-            )
-        return terms, grad + tv_grad
+            grad = self._backward(index, maps[index], [mults[i] for i in stage.slots], grad, args, should_stop)
+        return values, grad + pixel_grad
 
     def terms(self, x: tf.Tensor, targets: Targets) -> tf.Tensor:
-        """The weighted terms [3] at `x` (forward only)."""
+        """The weighted terms [n] at `x` (forward only)."""
         args = targets.args()
         maps: list[tf.Tensor] = [x]
-        style: list[tf.Tensor] = []
-        content: list[tf.Tensor] = []
+        sums: dict[int, list[tf.Tensor]] = {}
         for index in range(len(self._plan)):
-            s, c, nxt = self._forward(index, maps[-1], args, None)
-            style, content = style + s, content + c
+            found, nxt = self._forward(index, maps[-1], args, None)
+            sums.update(found)
             if nxt is not None:
                 maps.append(nxt)
-        terms, _, _, _ = self.objective.function("global")(style, content, x, *args)
-        return terms
+        everything = [sums[i] for i in range(len(self.objective.slots))]
+        values, _, _ = self.objective.function("global")(everything, x, *args)
+        return values
 
-    def content_features(self, image: tf.Tensor, should_stop: ShouldStop | None = None) -> list[tf.Tensor]:
-        """The content layers' feature maps of `image`, assembled from tiles."""
-        out: list[tf.Tensor] = []
+    def features(
+        self, layers: Sequence[str], image: tf.Tensor, should_stop: ShouldStop | None = None
+    ) -> list[tf.Tensor]:
+        """The feature maps of `layers` for `image`, assembled from tiles, in
+        the order of `layers`."""
+        wanted = tuple(layers)
+        found: dict[str, tf.Tensor] = {}
         x = image
+        deepest = max((block_of(n) for n in wanted), default=0)
         for index, (stage, _, _) in enumerate(self._plan):
-            fn = self.objective.function("features", stage)
+            fn = self.objective.function("features", stage, wanted)
             pieces: dict[tuple[int, int], list[tf.Tensor]] = {}
             nexts: dict[tuple[int, int], tf.Tensor] = {}
             for tile in self._tiles(index, x):
@@ -260,35 +265,30 @@ class Evaluator:
                 feats, nxt = fn(tile.read(x), tile.origin, tile.box)
                 pieces[(tile.row, tile.col)] = feats
                 nexts[(tile.row, tile.col)] = nxt
-            for j in range(len(stage.content)):
-                out.append(_assemble({k: v[j] for k, v in pieces.items()}))
+            mine = [n for n in wanted if stage.first_block <= block_of(n) <= stage.last_block]
+            for j, name in enumerate(mine):
+                found[name] = _assemble({k: v[j] for k, v in pieces.items()})
+            if not stage.emit_next or stage.last_block >= deepest:
+                break
+            x = _assemble(nexts)
+        return [found[n] for n in wanted]
+
+    def image_sums(self, term: int, image: tf.Tensor, should_stop: ShouldStop | None = None) -> list[list[tf.Tensor]]:
+        """Term `term`'s `image_sums` of `image` per layer of the term, summed
+        over tiles (forward only)."""
+        out: list[list[tf.Tensor]] = []
+        x = image
+        for index, (stage, _, _) in enumerate(self._plan):
+            fn = self.objective.function("image_sums", stage, term)
+            total: list[list[tf.Tensor]] | None = None
+            nexts: dict[tuple[int, int], tf.Tensor] = {}
+            for tile in self._tiles(index, x):
+                self._check(should_stop)
+                sums, nxt = fn(tile.read(x), tile.origin, tile.box)
+                total = _add(total, sums)
+                nexts[(tile.row, tile.col)] = nxt
+            out.extend(total or [])
             if not stage.emit_next:
                 break
             x = _assemble(nexts)
         return out
-
-    def style_grams(self, image: tf.Tensor, should_stop: ShouldStop | None = None) -> list[tf.Tensor]:
-        """The style layers' Gram matrices (FᵀF / (C·N)) of `image`, from Gram
-        sums accumulated over tiles (forward only)."""
-        sums: list[tf.Tensor] = []
-        x = image
-        height, width = int(image.shape[1]), int(image.shape[2])
-        for index, (stage, _, _) in enumerate(self._plan):
-            fn = self.objective.function("grams", stage)
-            total: list[tf.Tensor] | None = None
-            nexts: dict[tuple[int, int], tf.Tensor] = {}
-            for tile in self._tiles(index, x):
-                self._check(should_stop)
-                s, nxt = fn(tile.read(x), tile.origin, tile.box)
-                total = _add(total, s)
-                nexts[(tile.row, tile.col)] = nxt
-            sums.extend(total or [])
-            if not stage.emit_next:
-                break
-            x = _assemble(nexts)
-        grams = []
-        for name, s in zip(self.objective.spec.style_layers, sums):
-            k = 1 << (block_of(name) - 1)
-            positions = (height // k) * (width // k)
-            grams.append(s / float(positions * int(s.shape[-1])))
-        return grams

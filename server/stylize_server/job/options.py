@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +58,7 @@ class UnmaskedRegion(str, enum.Enum):
 
 
 Layers = tuple[tuple[str, float], ...]
+TermValue = float | int | bool | str | Layers
 
 DEFAULT_CONTENT_LAYERS: Layers = (("relu4_2", 1.0),)
 DEFAULT_STYLE_LAYERS: Layers = tuple((f"relu{b}_1", 1.0) for b in range(1, 6))
@@ -161,6 +162,9 @@ class JobOptions:
     color_control: ColorControl = ColorControl.NONE
     unmasked_region: UnmaskedRegion = UnmaskedRegion.STYLES
     lbfgs_history: int = 20  # engine setting, not in the API; the cost model may lower it
+    # The options of loss terms that own them (proto scope TERM), by name, in
+    # name order: a new term's options need no field here (engine/terms).
+    term_options: tuple[tuple[str, TermValue], ...] = ()
 
     def __post_init__(self) -> None:
         # Python callers may name an enum by its value ("luminance"); the engine
@@ -177,7 +181,26 @@ class JobOptions:
     def replace(self, **changes: object) -> JobOptions:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
+    def value(self, name: str, defaults: Mapping[str, object] | None = None) -> object:
+        """Option `name`: a field, else a term option, else its term's default."""
+        if name in _FIELDS:
+            return getattr(self, name)
+        for key, value in self.term_options:
+            if key == name:
+                return value
+        if defaults is not None and name in defaults:
+            return defaults[name]
+        raise KeyError(f"no option {name!r}")
 
+    def with_value(self, name: str, value: object) -> JobOptions:
+        """The options with `name` (a field or a term option) set to `value`."""
+        if name in _FIELDS:
+            return self.replace(**{name: value})
+        rest = [(k, v) for k, v in self.term_options if k != name]
+        return self.replace(term_options=tuple(sorted([*rest, (name, value)])))
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(JobOptions))
 _ENUM_FIELDS: dict[str, type[enum.Enum]] = {
     "optimizer": Optimizer,
     "pooling": Pooling,

@@ -1,22 +1,33 @@
-"""A job as admission leaves it, and as the engine runs it: resolved options,
-the decoded images (already shrunk to what the job uses), and the cost
-model's estimate, whose scales say each scale's size, iterations, tiling and
-L-BFGS history. Resolved and planned once, so the `started` frame and the
-engine use the same plan."""
+"""A job as admission plans it, and as the engine runs it: resolved options
+(defaults filled in) and the cost model's
+estimate, whose scales say each scale's size, iterations, tiling and L-BFGS
+history; then, once the images are decoded, the inputs.
+
+`make_plan` is the one place that resolves and estimates. Admission calls it
+from the images' headers before anything is decoded; the engine's Python API
+calls it with decoded images. Nothing after it resolves or estimates again:
+the `started` frame, the scheduler's budget, the ETA and the engine all read
+the same plan."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from stylize_server.job.options import Inputs, JobOptions
+from stylize_server.job import cost
+from stylize_server.job.layout import Pooling
+from stylize_server.job.options import Inputs, InputShapes, JobOptions, resolve
+from stylize_server.job.profiles import Profile
 from stylize_server.job.types import Estimate, ScaleEstimate
+
+UNLIMITED = 1 << 62
 
 
 @dataclass(frozen=True)
 class JobPlan:
     options: JobOptions  # resolved: no None left
-    inputs: Inputs
     estimate: Estimate
+    inputs: Inputs | None = None  # the decoded images; None until they are decoded
 
     @property
     def scales(self) -> tuple[ScaleEstimate, ...]:
@@ -29,3 +40,36 @@ class JobPlan:
     @property
     def output_shape(self) -> tuple[int, int]:
         return self.estimate.output_shape
+
+    def with_inputs(self, inputs: Inputs | None) -> JobPlan:
+        """The same plan with (or, None, without) its decoded images."""
+        return dataclasses.replace(self, inputs=inputs)
+
+    @property
+    def decoded(self) -> Inputs:
+        if self.inputs is None:
+            raise ValueError("the plan's images are not decoded yet")
+        return self.inputs
+
+
+def make_plan(
+    options: JobOptions,
+    shapes: InputShapes,
+    *,
+    default_pooling: Pooling,
+    profile: Profile,
+    regions: int = 1,
+    target_bytes: int = UNLIMITED,
+    budget_bytes: int = UNLIMITED,
+    tile_setting: int = -1,
+) -> JobPlan:
+    """Resolve checked options and price them: the job's plan (no images yet).
+
+    `regions` is the number of mask regions the loss will have (an upper bound
+    before the masks are decoded); `target_bytes` the job's share of the budget
+    that the cost model fits each scale's tiling and history into;
+    `budget_bytes` the whole budget (TooLarge above it); `tile_setting` -1 the
+    model's choice, 0 never tile, N tiles of N px."""
+    resolved = resolve(options, default_pooling)
+    estimate = cost.estimate(resolved, shapes, profile, target_bytes, budget_bytes, tile_setting, regions)
+    return JobPlan(options=resolved, estimate=estimate)

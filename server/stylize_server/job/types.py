@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stylize_api.losses import Losses
 from stylize_api.schema import StopReason
 
 __all__ = [
@@ -25,20 +26,6 @@ __all__ = [
     "ScaleEstimate",
     "StopReason",
 ]
-
-
-@dataclass(frozen=True)
-class Losses:
-    """Weighted loss terms; total = content + style + tv."""
-
-    content: float
-    style: float
-    tv: float
-    total: float
-
-    @classmethod
-    def of(cls, content: float, style: float, tv: float) -> Losses:
-        return cls(content, style, tv, content + style + tv)
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,11 @@ job's admission plan, the engine's report and the cost model."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.job import cost, images
-from stylize_server.job.types import Progress
+from stylize_server.job.types import ModelInfo, Progress
 from stylize_server.serving.jobs import Job
 from stylize_server.wire import convert
 
@@ -25,9 +23,8 @@ def blend_weights(job: Job) -> list[float]:
     return [w / totals[r] if totals[r] > 0 else 0.0 for r, w in zip(regions, weights)]
 
 
-def started_frame(job: Job, engine: Any, queue_wait: float, reattached: bool) -> pb.StylizeResponse:
+def started_frame(job: Job, model: ModelInfo | None, queue_wait: float, reattached: bool) -> pb.StylizeResponse:
     height, width = job.output_shape
-    model = engine.model_info if engine is not None else None
     options = convert.resolved_to_proto(
         job.options,
         job.delivery,

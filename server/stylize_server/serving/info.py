@@ -4,13 +4,14 @@ memory on the event loop (no lock, nothing blocking)."""
 from __future__ import annotations
 
 import importlib.metadata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.config import ServerConfig
 from stylize_server.job.delivery import DeliveryOptions
 from stylize_server.job.layout import Pooling
 from stylize_server.job.options import JobOptions, resolve
+from stylize_server.job.port import EnginePort
 from stylize_server.wire import convert
 
 if TYPE_CHECKING:
@@ -25,7 +26,9 @@ def server_version() -> str:
         return "0+unknown"
 
 
-def server_info(config: ServerConfig, engine: Any, scheduler: Scheduler | None, gate: CallGate) -> pb.ServerInfo:
+def server_info(
+    config: ServerConfig, engine: EnginePort | None, scheduler: Scheduler | None, gate: CallGate
+) -> pb.ServerInfo:
     limits = config.limits
     pooling = Pooling(config.pooling)
     info = pb.ServerInfo(

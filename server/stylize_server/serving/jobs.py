@@ -116,8 +116,7 @@ class Job:
     reattachable: bool  # the client chose the request_id: the job outlives its stream a while
     fingerprint: str
     head: RequestHead  # the options as asked, the delivery options, the images' shapes
-    options: JobOptions  # resolved
-    estimate: Estimate
+    plan: JobPlan  # admission's: resolved options and the estimate; the decoded images while it runs
     request: pb.StylizeRequest | None  # the encoded images, until they are decoded
     style_regions: tuple[int, ...] = ()  # each style's region of the loss
     deadline: float | None = None
@@ -128,7 +127,6 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     iterations_done: int = 0
-    plan: JobPlan | None = None
     alpha: np.ndarray | None = None  # the content's alpha at the output size
     position: tuple[int, int] | None = None  # (position, depth) while queued
     latest: Progress | None = None
@@ -145,6 +143,14 @@ class Job:
     @property
     def delivery(self) -> DeliveryOptions:
         return self.head.delivery
+
+    @property
+    def options(self) -> JobOptions:
+        return self.plan.options
+
+    @property
+    def estimate(self) -> Estimate:
+        return self.plan.estimate
 
     @property
     def memory(self) -> int:

@@ -26,6 +26,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2
 
 from stylize_server.config import ServerConfig
+from stylize_server.job.port import EnginePort
 from stylize_server.job.types import StopReason
 from stylize_server.serving import budget, metrics, rpc
 from stylize_server.serving.auth import Authenticator, load_tokens
@@ -39,7 +40,7 @@ HEALTH_SERVICES = ("", SERVICE_NAME)
 T = TypeVar("T")
 
 
-def load_engine(config: ServerConfig) -> Any:
+def load_engine(config: ServerConfig) -> EnginePort:
     """Load VGG-19 as configured (the Engine turns GPU memory growth on before
     anything touches the GPU); raises WeightsError."""
     from stylize_server.engine.runner import Engine
@@ -86,8 +87,8 @@ class Server:
     def __init__(
         self,
         config: ServerConfig,
-        engine: Any | None = None,
-        engine_loader: Callable[[ServerConfig], Any] | None = None,
+        engine: EnginePort | None = None,
+        engine_loader: Callable[[ServerConfig], EnginePort] | None = None,
     ) -> None:
         self.config = config.validate()
         self._given_engine = engine
@@ -113,7 +114,7 @@ class Server:
         self._load_error: BaseException | None = None
         self._budget_bytes = 0
         self._precision: str | None = None
-        self.engine: Any | None = None
+        self.engine: EnginePort | None = None
 
     # ------------------------------------------------------------- props
     @property
@@ -231,7 +232,7 @@ class Server:
         finally:
             self._ready.set()
 
-    async def _aserve(self, engine: Any, budget_bytes: int) -> bool:
+    async def _aserve(self, engine: EnginePort, budget_bytes: int) -> bool:
         with self._stop_lock:
             if self._stopping:
                 return False
@@ -246,7 +247,7 @@ class Server:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return True
 
-    def _log_serving(self, engine: Any, decided: budget.Budget) -> None:
+    def _log_serving(self, engine: EnginePort, decided: budget.Budget) -> None:
         cfg, info = self.config, engine.model_info
         fields = {
             "port": self._port,

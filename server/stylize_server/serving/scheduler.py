@@ -20,25 +20,18 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
 
 from stylize_server.job.errors import ClientQuota, Draining, QueueFull, StylizeError
 from stylize_server.job.plan import JobPlan
+from stylize_server.job.port import EnginePort, RunHooks
 from stylize_server.job.types import Result, StopReason
 from stylize_server.serving import metrics
 from stylize_server.serving.fairqueue import FairQueue
 from stylize_server.serving.jobs import Job, JobState, ProgressMailbox
 
-if TYPE_CHECKING:
-    from stylize_server.engine.runner import RunHooks
-
 log = logging.getLogger("stylize.scheduler")
 
 RETRY_AFTER_FULL = 1.0  # seconds suggested to a client refused for capacity
-
-
-class EngineLike(Protocol):
-    def run(self, plan: JobPlan, hooks: RunHooks | None = None) -> Result: ...
 
 
 Prepare = Callable[[Job], Awaitable[JobPlan]]
@@ -48,7 +41,7 @@ Finish = Callable[[Job, Result | None, BaseException | None], Awaitable[None]]
 class Scheduler:
     def __init__(
         self,
-        engine: EngineLike,
+        engine: EnginePort,
         executor: concurrent.futures.Executor,
         *,
         prepare: Prepare,
@@ -291,10 +284,6 @@ class Scheduler:
             job.iterations_done = iteration
             metrics.ITERATION.observe(seconds)
             metrics.ITERATIONS.inc()
-
-        from stylize_server.engine.runner import (
-            RunHooks,  # TensorFlow loads with the engine, not with this module
-        )
 
         hooks = RunHooks(on_progress=mailbox.post, stop=stop, on_iteration=on_iteration)
         return await loop.run_in_executor(self._executor, self._engine.run, plan, hooks)

@@ -31,10 +31,9 @@ from grpc import aio
 
 from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.config import ServerConfig
-from stylize_server.job import cost
 from stylize_server.job.errors import Draining, InternalError, Loading, NotFound, RequestIdInUse, Stopped, StylizeError
-from stylize_server.job.options import resolve
-from stylize_server.job.plan import JobPlan
+from stylize_server.job.plan import JobPlan, make_plan
+from stylize_server.job.port import EnginePort
 from stylize_server.job.types import Progress, Result, StopReason
 from stylize_server.serving import calllog, calls, frames, metrics
 from stylize_server.serving.auth import Authenticator
@@ -72,11 +71,11 @@ class StyleTransferService:
         self.auth = authenticator
         self.gate = calls.CallGate(config.max_open_calls)
         self.registry = Registry(config.result_store_bytes, config.result_retention_seconds)
-        self.engine: Any | None = None
+        self.engine: EnginePort | None = None
         self.scheduler: Scheduler | None = None
         self.draining = False
 
-    def attach_engine(self, engine: Any, budget_bytes: int) -> Scheduler:
+    def attach_engine(self, engine: EnginePort, budget_bytes: int) -> Scheduler:
         """The model is loaded: jobs may run (loop)."""
         cfg = self.config
         self.engine = engine
@@ -93,7 +92,7 @@ class StyleTransferService:
         )
         return self.scheduler
 
-    def _ready(self) -> tuple[Scheduler, Any]:
+    def _ready(self) -> tuple[Scheduler, EnginePort]:
         if self.draining:
             raise Draining("the server is shutting down")
         if self.scheduler is None or self.engine is None:
@@ -157,7 +156,7 @@ class StyleTransferService:
         client: str,
         context: calls.Context,
         scheduler: Scheduler,
-        engine: Any,
+        engine: EnginePort,
         call: CallRecord,
     ) -> None:
         remaining = context.time_remaining()
@@ -171,16 +170,16 @@ class StyleTransferService:
             fingerprint = await loop.run_in_executor(self.pools.encode, admission.fingerprint, request, head)
             if self._reattach(key, fingerprint, deadline, call):
                 return
-        options = resolve(head.options, engine.default_pooling)
         regions = admission.style_regions(request)
-        estimate = cost.estimate(
-            options,
+        plan = make_plan(  # the one resolve and estimate of this job: everything after reads it
+            head.options,
             head.shapes,
-            engine.profile,
+            default_pooling=engine.default_pooling,
+            profile=engine.profile,
+            regions=len(set(regions)) or 1,
             target_bytes=scheduler.budget_bytes // self.config.max_concurrent_jobs,
             budget_bytes=scheduler.budget_bytes,
             tile_setting=self.config.tile_size,
-            regions=len(set(regions)) or 1,
         )
         job = Job(
             client=client,
@@ -188,8 +187,7 @@ class StyleTransferService:
             reattachable=chosen,
             fingerprint=fingerprint,
             head=head,
-            options=options,
-            estimate=estimate,
+            plan=plan,
             request=request,
             style_regions=regions,
             deadline=deadline,
@@ -201,8 +199,8 @@ class StyleTransferService:
         scheduler.admit(job)  # raises ClientQuota / QueueFull before anything is kept
         call.job = job
         self.registry.add(job)
-        metrics.JOB_ESTIMATED_MEMORY.observe(estimate.device_memory_bytes)
-        metrics.JOB_ESTIMATED_SECONDS.observe(estimate.seconds)
+        metrics.JOB_ESTIMATED_MEMORY.observe(plan.estimate.device_memory_bytes)
+        metrics.JOB_ESTIMATED_SECONDS.observe(plan.estimate.seconds)
 
     def _reattach(self, key: tuple[str, str], fingerprint: str, deadline: float | None, call: CallRecord) -> bool:
         """Attach the call to the live or kept job under `key`, if there is one."""
@@ -258,7 +256,7 @@ class StyleTransferService:
         if decoded is None:
             raise Stopped(job.stop_reason or StopReason.CLIENT)
         inputs, job.alpha = decoded
-        return JobPlan(options=job.options, inputs=inputs, estimate=job.estimate)
+        return job.plan.with_inputs(inputs)
 
     async def _finish(self, job: Job, result: Result | None, error: BaseException | None) -> None:
         outcome: Outcome
@@ -275,7 +273,8 @@ class StyleTransferService:
             except Exception as exc:
                 log.exception("encoding the result failed", extra={"fields": {"request_id": job.request_id}})
                 outcome = InternalError(exc)
-        job.request, job.plan, job.alpha = None, None, None  # the images are no longer needed
+        job.request, job.alpha = None, None  # the images are no longer needed
+        job.plan = job.plan.with_inputs(None)
         job.publish("finished", outcome)
         self.registry.finished(job)
 
@@ -297,7 +296,8 @@ class StyleTransferService:
             elif event.kind == "started":
                 if not subscriber.reattached:
                     calllog.log_start(job)
-                started = frames.started_frame(job, self.engine, event.payload, subscriber.reattached)
+                model = self.engine.model_info if self.engine is not None else None
+                started = frames.started_frame(job, model, event.payload, subscriber.reattached)
                 await calls.send(context, started, timeout)
             elif event.kind == "progress":
                 progress: Progress = event.payload

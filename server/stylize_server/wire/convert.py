@@ -132,7 +132,7 @@ def resolved_to_proto(
 
 
 def losses_to_proto(losses: Losses) -> pb.Losses:
-    return pb.Losses(content=losses.content, style=losses.style, tv=losses.tv, total=losses.total)
+    return losses.to_proto()
 
 
 def estimate_to_proto(estimate: Estimate) -> pb.Estimate:
