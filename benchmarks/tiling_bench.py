@@ -75,7 +75,14 @@ def plan_for(engine: Any, side: int, name: str, iterations: int) -> Any:
     options = resolve(JobOptions(size=side, iterations=iterations, multiscale=False, lbfgs_history=HISTORY))
     count = regions.count_regions(inputs.styles, options.unmasked_region)
     scale = cost.scale_estimate(
-        options, inputs.shapes, Scale(side, iterations), count, engine.profile, tiling_for(name, side), HISTORY
+        options,
+        inputs.shapes,
+        Scale(side, iterations),
+        count,
+        engine.profile,
+        tiling_for(name, side),
+        HISTORY,
+        engine.term_costs,
     )
     estimate = Estimate(inputs.shapes.pixels, (scale,), scale.device_memory_bytes, 0.0, 0.0)
     return JobPlan(options, estimate, inputs)
@@ -90,8 +97,8 @@ def worker_time(
 
     import numpy as np
 
-    from stylize_server.engine import targets as job_targets
     from stylize_server.engine import regions
+    from stylize_server.engine import targets as job_targets
     from stylize_server.engine.runner import Engine, layout_of
 
     engine = Engine(weights=weights, precision=precision)
@@ -178,6 +185,7 @@ def _tiled_fields(name: str) -> dict[str, int]:
 
 
 def estimate_only(megapixels: float, name: str, precision: str) -> dict[str, Any]:
+    from stylize_server.engine import terms
     from stylize_server.job import cost, profiles
     from stylize_server.job.options import InputShapes, JobOptions, Scale, resolve
 
@@ -185,7 +193,9 @@ def estimate_only(megapixels: float, name: str, precision: str) -> dict[str, Any
     shapes = InputShapes((side, side), ((side, side),), (None,), (1.0,))
     options = resolve(JobOptions(size=side, iterations=1, multiscale=False, lbfgs_history=HISTORY))
     profile = profiles.profile_for("CPU", precision)
-    scale = cost.scale_estimate(options, shapes, Scale(side, 1), 1, profile, tiling_for(name, side), HISTORY)
+    scale = cost.scale_estimate(
+        options, shapes, Scale(side, 1), 1, profile, tiling_for(name, side), HISTORY, terms.costs()
+    )
     return {
         "estimated_bytes": scale.device_memory_bytes,
         "estimated_seconds_per_iteration": scale.seconds_per_iteration,

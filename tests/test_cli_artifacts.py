@@ -12,13 +12,15 @@ from stylize.cli.artifacts import GIF_MAX_FRAMES, JobRecorder
 from stylize.events import Losses, Progress, Result, Started
 from tests.support.images import encode, image_array, png_bytes
 
+LOSSES = Losses.of([("content", 1.0), ("style", 1.0), ("tv", 1.0)])
+
 
 def _started(total: int, reattached: bool = False) -> Started:
     return Started("r", 16, 12, 0.0, total, (16,), (total,), {}, reattached=reattached)
 
 
 def _progress(i: int, total: int, preview: bytes) -> Progress:
-    return Progress(i, total, Losses(1.0, 1.0, 1.0, 3.0), 0.1 * i, 1.0, 0, preview, 16, 12)
+    return Progress(i, total, LOSSES, 0.1 * i, 1.0, 0, preview, 16, 12)
 
 
 def test_a_long_run_keeps_a_bounded_evenly_thinned_time_lapse(tmp_path: Path) -> None:
@@ -31,7 +33,17 @@ def test_a_long_run_keeps_a_bounded_evenly_thinned_time_lapse(tmp_path: Path) ->
         assert len(recorder._previews) < GIF_MAX_FRAMES
     kept = len(recorder._previews)
     assert GIF_MAX_FRAMES // 2 <= kept < GIF_MAX_FRAMES  # thinned, not truncated
-    result = Result(png_bytes(16, 12), "image/png", 16, 12, Losses(1, 1, 1, 3), total, 0.0, 1.0, "r")
+    result = Result(
+        png_bytes(16, 12),
+        "image/png",
+        16,
+        12,
+        LOSSES,
+        total,
+        0.0,
+        1.0,
+        "r",
+    )
     recorder.finish(result)
     with Image.open(tmp_path / "t.gif") as gif:
         assert 2 <= gif.n_frames <= kept + 1

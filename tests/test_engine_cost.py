@@ -9,10 +9,16 @@ import pytest
 from stylize_server.job import cost, profiles
 from stylize_server.job.errors import TooLarge
 from stylize_server.job.options import InputShapes, JobOptions, Optimizer, Scale, resolve
-from tests.support.terms import spec_of
+from stylize_server.job.types import Estimate
+from tests.support.terms import TERMS, spec_of
 
 F32 = profiles.profile_for("CPU", "float32")
 BF16 = profiles.profile_for("CPU", "bfloat16")
+
+
+def estimate(*args: object, **kwargs: object) -> Estimate:
+    """cost.estimate with every registered term's share."""
+    return cost.estimate(*args, **kwargs, terms=TERMS)  # type: ignore[arg-type]
 
 
 def shapes(side: int, styles: int = 1) -> InputShapes:
@@ -24,11 +30,11 @@ def options(side: int, **kw) -> JobOptions:
 
 
 def one_scale(side: int, tiling: cost.Tiling, history: int = 20, profile: profiles.Profile = F32, **kw):
-    return cost.scale_estimate(options(side, **kw), shapes(side), Scale(side, 10), 1, profile, tiling, history)
+    return cost.scale_estimate(options(side, **kw), shapes(side), Scale(side, 10), 1, profile, tiling, history, TERMS)
 
 
 def test_the_whole_image_when_it_fits() -> None:
-    est = cost.estimate(options(512), shapes(512), F32, 1 << 40, 1 << 40)
+    est = estimate(options(512), shapes(512), F32, 1 << 40, 1 << 40)
     (scale,) = est.scales
     assert scale.tile_size == 0 and scale.lbfgs_history == 20 and scale.split_block == 0
     assert est.device_memory_bytes == scale.device_memory_bytes
@@ -38,9 +44,11 @@ def test_a_shorter_history_before_tiles_then_the_fastest_tiling_that_fits() -> N
     whole = one_scale(2048, cost.Tiling())
     shorter = one_scale(2048, cost.Tiling(), history=5)
     assert shorter.device_memory_bytes < whole.device_memory_bytes
-    chosen = cost.estimate(options(2048), shapes(2048), F32, shorter.device_memory_bytes, 1 << 40).scales[0]
+    chosen = estimate(options(2048), shapes(2048), F32, shorter.device_memory_bytes, 1 << 40).scales[0]
     assert chosen.tile_size == 0 and chosen.lbfgs_history == 5
-    squeezed = cost.estimate(options(2048), shapes(2048), F32, shorter.device_memory_bytes - 1, 1 << 40).scales[0]
+    squeezed = estimate(options(2048), shapes(2048), F32, shorter.device_memory_bytes - 1, 1 << 40, terms=TERMS).scales[
+        0
+    ]
     assert squeezed.tile_size > 0 and squeezed.device_memory_bytes < shorter.device_memory_bytes
     # Among the tilings that fit, the fastest: nothing that fits is faster.
     target = shorter.device_memory_bytes - 1
@@ -52,11 +60,11 @@ def test_a_shorter_history_before_tiles_then_the_fastest_tiling_that_fits() -> N
 
 
 def test_tile_setting_forces_or_forbids_tiles() -> None:
-    never = cost.estimate(options(2048), shapes(2048), F32, 1 << 20, 1 << 40, tile_setting=0).scales[0]
+    never = estimate(options(2048), shapes(2048), F32, 1 << 20, 1 << 40, tile_setting=0).scales[0]
     assert never.tile_size == 0
-    forced = cost.estimate(options(2048), shapes(2048), F32, 1 << 40, 1 << 40, tile_setting=256).scales[0]
+    forced = estimate(options(2048), shapes(2048), F32, 1 << 40, 1 << 40, tile_setting=256).scales[0]
     assert forced.tile_size == 256 and forced.tiles == 64
-    small = cost.estimate(options(128), shapes(128), F32, 1 << 40, 1 << 40, tile_setting=256).scales[0]
+    small = estimate(options(128), shapes(128), F32, 1 << 40, 1 << 40, tile_setting=256).scales[0]
     assert small.tile_size == 0  # a tile larger than the image is the whole image
 
 
@@ -79,24 +87,24 @@ def test_bfloat16_halves_the_activations() -> None:
 
 def test_regions_add_work_and_guides() -> None:
     o, s = options(512), shapes(512, styles=2)
-    one = cost.scale_estimate(o, s, Scale(512, 10), 1, F32, cost.Tiling(), 20)
-    two = cost.scale_estimate(o, s, Scale(512, 10), 2, F32, cost.Tiling(), 20)
+    one = cost.scale_estimate(o, s, Scale(512, 10), 1, F32, cost.Tiling(), 20, TERMS)
+    two = cost.scale_estimate(o, s, Scale(512, 10), 2, F32, cost.Tiling(), 20, TERMS)
     assert two.seconds_per_iteration > one.seconds_per_iteration
     assert two.device_memory_bytes > one.device_memory_bytes
     assert two.seconds_per_iteration < 1.2 * one.seconds_per_iteration  # the extra Gram terms are cheap
 
 
 def test_adam_has_no_history_and_the_estimate_grows_with_size() -> None:
-    adam = cost.estimate(options(1024, optimizer=Optimizer.ADAM), shapes(1024), F32, 1 << 40, 1 << 40)
+    adam = estimate(options(1024, optimizer=Optimizer.ADAM), shapes(1024), F32, 1 << 40, 1 << 40)
     assert adam.scales[0].lbfgs_history == 0
-    sizes = [cost.estimate(options(s), shapes(s), F32, 1 << 40, 1 << 40).device_memory_bytes for s in (256, 512, 1024)]
+    sizes = [estimate(options(s), shapes(s), F32, 1 << 40, 1 << 40).device_memory_bytes for s in (256, 512, 1024)]
     assert sizes == sorted(sizes) and sizes[2] > 3 * sizes[1]
 
 
 def test_a_job_that_never_fits_says_what_would() -> None:
     expected = r"size: the job needs an estimated .* GiB .* budget of 0\.10 GiB; what would fit: size \d+"
     with pytest.raises(TooLarge, match=expected):
-        cost.estimate(options(4096), shapes(4096), F32, 100 << 20, 100 << 20)
+        estimate(options(4096), shapes(4096), F32, 100 << 20, 100 << 20)
 
 
 def test_the_cost_model_tiles_and_halos_are_the_engines() -> None:

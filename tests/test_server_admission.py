@@ -27,7 +27,9 @@ def _estimate(request: pb.StylizeRequest, engine, budget: int = 1 << 62) -> int:
     """The peak memory the server's cost model gives `request` (as admission computes it)."""
     head = admission.read_request(request, Limits(max_iterations=5000))
     options = resolve(head.options, Pooling.AVG)
-    return cost.estimate(options, head.shapes, engine.profile, budget // 2, budget).device_memory_bytes
+    return cost.estimate(
+        options, head.shapes, engine.profile, budget // 2, budget, terms=engine.term_costs
+    ).device_memory_bytes
 
 
 def _reason(error: grpc.RpcError) -> tuple[str, bool]:

@@ -42,7 +42,12 @@ def test_full_stream_order_and_result(server):
     assert all(p.losses.total > 0 for p in progress)
     assert all(not p.HasField("preview") for p in progress)  # previews are off by default
     for p in progress:
-        assert p.losses.total == pytest.approx(p.losses.content + p.losses.style + p.losses.tv, rel=1e-5)
+        # The terms by name, in the engine's order, and the deprecated fields still filled from them.
+        assert list(p.losses.terms) == ["content", "style", "tv"]
+        assert p.losses.total == pytest.approx(sum(p.losses.terms.values()), rel=1e-5)
+        assert (p.losses.content, p.losses.style, p.losses.tv) == tuple(
+            p.losses.terms[n] for n in ("content", "style", "tv")
+        )
 
     result = frames[-1].result
     assert result.request_id == "req-full"

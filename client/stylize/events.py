@@ -17,27 +17,11 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from stylize_api.losses import Losses as Losses  # re-exported: the one Losses type
 from stylize_api.schema import StopReason
 from stylize_api.v1 import stylize_pb2
 
 from .images import decode
-
-
-@dataclass(frozen=True)
-class Losses:
-    """Loss terms, already multiplied by their weights; total = content + style + tv."""
-
-    content: float
-    style: float
-    tv: float
-    total: float
-
-    @classmethod
-    def from_proto(cls, msg: stylize_pb2.Losses) -> Losses:
-        return cls(content=msg.content, style=msg.style, tv=msg.tv, total=msg.total)
-
-    def to_dict(self) -> dict[str, float]:
-        return {"content": self.content, "style": self.style, "tv": self.tv, "total": self.total}
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,13 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from stylize_server.engine import terms
 from stylize_server.engine.spec import LossSpec, Targets
 from stylize_server.engine.tiling import Evaluator
 from stylize_server.job.layout import Pooling, block_of
 from stylize_server.job.precision import Precision
+
+TERMS = terms.costs()  # every registered term's share of the cost model
 
 
 def spec_of(

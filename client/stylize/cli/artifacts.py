@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..events import Event, Progress, Result, Started
+from ..events import Event, Losses, Progress, Result, Started
 from ..images import decode
 
 GIF_FRAME_MS = 100
@@ -40,12 +40,20 @@ def require_matplotlib() -> None:
 
 @dataclass
 class LossHistory:
+    """Every term's weighted loss by iteration, under the term's name (the
+    job's terms as the server reports them), and the total."""
+
     iterations: list[int] = field(default_factory=list)
-    content: list[float] = field(default_factory=list)
-    style: list[float] = field(default_factory=list)
-    tv: list[float] = field(default_factory=list)
+    terms: dict[str, list[float]] = field(default_factory=dict)
     total: list[float] = field(default_factory=list)
     scale_starts: list[int] = field(default_factory=list)  # first iteration of each later scale
+
+    def add(self, iteration: int, losses: Losses) -> None:
+        for name, value in losses.terms.items():
+            # a term first seen late (it cannot be, today) starts with gaps
+            self.terms.setdefault(name, [math.nan] * len(self.iterations)).append(value)
+        self.iterations.append(iteration)
+        self.total.append(losses.total)
 
 
 @dataclass
@@ -91,11 +99,7 @@ class JobRecorder:
         if event.scale_index != self._last_scale and h.iterations:
             h.scale_starts.append(event.iteration)
         self._last_scale = event.scale_index
-        h.iterations.append(event.iteration)
-        h.content.append(event.losses.content)
-        h.style.append(event.losses.style)
-        h.tv.append(event.losses.tv)
-        h.total.append(event.losses.total)
+        h.add(event.iteration, event.losses)
         if event.preview is None:
             return None
         last = event.iteration >= event.total_iterations
@@ -153,7 +157,7 @@ def write_timelapse(path: Path, previews: list[bytes], final_image: bytes) -> in
 
 
 def write_loss_plot(path: Path, history: LossHistory) -> None:
-    """Content, style, TV and total loss against iteration, log scale."""
+    """The total and every term's loss against iteration, log scale."""
     require_matplotlib()
     import matplotlib
 
@@ -162,12 +166,7 @@ def write_loss_plot(path: Path, history: LossHistory) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
     try:
-        for name, values in (
-            ("total", history.total),
-            ("content", history.content),
-            ("style", history.style),
-            ("tv", history.tv),
-        ):
+        for name, values in [("total", history.total), *history.terms.items()]:
             # A log axis cannot show zero (e.g. tv_weight=0); leave such points out.
             ys = [v if v > 0 and math.isfinite(v) else float("nan") for v in values]
             if any(not math.isnan(y) for y in ys):

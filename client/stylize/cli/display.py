@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from stylize_api.schema import StopReason
 
-from ..events import Event, Progress, Queued, Result, Started
+from ..events import Event, Losses, Progress, Queued, Result, Started
 
 
 @dataclass
@@ -72,6 +72,16 @@ def result_notes(result: Result) -> list[str]:
 def _describe(result: Result) -> str:
     depth = f", {result.bit_depth}-bit" if result.bit_depth != 8 else ""
     return f"{result.width}x{result.height} {result.mime_type}{depth}"
+
+
+def _short_terms(losses: Losses) -> str:
+    """ "c 1.2e+03 s 4.5e+05 tv 78": each term by its initial (or its name when two share one)."""
+    initials = [name[0] for name in losses.terms]
+    parts = []
+    for name, value in losses.terms.items():
+        label = name[0] if initials.count(name[0]) == 1 and len(name) > 2 else name
+        parts.append(f"{label} {_fmt_loss(value)}")
+    return " ".join(parts)
 
 
 def _fmt_loss(x: float) -> str:
@@ -198,7 +208,7 @@ class PlainDisplay(Display):
             losses = event.losses
             text = (
                 f"iteration {event.iteration}/{event.total_iterations}  loss {_fmt_loss(losses.total)}"
-                f" (content {_fmt_loss(losses.content)}, style {_fmt_loss(losses.style)}, tv {_fmt_loss(losses.tv)})"
+                f" ({', '.join(f'{name} {_fmt_loss(value)}' for name, value in losses.terms.items())})"
                 f"  elapsed {_fmt_seconds(event.elapsed_seconds)}  eta {_fmt_seconds(event.eta_seconds)}"
             )
             if extra and extra.get("frame"):
@@ -311,8 +321,7 @@ class RichDisplay(Display):
                     total=event.total_iterations,
                     completed=event.iteration,
                     eta=event.eta_seconds,
-                    losses=f"loss {_fmt_loss(losses.total)} [dim](c {_fmt_loss(losses.content)}"
-                    f" s {_fmt_loss(losses.style)} tv {_fmt_loss(losses.tv)})[/dim]",
+                    losses=f"loss {_fmt_loss(losses.total)} [dim]({_short_terms(losses)})[/dim]",
                 )
 
     def done(self, name: str, result: Result, info: dict[str, Any]) -> None:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from stylize_server.engine import prepare, regions, targets
+from stylize_server.engine import prepare, regions, targets, terms
 from stylize_server.engine.device import describe_device, enable_memory_growth, gpu_total_memory, measure_precisions
 from stylize_server.engine.objective import LossSpec, Objective
 from stylize_server.engine.optimize import LoopHooks, run_scale
@@ -28,8 +28,9 @@ from stylize_server.engine.stepcache import CompiledSteps, StepCache
 from stylize_server.engine.tiling import WHOLE, TileLayout
 from stylize_server.engine.vgg import VGG19Features
 from stylize_server.job import images, profiles
+from stylize_server.job.cost import TermCost
 from stylize_server.job.layout import Pooling
-from stylize_server.job.options import Inputs, JobOptions, Limits, Optimizer, StyleSource, validate
+from stylize_server.job.options import Inputs, JobOptions, Limits, Optimizer, StyleSource, TermValue, validate
 from stylize_server.job.plan import UNLIMITED, JobPlan, make_plan
 from stylize_server.job.port import RunHooks
 from stylize_server.job.precision import Precision, choose
@@ -103,6 +104,19 @@ class Engine:
             self.model_info.load_seconds,
         )
 
+    # --------------------------------------------------------------- terms
+
+    @property
+    def term_defaults(self) -> Mapping[str, TermValue]:
+        return terms.option_defaults()
+
+    @property
+    def term_costs(self) -> tuple[TermCost, ...]:
+        return terms.costs()
+
+    def check_options(self, options: JobOptions) -> None:
+        terms.check_options(options)
+
     # ------------------------------------------------------------ compiled
 
     def _compile(self, spec: LossSpec) -> CompiledSteps:
@@ -161,6 +175,7 @@ class Engine:
         `target_bytes` (tile_setting: -1 its choice, 0 never tile, N tiles of
         N px)."""
         validate(options, inputs.shapes, limits or self.limits)
+        self.check_options(options)
         plan = make_plan(
             options,
             inputs.shapes,
@@ -170,6 +185,8 @@ class Engine:
             target_bytes=target_bytes,
             budget_bytes=budget_bytes,
             tile_setting=tile_setting,
+            term_costs=self.term_costs,
+            term_defaults=self.term_defaults,
         )
         return plan.with_inputs(inputs)
 

@@ -34,13 +34,31 @@ The device figures (`Profile`) live in profiles.py.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from stylize_server.job import layout
 from stylize_server.job.errors import TooLarge
 from stylize_server.job.options import InputShapes, JobOptions, Optimizer, Scale, output_shape, plan_scales, style_shape
 from stylize_server.job.profiles import GIB, Profile
 from stylize_server.job.types import Estimate, ScaleEstimate
+
+
+class TermCost(Protocol):
+    """A loss term's share of the cost, as the term declares it (engine/terms):
+    what it keeps at the image's resolution and what it computes beyond the
+    network's passes. The cost model names no term."""
+
+    def active(self, options: JobOptions) -> bool: ...
+
+    def state_values_per_pixel(self, options: JobOptions, regions: int) -> float: ...
+
+    def macs_per_pixel(self, options: JobOptions, regions: int) -> float: ...
+
+
+Terms = Sequence[TermCost]
+
 
 # Tiles tried from the largest down when the whole image does not fit; all
 # multiples of the pooling grid.
@@ -142,19 +160,20 @@ def work(height: int, width: int, deepest: str, tiling: Tiling) -> tuple[float, 
     return macs, values, calls
 
 
-def vector_bytes(height: int, width: int, options: JobOptions, history: int, regions: int, tiling: Tiling) -> int:
+def vector_bytes(
+    height: int, width: int, options: JobOptions, history: int, regions: int, tiling: Tiling, terms: Terms
+) -> int:
     """Image-sized state: pixels, gradient, trial point and optimizer state,
-    content targets at their layers, one guide per style region, and when
+    what the loss terms keep (content targets, region guides, ...), and when
     cut, the map between the parts (in the activations' precision, with a
     float32 gradient) and the tiled gradient's accumulator."""
     pixels = height * width
     vectors = 4 + (2 * history if options.optimizer is Optimizer.LBFGS else 2) + (1 if tiling.tile else 0)
-    content = sum(layout.channels(n) / layout.stride(n) ** 2 for n, _ in options.content_layers)
-    guides = regions if regions > 1 else 0
+    kept = sum(t.state_values_per_pixel(options, regions) for t in terms if t.active(options))
     between = 0.0
     if tiling.tile and tiling.split:
         between = layout.pooled_values_per_pixel(tiling.split) * 2  # the map, its gradient (both at most 4 B)
-    return int(pixels * (3 * vectors + content + guides + between) * 4)
+    return int(pixels * (3 * vectors + kept + between) * 4)
 
 
 def style_pass_bytes(style_height: int, style_width: int, deepest: str, profile: Profile, tile: int) -> int:
@@ -175,6 +194,7 @@ def scale_estimate(
     profile: Profile,
     tiling: Tiling,
     history: int,
+    terms: Terms,
 ) -> ScaleEstimate:
     height, width = output_shape(options.replace(size=scale.size), shapes.content)
     deepest = deepest_layer(options)
@@ -185,20 +205,15 @@ def scale_estimate(
     style_sizes = [style_shape(s, (height, width), options.style_scale) for s in shapes.styles]
     lbfgs = history if options.optimizer is Optimizer.LBFGS else 0
     optimization = activation_bytes(height, width, deepest, profile, tiling) + vector_bytes(
-        height, width, options, lbfgs, regions, tiling
+        height, width, options, lbfgs, regions, tiling, terms
     )
     styles = max(style_pass_bytes(h, w, deepest, profile, tiling.tile) for h, w in style_sizes)
     memory = max(optimization, styles) + profile.base_bytes
     macs, values, calls = work(height, width, deepest, tiling)
-    # The Gram matrices of extra regions, forward and backward.
-    style_names = [n for n, _ in options.style_layers]
-    gram_macs = (
-        3.0
-        * max(0, regions - 1)
-        * sum(height * width / layout.stride(n) ** 2 * layout.channels(n) ** 2 for n in style_names)
-    )
+    # What the terms compute beyond the network (e.g. the extra regions' Grams).
+    term_macs = height * width * sum(t.macs_per_pixel(options, regions) for t in terms if t.active(options))
     seconds = (
-        (macs + gram_macs) / (profile.gmacs_per_second * 1e9)
+        (macs + term_macs) / (profile.gmacs_per_second * 1e9)
         + values / (profile.gvalues_per_second * 1e9)
         + (calls * profile.tile_seconds if tiling.tile else 0.0)
     )
@@ -210,7 +225,7 @@ def scale_estimate(
         iterations=scale.iterations,
         style_pixels=sum(h * w for h, w in style_sizes),
         device_memory_bytes=int(memory),
-        flops_per_iteration=2.0 * (macs + gram_macs),
+        flops_per_iteration=2.0 * (macs + term_macs),
         seconds_per_iteration=seconds,
         tile_size=tiling.tile,
         tiles=rows * cols,
@@ -245,6 +260,7 @@ def _candidates(
     profile: Profile,
     tile_setting: int,
     tiled: bool,
+    terms: Terms,
 ) -> list[ScaleEstimate]:
     """Every (tiling, history) choice in order of preference, the whole image
     (`tiled` False) or in tiles: the whole image with the requested history,
@@ -255,7 +271,7 @@ def _candidates(
     if options.optimizer is not Optimizer.LBFGS:
         histories = [options.lbfgs_history]
     out = [
-        scale_estimate(options, shapes, scale, regions, profile, tiling, history)
+        scale_estimate(options, shapes, scale, regions, profile, tiling, history, terms)
         for tiling in tilings(deepest_layer(options), tile_setting)
         if bool(tiling.tile) == tiled
         for history in histories
@@ -273,6 +289,8 @@ def estimate(
     budget_bytes: int,
     tile_setting: int = -1,
     regions: int = 1,
+    *,
+    terms: Terms,
 ) -> Estimate:
     """The job's cost with, per scale, the first choice (see _candidates)
     whose memory fits `target_bytes` (a job's share of the budget). Raises
@@ -283,14 +301,14 @@ def estimate(
         # The whole image first: when it fits, the tiled choices (most of the
         # work of pricing a job, which admission does on the event loop) are
         # never priced.
-        candidates = _candidates(options, shapes, scale, regions, profile, tile_setting, tiled=False)
+        candidates = _candidates(options, shapes, scale, regions, profile, tile_setting, False, terms)
         chosen = next((c for c in candidates if c.device_memory_bytes <= target_bytes), None)
         if chosen is None:
-            candidates += _candidates(options, shapes, scale, regions, profile, tile_setting, tiled=True)
+            candidates += _candidates(options, shapes, scale, regions, profile, tile_setting, True, terms)
             fitting = [c for c in candidates if c.device_memory_bytes <= target_bytes]
             chosen = fitting[0] if fitting else min(candidates, key=lambda c: c.device_memory_bytes)
         if chosen.device_memory_bytes > budget_bytes:
-            raise TooLarge("size", _never_fits(options, shapes, chosen, budget_bytes, profile))
+            raise TooLarge("size", _never_fits(options, shapes, chosen, budget_bytes, profile, terms))
         scales.append(chosen)
     return Estimate(
         input_pixels=shapes.pixels,
@@ -301,8 +319,10 @@ def estimate(
     )
 
 
-def _never_fits(options: JobOptions, shapes: InputShapes, best: ScaleEstimate, budget: int, profile: Profile) -> str:
-    fit = largest_size_that_fits(options, shapes, budget, profile)
+def _never_fits(
+    options: JobOptions, shapes: InputShapes, best: ScaleEstimate, budget: int, profile: Profile, terms: Terms
+) -> str:
+    fit = largest_size_that_fits(options, shapes, budget, profile, terms)
     hints = [f"size {fit} or less" if fit else "a smaller size"]
     if len(shapes.styles) > 1 or options.style_scale > 1:
         hints.append("fewer or smaller styles (style_scale)")
@@ -315,13 +335,19 @@ def _never_fits(options: JobOptions, shapes: InputShapes, best: ScaleEstimate, b
     )
 
 
-def largest_size_that_fits(options: JobOptions, shapes: InputShapes, budget: int, profile: Profile) -> int:
+def largest_size_that_fits(
+    options: JobOptions, shapes: InputShapes, budget: int, profile: Profile, terms: Terms
+) -> int:
     """The largest `size` (multiple of 16) whose finest scale fits `budget`, or 0."""
     lo, hi, best = layout.MIN_SIDE, options.size, 0
     while lo <= hi:
         mid = (lo + hi) // 2 // layout.ALIGN * layout.ALIGN or layout.ALIGN
         probe = options.replace(size=mid, multiscale=False)
-        every = [c for tiled in (False, True) for c in _candidates(probe, shapes, Scale(mid, 1), 1, profile, -1, tiled)]
+        every = [
+            c
+            for tiled in (False, True)
+            for c in _candidates(probe, shapes, Scale(mid, 1), 1, profile, -1, tiled, terms)
+        ]
         smallest = min(c.device_memory_bytes for c in every)
         if smallest <= budget:
             best, lo = mid, mid + layout.ALIGN

@@ -12,11 +12,12 @@ the same plan."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stylize_server.job import cost
 from stylize_server.job.layout import Pooling
-from stylize_server.job.options import Inputs, InputShapes, JobOptions, resolve
+from stylize_server.job.options import Inputs, InputShapes, JobOptions, TermValue, resolve
 from stylize_server.job.profiles import Profile
 from stylize_server.job.types import Estimate, ScaleEstimate
 
@@ -58,10 +59,12 @@ def make_plan(
     *,
     default_pooling: Pooling,
     profile: Profile,
-    regions: int = 1,
+    regions: int,
     target_bytes: int = UNLIMITED,
     budget_bytes: int = UNLIMITED,
     tile_setting: int = -1,
+    term_costs: cost.Terms,
+    term_defaults: Mapping[str, TermValue],
 ) -> JobPlan:
     """Resolve checked options and price them: the job's plan (no images yet).
 
@@ -69,7 +72,13 @@ def make_plan(
     before the masks are decoded); `target_bytes` the job's share of the budget
     that the cost model fits each scale's tiling and history into;
     `budget_bytes` the whole budget (TooLarge above it); `tile_setting` -1 the
-    model's choice, 0 never tile, N tiles of N px."""
+    model's choice, 0 never tile, N tiles of N px. `term_costs` and
+    `term_defaults` are the engine's loss terms' shares of the cost and the
+    defaults of the options they own (EnginePort)."""
     resolved = resolve(options, default_pooling)
-    estimate = cost.estimate(resolved, shapes, profile, target_bytes, budget_bytes, tile_setting, regions)
+    owned = {**term_defaults, **dict(resolved.term_options)}
+    resolved = resolved.replace(term_options=tuple(sorted(owned.items())))
+    estimate = cost.estimate(
+        resolved, shapes, profile, target_bytes, budget_bytes, tile_setting, regions, terms=term_costs
+    )
     return JobPlan(options=resolved, estimate=estimate)

@@ -8,11 +8,13 @@ these members serves (the tests' fakes do).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from stylize_server.job.cost import TermCost
 from stylize_server.job.layout import Pooling
+from stylize_server.job.options import JobOptions, TermValue
 from stylize_server.job.plan import JobPlan
 from stylize_server.job.profiles import Profile
 from stylize_server.job.types import ModelInfo, Progress, Result, StopReason
@@ -48,6 +50,20 @@ class EnginePort(Protocol):
 
     @property
     def profile(self) -> Profile: ...
+
+    @property
+    def term_defaults(self) -> Mapping[str, TermValue]:
+        """The options the loss terms own, with their defaults (make_plan)."""
+        ...
+
+    @property
+    def term_costs(self) -> Sequence[TermCost]:
+        """The loss terms' shares of the cost model (make_plan)."""
+        ...
+
+    def check_options(self, options: JobOptions) -> None:
+        """Refuse options the loss terms do not own or accept (InvalidArgument)."""
+        ...
 
     def run(self, plan: JobPlan, hooks: RunHooks | None = None) -> Result:
         """Run a plan whose inputs are decoded, on the calling thread."""

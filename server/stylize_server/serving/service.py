@@ -171,6 +171,7 @@ class StyleTransferService:
             if self._reattach(key, fingerprint, deadline, call):
                 return
         regions = admission.style_regions(request)
+        engine.check_options(head.options)
         plan = make_plan(  # the one resolve and estimate of this job: everything after reads it
             head.options,
             head.shapes,
@@ -180,6 +181,8 @@ class StyleTransferService:
             target_bytes=scheduler.budget_bytes // self.config.max_concurrent_jobs,
             budget_bytes=scheduler.budget_bytes,
             tile_setting=self.config.tile_size,
+            term_costs=engine.term_costs,
+            term_defaults=engine.term_defaults,
         )
         job = Job(
             client=client,

@@ -9,9 +9,11 @@ gRPC calls or the engine's internals.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import typing
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -21,7 +23,7 @@ from stylize_api.schema import Kind, OptionField, Scope
 from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.job.delivery import DeliveryOptions
 from stylize_server.job.errors import InvalidArgument
-from stylize_server.job.options import JobOptions, Layers
+from stylize_server.job.options import JobOptions, Layers, TermValue
 from stylize_server.job.types import Estimate, Losses, Progress
 
 _HINTS: dict[Scope, dict[str, Any]] = {
@@ -38,10 +40,17 @@ def _enum_class(hint: Any) -> type[enum.Enum]:
 
 
 def _check_schema() -> None:
-    """Every engine and delivery option of the proto has its dataclass field."""
+    """Every delivery option of the proto has its dataclass field. An engine
+    option without a JobOptions field belongs to a loss term, which declares
+    it (JobOptions.term_options; the engine checks at load that a term owns it)."""
     for option in schema.OPTIONS:
-        if option.scope in _HINTS and option.name not in _HINTS[option.scope]:
+        if option.scope is Scope.DELIVERY and option.name not in _HINTS[option.scope]:
             raise RuntimeError(f"StylizeRequest.{option.name} has no field in the {option.scope.value} options")
+
+
+def term_option_names() -> tuple[str, ...]:
+    """The request's engine options that loss terms own."""
+    return tuple(o.name for o in schema.OPTIONS if o.scope is Scope.ENGINE and o.name not in _HINTS[Scope.ENGINE])
 
 
 _check_schema()
@@ -67,7 +76,8 @@ def read_option(request: pb.StylizeRequest, option: OptionField) -> Any:
             assert enum_type is not None
             names = ", ".join(enum_type.values_by_number[n].name for n in option.choices.values())
             raise InvalidArgument(option.name, f"unknown value {value}; use one of {names}")
-        return _enum_class(_HINTS[option.scope][option.name])(option.enum_name(value))
+        hint = _HINTS[option.scope].get(option.name)
+        return option.enum_name(value) if hint is None else _enum_class(hint)(option.enum_name(value))
     if option.has_presence and not request.HasField(option.name):
         return None
     if option.kind is Kind.STRING and not option.has_presence and not value:
@@ -83,17 +93,25 @@ def read_option(request: pb.StylizeRequest, option: OptionField) -> Any:
 def request_options(request: pb.StylizeRequest) -> tuple[JobOptions, DeliveryOptions]:
     """The request's options; unset ones keep the dataclasses' defaults."""
     values: dict[Scope, dict[str, Any]] = {Scope.ENGINE: {}, Scope.DELIVERY: {}}
+    owned: list[tuple[str, TermValue]] = []
     for option in schema.OPTIONS:
         if option.scope in values:
             value = read_option(request, option)
-            if value is not None:
+            if value is None:
+                continue
+            if option.scope is Scope.ENGINE and option.name not in _HINTS[Scope.ENGINE]:
+                owned.append((option.name, value))
+            else:
                 values[option.scope][option.name] = value
-    return JobOptions(**values[Scope.ENGINE]), DeliveryOptions(**values[Scope.DELIVERY])
+    engine = JobOptions(**values[Scope.ENGINE], term_options=tuple(sorted(owned)))
+    return engine, DeliveryOptions(**values[Scope.DELIVERY])
 
 
 def _proto_value(name: str, value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return schema.BY_NAME[name].enum_number(str(value.value))
+    if isinstance(value, str) and name in schema.BY_NAME and schema.BY_NAME[name].kind is Kind.ENUM:
+        return schema.BY_NAME[name].enum_number(value)  # a term's enum option, held by its name
     if name.endswith("_layers"):
         return [pb.LayerWeight(layer=n, weight=w) for n, w in value]
     return value
@@ -111,17 +129,21 @@ def resolved_to_proto(
     """The options a job runs with (or the server's defaults), as the API
     shows them; `scales` are (size, iterations) pairs."""
     frame = pb.ResolvedOptions()
+    sources: list[Mapping[str, object]] = [
+        {f.name: getattr(options, f.name) for f in dataclasses.fields(options)},
+        {f.name: getattr(delivery, f.name) for f in dataclasses.fields(delivery)},
+        dict(options.term_options),
+    ]
     for fd in pb.ResolvedOptions.DESCRIPTOR.fields:
-        for source in (options, delivery):
-            if hasattr(source, fd.name):
-                value = getattr(source, fd.name)
-                if value is None:
-                    continue
-                converted = _proto_value(fd.name, value)
-                if fd.is_repeated:
-                    getattr(frame, fd.name).extend(converted)
-                else:
-                    setattr(frame, fd.name, converted)
+        for source in sources:
+            value = source.get(fd.name)
+            if value is None:
+                continue
+            converted = _proto_value(fd.name, value)
+            if fd.is_repeated:
+                getattr(frame, fd.name).extend(converted)
+            else:
+                setattr(frame, fd.name, converted)
     for size, iterations in scales or []:
         frame.scale_sizes.append(size)
         frame.scale_iterations.append(iterations)

@@ -11,10 +11,14 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
 
 from stylize_server.engine.terms.base import TargetContext, Term, View
-from stylize_server.job.options import JobOptions
+from stylize_server.job.cost import TermCost
+from stylize_server.job.errors import InvalidArgument
+from stylize_server.job.options import JobOptions, TermValue
 
 __all__ = ["TargetContext", "Term", "View", "active", "by_name", "catalogue", "register", "unregister"]
 
@@ -71,3 +75,42 @@ def active(options: JobOptions) -> tuple[type[Term], ...]:
 
 def names(classes: Sequence[type[Term]]) -> tuple[str, ...]:
     return tuple(c.name for c in classes)
+
+
+@dataclass(frozen=True)
+class _Cost:
+    """A term class as the cost model sees it (job.cost.TermCost)."""
+
+    term: type[Term]
+
+    def active(self, options: JobOptions) -> bool:
+        return self.term.active(options)
+
+    def state_values_per_pixel(self, options: JobOptions, regions: int) -> float:
+        return self.term.state_values_per_pixel(options, regions)
+
+    def macs_per_pixel(self, options: JobOptions, regions: int) -> float:
+        return self.term.macs_per_pixel(options, regions)
+
+
+def costs() -> tuple[TermCost, ...]:
+    """Every term's share of the cost model."""
+    return tuple(_Cost(cls) for cls in catalogue())
+
+
+def option_defaults() -> Mapping[str, TermValue]:
+    """Every term option of the catalogue with its default."""
+    merged: dict[str, TermValue] = {}
+    for cls in catalogue():
+        merged.update(cls.option_defaults)  # type: ignore[arg-type]
+    return MappingProxyType(merged)
+
+
+def check_options(options: JobOptions) -> None:
+    """Refuse a term option no term owns, then let each active term check its own."""
+    known = option_defaults()
+    for name, _ in options.term_options:
+        if name not in known:
+            raise InvalidArgument(name, "is not an option of any loss term of this server")
+    for cls in active(options):
+        cls.check(options)

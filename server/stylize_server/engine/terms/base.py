@@ -101,6 +101,13 @@ class Term(abc.ABC):
         return True
 
     @classmethod
+    def check(cls, options: JobOptions) -> None:
+        """Refuse this term's options where out of range (InvalidArgument
+        naming the option and the range); called before a job is planned.
+        Most terms own no option to check."""
+        return None
+
+    @classmethod
     def weight(cls, options: JobOptions) -> float:
         return float(options.value(cls.weight_option, cls.option_defaults))  # type: ignore[arg-type]
 
@@ -175,12 +182,14 @@ class Term(abc.ABC):
 
     # ------------------------------------------------------------ cost model
 
-    def state_values_per_pixel(self, options: JobOptions, regions: int) -> float:
+    @classmethod
+    def state_values_per_pixel(cls, options: JobOptions, regions: int) -> float:
         """Image-sized values the term keeps during a job (targets, guides),
         per output pixel, in float32: its share of the cost model's memory."""
         return 0.0
 
-    def macs_per_pixel(self, options: JobOptions, regions: int) -> float:
+    @classmethod
+    def macs_per_pixel(cls, options: JobOptions, regions: int) -> float:
         """Multiply-adds per output pixel and iteration beyond the network's
         own passes: its share of the cost model's time."""
         return 0.0

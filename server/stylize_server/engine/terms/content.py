@@ -73,7 +73,8 @@ class Content(Term):
         maps = [tf.zeros([1, height // _k(n), width // _k(n), layout.channels(n)]) for n in self.layers]
         return (*maps, tf.ones([len(self.layers)]))
 
-    def state_values_per_pixel(self, options: JobOptions, regions: int) -> float:
+    @classmethod
+    def state_values_per_pixel(cls, options: JobOptions, regions: int) -> float:
         # the content's feature maps, kept as targets at every scale
         return sum(layout.channels(n) / layout.stride(n) ** 2 for n, _ in options.content_layers)
 

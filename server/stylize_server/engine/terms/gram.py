@@ -142,10 +142,12 @@ class Gram(Term):
 
     # ------------------------------------------------------------ cost model
 
-    def state_values_per_pixel(self, options: JobOptions, regions: int) -> float:
+    @classmethod
+    def state_values_per_pixel(cls, options: JobOptions, regions: int) -> float:
         return float(regions) if regions > 1 else 0.0  # one guide per region, at the image's size
 
-    def macs_per_pixel(self, options: JobOptions, regions: int) -> float:
+    @classmethod
+    def macs_per_pixel(cls, options: JobOptions, regions: int) -> float:
         # The Gram sums of the extra regions, forward and backward.
         extra = max(0, regions - 1)
         return 3.0 * extra * sum(layout.channels(n) ** 2 / layout.stride(n) ** 2 for n, _ in options.style_layers)
