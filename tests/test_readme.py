@@ -1,6 +1,7 @@
 """The README's quick start, run as written (random weights, a small size),
-so the README cannot rot; and CI runs exactly its set-up and test commands.
-(Links, code blocks and CLI lines of every page: test_docs.py.)"""
+so the README cannot rot; CI runs exactly its set-up and test commands; and
+the README's picture is what `make demo WEIGHTS=random:0` draws at its
+defaults. (Links, code blocks and CLI lines of every page: test_docs.py.)"""
 
 from __future__ import annotations
 
@@ -44,3 +45,24 @@ def test_the_quick_start_demo_runs_as_written(tmp_path: pathlib.Path) -> None:
         assert gif.n_frames >= 2
     assert "RANDOM" in proc.stdout + proc.stderr  # the demo says the result is not artistic
 
+
+def makefile_default(name: str) -> str:
+    match = re.search(rf"^{name}\s*\?=\s*(\S+)", (ROOT / "Makefile").read_text(), re.M)
+    assert match, name
+    return match.group(1)
+
+
+def test_the_readme_picture_is_what_its_caption_says() -> None:
+    # docs/demo.png is out/demo.png of `make demo WEIGHTS=random:0` at the Makefile's defaults; its
+    # title names the size, iterations and weights of the run that drew it, so the picture, the
+    # caption and the command agree, and the picture warns that the weights were random.
+    size, iterations = makefile_default("SIZE"), makefile_default("ITERATIONS")
+    with Image.open(ROOT / "docs" / "demo.png") as picture:
+        assert picture.text["Title"] == f"stylize demo: {size} px, {iterations} iterations, weights random:0"
+        assert "RANDOM weights (random:0)" in picture.text["Warning"]
+        assert picture.text["Description"].split("; ")[-1].startswith(f"result, {iterations} iterations:")
+    readme = (ROOT / "README.md").read_text()
+    caption = readme.split("](docs/demo.png)", 1)[1].split("\n\n", 2)[1]
+    assert "`make demo WEIGHTS=random:0`" in caption and f"{size} px and {iterations} iterations" in caption
+    with Image.open(ROOT / "docs" / "losses.png") as plot:  # the same run's loss plot: one scale
+        assert plot.text["Title"] == "stylize: losses"
