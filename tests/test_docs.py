@@ -246,6 +246,19 @@ def run_block(block: Block, cwd: pathlib.Path, server: ServerProcess) -> float:
     return time.monotonic() - started
 
 
+def test_the_block_runner_fails_a_failing_block_and_points_blocks_at_the_server(tmp_path: pathlib.Path) -> None:
+    stand_in = ServerProcess(popen=None, port=1, metrics_port=2)  # type: ignore[arg-type]  # no server needed
+    page = ROOT / "docs" / "page.md"
+    # The server's address replaces the docs' one, and is STYLIZE_SERVER; `stylize` is the venv's.
+    checks = 'test "$STYLIZE_SERVER" = 127.0.0.1:1\n'
+    checks += 'echo localhost:50051 127.0.0.1:9090 | grep -qx "127.0.0.1:1 127.0.0.1:2"\n'
+    run_block(Block(page, 1, "sh", checks + "command -v stylize\n"), tmp_path, stand_in)
+    with pytest.raises(AssertionError, match=r"docs/page\.md:7 exited 3"):
+        run_block(Block(page, 7, "sh", "true\nexit 3\n"), tmp_path, stand_in)
+    with pytest.raises(AssertionError, match="ZeroDivisionError"):
+        run_block(Block(page, 9, "python", "print(1 / 0)\n"), tmp_path, stand_in)
+
+
 RUNNABLE_PAGES = [page for page in PAGES if any(b.lang in RUN for b in split_page(page)[0])]
 
 
