@@ -205,12 +205,19 @@ def test_every_cli_example_parses() -> None:
 
 
 def scratch_checkout(path: pathlib.Path) -> pathlib.Path:
-    """A directory that looks like the checkout's root (its entries linked),
-    so a block may read `scripts/...` and write files of its own."""
+    """A directory that looks like the checkout's root: its tracked top-level
+    entries (and .venv) linked, so that a block reads `scripts/...` and writes
+    files of its own here, never into the checkout (not even into an untracked
+    `samples/` or `out/` a developer made there)."""
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=False)
+    if listed.returncode == 0:
+        names = {line.split("/", 1)[0] for line in listed.stdout.splitlines()} | {".venv"}
+    else:  # not a git checkout (an unpacked archive): everything but what the blocks write
+        names = {entry.name for entry in ROOT.iterdir()} - {".git", "samples", "out"}
     path.mkdir()
-    for entry in ROOT.iterdir():
-        if entry.name != ".git":
-            (path / entry.name).symlink_to(entry)
+    for name in sorted(names):
+        if (ROOT / name).exists():
+            (path / name).symlink_to(ROOT / name)
     return path
 
 
