@@ -4,7 +4,9 @@
 Draws the sample pair (scripts/make_samples.py), starts `stylize-server` on a
 free loopback port, waits until its gRPC health check says SERVING, stylizes
 the pair with the `stylize` CLI (result, preview frames, time-lapse GIF, loss
-plot), stops the server with SIGTERM and says where everything is.
+plot), draws the run's picture (OUT/demo.png: content, style, three frames,
+result; docs/demo.png is one), stops the server with SIGTERM and says where
+everything is.
 
     python scripts/demo.py [--weights imagenet|PATH|random:SEED] [--size 384] [--iterations 300] [--out out]
     python scripts/demo.py --controls [--size 256] [--iterations 100]   # docs/controls.png (make demo CONTROLS=1)
@@ -13,7 +15,8 @@ With `--weights random:SEED` it runs offline, but the network then has random
 filters and the result is not a painting: the demo says so loudly.
 
 The demo server's time limit per job is raised (DEMO_MAX_JOB_SECONDS), so
-that a slow machine gets a slow demo, never a partial one.
+that a slow machine gets a slow demo, never a partial one; its drain grace is
+longer still, as the server asks of every configuration.
 """
 
 from __future__ import annotations
@@ -36,11 +39,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from demo_controls import draw_controls, run_jobs
+from demo_picture import draw_demo, mark_result, random_warning
 from make_samples import write_control_samples, write_samples
 
 BIN = Path(sys.executable).parent
 SERVER_STOP_SECONDS = 60
 DEMO_MAX_JOB_SECONDS = 3600
+# Longer than the job limit (else the server warns that a SIGTERM may cut a job
+# short); the demo only stops its server once the job has ended, so it costs nothing.
+DEMO_GRACE_SECONDS = DEMO_MAX_JOB_SECONDS + 15
 OFFLINE_HINT = (
     "no weights? Offline, run `make demo WEIGHTS=random:0` (the network then has random filters:"
     " everything works, but the result is not a painting)"
@@ -58,6 +65,7 @@ class Outputs:
     timelapse: Path
     loss_plot: Path | None
     server_log: Path
+    picture: Path
 
 
 def console_script(name: str, module: str) -> list[str]:
@@ -155,6 +163,8 @@ def start_server(weights: str, log: Path, env: dict[str, str]) -> tuple[subproce
         "text",
         "--max-job-seconds",
         str(DEMO_MAX_JOB_SECONDS),
+        "--grace-seconds",
+        str(DEMO_GRACE_SECONDS),
     ]
     say(f"starting the server on {address} (weights {weights}); log: {log}")
     with log.open("wb") as log_file:
@@ -167,6 +177,27 @@ def start_server(weights: str, log: Path, env: dict[str, str]) -> tuple[subproce
             start_new_session=True,
         )
     return server, address
+
+
+def picture_of_run(
+    args: argparse.Namespace, content: Path, style: Path, outputs: Outputs, random_weights: bool
+) -> None:
+    """Mark result.png with the run's facts and draw the run's picture."""
+    mark_result(
+        outputs.result, size=args.size, iterations=args.iterations, weights=args.weights, random_weights=random_weights
+    )
+    frames = sorted(outputs.frames.glob("*.png"))
+    draw_demo(
+        content,
+        style,
+        frames,
+        outputs.result,
+        outputs.picture,
+        size=args.size,
+        iterations=args.iterations,
+        weights=args.weights,
+        random_weights=random_weights,
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -190,7 +221,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--controls", action="store_true", help="draw the spatial and colour controls into --picture instead"
     )
     parser.add_argument(
-        "--picture", type=Path, default=Path("docs/controls.png"), help="where --controls draws (docs/controls.png)"
+        "--picture",
+        type=Path,
+        help="where the run's picture goes (default OUT/demo.png; with --controls, docs/controls.png)",
     )
     args = parser.parse_args(argv)
     args.size = args.size if args.size is not None else (256 if args.controls else 384)
@@ -213,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         timelapse=out / "timelapse.gif",
         loss_plot=None if args.no_loss_plot or importlib.util.find_spec("matplotlib") is None else out / "losses.png",
         server_log=out / "server.log",
+        picture=args.picture or (Path("docs/controls.png") if args.controls else out / "demo.png"),
     )
     # Frames of an earlier, longer run would otherwise end up mixed in.
     shutil.rmtree(outputs.frames, ignore_errors=True)
@@ -239,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         cli = console_script("stylize", "stylize.cli")
         if args.controls:
             results = run_jobs(cli, address, controls, out, args.size, args.iterations, say)
-            picture = draw_controls(controls, results, args.picture, args.weights, random_weights)
+            draw_controls(controls, results, outputs.picture, args.weights, random_weights)
             cli_rc = 0
         else:
             cli_cmd = cli + [
@@ -265,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                 cli_cmd += ["--loss-plot", str(outputs.loss_plot)]
             say("$ " + shlex.join(cli_cmd))
             cli_rc = subprocess.call(cli_cmd, env=env)
+            if cli_rc == 0:
+                picture_of_run(args, samples.content, samples.style, outputs, random_weights)
     except DemoError as exc:
         failure = exc
     except RuntimeError as exc:  # a control job failed; its CLI said why
@@ -297,11 +333,13 @@ def main(argv: list[str] | None = None) -> int:
 
     say("done. Outputs:")
     if args.controls:
-        print(f"  picture     {picture}")
+        print(f"  picture     {outputs.picture}")
         print(f"  results     {out}/masked.png, {out}/color-*.png")
     else:
         frames = sorted(outputs.frames.glob("*.png"))
-        print(f"  result      {outputs.result}")
+        note = f" ({random_warning(args.weights)})" if random_weights else ""
+        print(f"  result      {outputs.result}, {args.size} px, {args.iterations} iterations{note}")
+        print(f"  picture     {outputs.picture}")
         print(f"  frames      {outputs.frames}/ ({len(frames)} PNGs, one every {save_every} iterations)")
         print(f"  time-lapse  {outputs.timelapse}")
         if outputs.loss_plot is not None:

@@ -61,3 +61,19 @@ def test_frames_are_named_by_iteration_and_survive_a_reattach(tmp_path: Path) ->
     assert names == ["frame_0010.png", "frame_0020.png", "frame_0030.png"]
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == names
     assert recorder.history.iterations == [10, 20, 20, 30]
+
+
+def _plot_title(tmp_path: Path, scale_of_iteration: list[int]) -> str:
+    total = len(scale_of_iteration)
+    recorder = JobRecorder(loss_plot=tmp_path / "losses.png")
+    recorder.on_event(_started(total))
+    for i, scale in enumerate(scale_of_iteration, 1):
+        recorder.on_event(Progress(i, total, Losses(1.0 / i, 2.0, 3.0, 6.0), 0.1 * i, 1.0, scale))
+    recorder.finish(Result(png_bytes(16, 12), "image/png", 16, 12, Losses(1, 1, 1, 3), total, 0.0, 1.0, "r"))
+    with Image.open(tmp_path / "losses.png") as plot:
+        return str(plot.text["Title"])
+
+
+def test_the_loss_plot_explains_scale_lines_only_when_there_are_scales(tmp_path: Path) -> None:
+    assert _plot_title(tmp_path, [0] * 6) == "stylize: losses"  # one scale: no dotted lines to explain
+    assert _plot_title(tmp_path, [0, 0, 0, 1, 1, 1]) == "stylize: losses (dotted lines: next scale)"

@@ -117,8 +117,22 @@ def test_demo_end_to_end_with_random_weights(tmp_path: Path) -> None:
     assert gif.format == "GIF" and gif.n_frames >= 2
     assert (out / "samples" / "content.png").is_file() and (out / "samples" / "style.png").is_file()
     assert (out / "server.log").stat().st_size > 0
-    for path in (out / "result.png", out / "timelapse.gif"):
+    for path in (out / "result.png", out / "timelapse.gif", out / "demo.png"):
         assert str(path) in proc.stdout, "the demo says where its outputs are"
+    # The result and the picture say what made them, random weights included.
+    assert "48 px, 6 iterations (Made with RANDOM weights (random:0)" in proc.stdout
+    assert "RANDOM weights (random:0)" in result.text["Warning"]
+    assert result.text["Description"] == "stylize demo: 48 px, 6 iterations, weights random:0"
+    with Image.open(out / "demo.png") as picture:
+        assert picture.text["Title"] == "stylize demo: 48 px, 6 iterations, weights random:0"
+        assert "RANDOM weights (random:0)" in picture.text["Warning"]
+        labels = [item.split(": ")[0] for item in picture.text["Description"].split("; ")]
+        assert labels[:2] == ["content", "style"] and labels[-1] == "result, 6 iterations"
+        assert len(labels) == 6 and all(label.startswith("iteration ") for label in labels[2:5])
+    if (out / "losses.png").exists():  # matplotlib installed (the dev extra has it)
+        with Image.open(out / "losses.png") as plot:
+            assert "next scale" not in plot.text["Title"], "a 48 px run has one scale"
+    assert "grace-seconds is shorter" not in (out / "server.log").read_text()
 
 
 def test_demo_fails_fast_and_shows_the_log_when_the_server_cannot_start(tmp_path: Path) -> None:

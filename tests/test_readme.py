@@ -1,5 +1,7 @@
 """The README's quick start, run as written (random weights, a small size),
-so the README cannot rot; and CI runs exactly its set-up and test commands."""
+so the README cannot rot; CI runs exactly its set-up and test commands; and
+the README's picture is what `make demo WEIGHTS=random:0` draws at its
+defaults. (Links, code blocks and CLI lines of every page: test_docs.py.)"""
 
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 def quick_start_commands() -> list[str]:
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Quick start", 1)[1]
-    block = re.search(r"```sh\n(.*?)```", section, re.S)
-    assert block, "the quick start has no shell block"
+    block = re.search(r"```text\n(.*?)```", section, re.S)  # `text`: make test is the suite itself
+    assert block, "the quick start has no block of commands"
     return [line.split("#", 1)[0].strip() for line in block.group(1).splitlines() if line.split("#", 1)[0].strip()]
 
 
@@ -44,29 +46,23 @@ def test_the_quick_start_demo_runs_as_written(tmp_path: pathlib.Path) -> None:
     assert "RANDOM" in proc.stdout + proc.stderr  # the demo says the result is not artistic
 
 
-def readme_cli_commands() -> list[list[str]]:
-    """Every `stylize ...` command line of the README's shell blocks (continuations
-    joined, comments and pipes cut; lines with a `...` placeholder left out)."""
+def makefile_default(name: str) -> str:
+    match = re.search(rf"^{name}\s*\?=\s*(\S+)", (ROOT / "Makefile").read_text(), re.M)
+    assert match, name
+    return match.group(1)
+
+
+def test_the_readme_picture_is_what_its_caption_says() -> None:
+    # docs/demo.png is out/demo.png of `make demo WEIGHTS=random:0` at the Makefile's defaults; its
+    # title names the size, iterations and weights of the run that drew it, so the picture, the
+    # caption and the command agree, and the picture warns that the weights were random.
+    size, iterations = makefile_default("SIZE"), makefile_default("ITERATIONS")
+    with Image.open(ROOT / "docs" / "demo.png") as picture:
+        assert picture.text["Title"] == f"stylize demo: {size} px, {iterations} iterations, weights random:0"
+        assert "RANDOM weights (random:0)" in picture.text["Warning"]
+        assert picture.text["Description"].split("; ")[-1].startswith(f"result, {iterations} iterations:")
     readme = (ROOT / "README.md").read_text()
-    commands = []
-    for block in re.findall(r"```sh\n(.*?)```", readme, re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            words = shlex.split(line, comments=True)
-            if "|" in words:
-                words = words[: words.index("|")]
-            if words and words[0].endswith("bin/stylize"):
-                words[0] = "stylize"
-            if words and words[0] == "stylize" and "..." not in words and "…" not in line:
-                commands.append(words[1:])
-    return commands
-
-
-def test_every_cli_example_in_the_readme_parses() -> None:
-    from stylize.cli import build_parser
-
-    commands = readme_cli_commands()
-    assert len(commands) >= 5 and any(c[0] == "run" for c in commands)
-    parser = build_parser()
-    for argv in commands:
-        args = parser.parse_args(argv)  # raises (one line) on an unknown or malformed flag
-        assert callable(args.func), argv
+    caption = readme.split("](docs/demo.png)", 1)[1].split("\n\n", 2)[1]
+    assert "`make demo WEIGHTS=random:0`" in caption and f"{size} px and {iterations} iterations" in caption
+    with Image.open(ROOT / "docs" / "losses.png") as plot:  # the same run's loss plot: one scale
+        assert plot.text["Title"] == "stylize: losses"

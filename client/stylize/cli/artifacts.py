@@ -176,11 +176,13 @@ def write_loss_plot(path: Path, history: LossHistory) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("iteration")
         ax.set_ylabel("weighted loss")
-        ax.set_title("stylize: losses (dotted lines: next scale)")
+        # A single-scale run has no scale boundary to explain.
+        title = "stylize: losses" + (" (dotted lines: next scale)" if history.scale_starts else "")
+        ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.tight_layout()
-        fig.savefig(path, format="png")
+        fig.savefig(path, format="png", metadata={"Title": title})  # the title, machine-readable too
     finally:
         plt.close(fig)
