@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from grpc import aio
 from grpc_health.v1 import health, health_pb2
 
-from . import budget, metrics, rpc
+from . import budget, metrics, profiles, rpc
 from .auth import Authenticator, load_tokens
 from .config import ServerConfig
 from .info import server_version
@@ -44,7 +44,7 @@ def load_engine(config: ServerConfig) -> Any:
     anything touches the GPU); raises WeightsError."""
     from .engine import Engine
 
-    return Engine(
+    engine = Engine(
         weights=config.weights,
         pooling=config.pooling,
         limits=config.limits,
@@ -52,6 +52,8 @@ def load_engine(config: ServerConfig) -> Any:
         precision=config.precision,
         max_compiled=config.max_compiled_steps,
     )
+    engine.profile = profiles.in_force(config.device_profile, engine.profile)
+    return engine
 
 
 # The bulk work (TensorFlow's compute threads, the engine, decoding, encoding)
