@@ -27,7 +27,6 @@ a worker that dies costs its own rows, not the table. Exit 0: all passed;
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import pathlib
@@ -39,6 +38,7 @@ import time
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from benchmarks import gpu_fit
 from benchmarks.common import ROOT, emit, median
 
 BUDGET_SECONDS = 450.0  # the whole run; the promise is 8 minutes
@@ -89,8 +89,9 @@ def worker_probe() -> dict[str, Any]:
     import tensorflow as tf
 
     from stylize_server.budget import gpu_total_memory
-    from stylize_server.device import describe_device
+    from stylize_server.device import describe_device, enable_memory_growth
 
+    enable_memory_growth()  # reading the memory size starts the GPU: not with all of it taken
     kind, name = describe_device()
     build = tf.sysconfig.get_build_info()
     return {
@@ -236,34 +237,6 @@ def parse_junit(path: pathlib.Path) -> list[dict[str, Any]]:
     return tests
 
 
-# ------------------------------------------------------------------ profile
-def fit_profiles(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per precision measured with XLA off: the fitted figures (gpu_fit)."""
-    from benchmarks import gpu_fit
-    from stylize_server import profiles
-
-    fits = {}
-    for precision in PRECISIONS:
-        mine = [r for r in rows if r["precision"] == precision and not r["xla"] and r["status"] == "ok"]
-        if mine:
-            fits[precision] = gpu_fit.fit(mine, mine[0]["profile"], profiles.FIGURES)
-    return fits
-
-
-def write_profile(path: pathlib.Path, device: dict[str, Any], fits: dict[str, dict[str, Any]]) -> None:
-    from stylize_server import profiles
-
-    found = [profiles.Profile(device["kind"], p, **fit["figures"]) for p, fit in fits.items()]
-    doc = profiles.profile_document(
-        {k: device[k] for k in ("kind", "name", "tensorflow", "cuda", "tf32", "memory_bytes")},
-        found,
-        written_by="make gpu-check",
-        written_at=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    )
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-    profiles.load_file(path)  # what the server will read: refuse to leave a file it would refuse
-
-
 # -------------------------------------------------------------------- table
 def _mib(n: float | None) -> str:
     return "" if n is None else f"{n / 2**20:,.0f}"
@@ -339,6 +312,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return NO_GPU
+    if args.device_profile:
+        from stylize_server import profiles  # TensorFlow-free
+
+        try:
+            profiles.load_file(args.device_profile)
+        except profiles.ProfileFileError as exc:
+            print(f"gpu-check: --device-profile: {exc}", file=sys.stderr)
+            return 1
     rc, answer, err = _run(["probe"], min(PROBE_SECONDS, args.budget_seconds))
     if rc != 0 or not answer:
         print(f"gpu-check: TensorFlow could not look at the device (exit {rc}): {err}", file=sys.stderr)
@@ -363,12 +344,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     todo = configs([int(s) for s in args.sizes.split(",")], [x == "on" for x in args.xla.split(",")])
     rows = measure(todo, spec, deadline)
-    fits = fit_profiles(rows)
+    fits = gpu_fit.fit_profiles(rows, PRECISIONS)
     lines = table(device, tests, rows)
     failed = problems(tests, test_problem, rows)
     profile_path = args.out / "device_profile.json"
     if fits:
-        write_profile(profile_path, device, fits)
+        gpu_fit.write_profile(profile_path, device, fits)
         for precision, fit in fits.items():
             f = fit["figures"]
             after = ", ".join(f"{r['size']} px {r['seconds']:.2f}x / {r['memory']:.2f}x" for r in fit["residuals"])
@@ -378,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"(measured/estimated after the fit, time / memory: {after})"
             )
         lines.append(f"wrote {profile_path}: stylize-server --device-profile {profile_path} (STYLIZE_DEVICE_PROFILE)")
-    else:
+    elif any(not c["xla"] for c in todo):
         failed.append("no profile written: no step measured with XLA off")
     seconds = time.monotonic() - started
     report = {"device": device, "tests": tests, "steps": rows, "fits": fits, "problems": failed, "seconds": seconds}

@@ -11,13 +11,21 @@
   a line through the sizes (one size: `base_bytes` stays). A MARGIN on top,
   so that admission errs on the safe side, and never below any measurement.
 * `tile_seconds`: not measured (no tiled run), the built-in one stays.
+
+`write_profile` writes them in the file `--device-profile` reads (profiles.py).
 """
 
 from __future__ import annotations
 
+import datetime
+import json
 import math
+import pathlib
 import statistics
+from collections.abc import Iterable
 from typing import Any
+
+from stylize_server import profiles
 
 MIB = 1 << 20
 MARGIN = 1.1  # on `keep`: estimates a tenth above the measured peaks
@@ -74,4 +82,26 @@ def _memory(rows: list[dict[str, Any]], base: float) -> tuple[float, int]:
 
 def _memory_estimate(row: dict[str, Any], keep: float, base: int) -> float:
     optimization = keep * row["activation_bytes_at_keep_1"] + row["vector_bytes"]
-    return max(optimization, row["style_bytes"]) + base
+    return float(max(optimization, row["style_bytes"]) + base)
+
+
+def fit_profiles(rows: list[dict[str, Any]], precisions: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Per precision measured with XLA off: its fit."""
+    fits = {}
+    for precision in precisions:
+        mine = [r for r in rows if r["precision"] == precision and not r["xla"] and r["status"] == "ok"]
+        if mine:
+            fits[precision] = fit(mine, mine[0]["profile"], profiles.FIGURES)
+    return fits
+
+
+def write_profile(path: pathlib.Path, device: dict[str, Any], fits: dict[str, dict[str, Any]]) -> None:
+    found = [profiles.Profile(device["kind"], p, **f["figures"]) for p, f in fits.items()]
+    doc = profiles.profile_document(
+        {k: device[k] for k in ("kind", "name", "tensorflow", "cuda", "tf32", "memory_bytes")},
+        found,
+        written_by="make gpu-check",
+        written_at=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    profiles.load_file(path)  # what the server will read: never leave a file it would refuse

@@ -113,15 +113,19 @@ def test_the_configurations_run_most_needed_first_and_a_spent_budget_runs_none()
     assert "out of time" in gpu_check.problems([], None, rows)[0]
 
 
-def test_a_configuration_that_fails_is_a_row_of_its_own_and_the_rest_still_run() -> None:
+def test_a_configuration_that_fails_is_a_row_of_its_own_and_the_rest_still_run(tmp_path) -> None:
     todo = [
         {"key": "float16 xla off 32", "precision": "float16", "xla": False, "size": 32},
         {"key": "float32 xla off 32", "precision": "float32", "xla": False, "size": 32},
     ]
-    spec = {"weights": "random:0", "iterations": 3, "rounds": 1, "device_profile": None}
+    measured = write_profile(tmp_path / "p.json", kind="CPU", gmacs_per_second=1.0, gvalues_per_second=1.0)
+    spec = {"weights": "random:0", "iterations": 3, "rounds": 1, "device_profile": str(measured)}
     bad, good = gpu_check.measure(todo, spec, deadline=time.monotonic() + 300)
     assert bad["status"] == "error" and bad["error"].startswith("ValueError: "), bad
     assert good["status"] == "ok" and good["seconds_per_iteration"] > 0 and good["megapixels"] > 0, good
+    # Estimated with the profile it was given (--device-profile): to compare a fit with a new measurement.
+    assert good["profile"]["gmacs_per_second"] == 1.0 and good["profile"]["source"].startswith("measured on Test")
+    assert good["estimated_seconds_per_iteration"] > 10 * _estimate(profiles.profile_for("CPU", "float32"), 32)[0]
 
 
 def _estimate(profile: profiles.Profile, side: int = 1024) -> tuple[float, int]:
