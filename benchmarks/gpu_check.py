@@ -175,7 +175,14 @@ def _run(args: list[str], timeout: float) -> tuple[int | None, list[dict[str, An
         out, err = proc.stdout, proc.stderr
     except subprocess.TimeoutExpired as exc:  # killed; what it printed so far still counts
         rc, out, err = None, _text(exc.stdout), _text(exc.stderr)
-    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    rows = []
+    for line in out.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:  # not an answer (a library's print), or cut off when the worker was killed
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
     tail = " | ".join(line.strip() for line in err.strip().splitlines()[-3:])
     return rc, rows, tail[-400:]
 
@@ -194,7 +201,7 @@ def measure(todo: list[dict[str, Any]], spec: dict[str, Any], deadline: float) -
         if left < 10:
             break
         rc, rows, err = _run(["measure", json.dumps({**spec, "configs": pending})], left)
-        done.update({r["key"]: r for r in rows})
+        done.update({r["key"]: r for r in rows if "key" in r})
         pending = [c for c in pending if c["key"] not in done]
         if not pending or rc is None:
             break

@@ -38,7 +38,7 @@ def gpu_engine():
     return Engine(weights="random:0", precision="float32")
 
 
-def test_memory_growth_is_on_and_the_engine_holds_a_small_part_of_the_gpu(gpu_engine) -> None:
+def test_memory_growth_keeps_the_engine_small_on_the_gpu(gpu_engine) -> None:
     from stylize_server import budget
 
     assert all(tf.config.experimental.get_memory_growth(gpu) for gpu in GPUS)
@@ -50,7 +50,7 @@ def test_memory_growth_is_on_and_the_engine_holds_a_small_part_of_the_gpu(gpu_en
     assert decided.bytes == int(total * budget.GPU_FRACTION) and "GPU" in decided.source
 
 
-def test_bfloat16_convolutions_run_on_the_gpu_and_a_job_converges() -> None:
+def test_bfloat16_runs_on_the_gpu_and_a_job_converges() -> None:
     from stylize_server.engine import Engine, RunHooks
     from stylize_server.layout import needed_layers
     from stylize_server.options import Inputs, JobOptions, StyleSource
@@ -74,7 +74,7 @@ def test_bfloat16_convolutions_run_on_the_gpu_and_a_job_converges() -> None:
     assert totals[-1] < 0.5 * totals[0], totals  # L-BFGS halves a random-weights loss in 20 steps
 
 
-def test_the_precision_measurement_runs_both_precisions_on_the_gpu(gpu_engine) -> None:
+def test_the_precision_measurement_on_the_gpu(gpu_engine) -> None:
     from stylize_server.device import measure_precisions
     from stylize_server.layout import Pooling
     from stylize_server.precision import Precision, decide
@@ -88,7 +88,7 @@ def test_the_precision_measurement_runs_both_precisions_on_the_gpu(gpu_engine) -
     assert f"float32 {f32.seconds * 1e3:.0f} ms" in choice.reason, choice.reason
 
 
-def test_a_short_job_through_a_real_server_runs_on_the_gpu(gpu_engine) -> None:
+def test_a_short_job_through_a_server_on_the_gpu(gpu_engine) -> None:
     from stylize_server import budget
     from tests.support.server import running_server, small_request
 
