@@ -153,6 +153,10 @@ def test_the_cost_model_prices_with_the_measured_profile_where_it_has_one(tmp_pa
     assert bf16.gmacs_per_second == profiles.PROFILES[("GPU", "bfloat16")].gmacs_per_second
     assert bf16.source.endswith(f"{path} holds no GPU bfloat16 figures")
     assert profiles.in_force(None, built_in) == built_in
+    doc = json.loads(path.read_text())
+    doc["device"]["name"] = "GPU\nlevel=ERROR forged"
+    path.write_text(json.dumps(doc))
+    assert profiles.load_file(path)[("GPU", "float32")].source.startswith("measured on GPU?level=ERROR forged (a test")
 
 
 @pytest.mark.parametrize(

@@ -168,8 +168,9 @@ def load_file(path: str | pathlib.Path) -> dict[tuple[str, str], Profile]:
     entries = doc.get("profiles")
     if not isinstance(entries, dict) or not entries:
         raise ProfileFileError(f"{where}: profiles must map a precision to its figures")
-    name = str(device.get("name", "?"))[:120]
-    source = f"measured on {name} ({doc.get('written_by', '?')}, {doc.get('written_at', '?')}): {where}"
+    said = f"{device.get('name', '?')} ({doc.get('written_by', '?')}, {doc.get('written_at', '?')})"[:200]
+    # Printable only: it goes into log lines, which a newline could forge.
+    source = "measured on " + "".join(c if c.isprintable() else "?" for c in said) + f": {where}"
     out: dict[tuple[str, str], Profile] = {}
     for precision, figures in entries.items():
         if precision not in PRECISIONS:
