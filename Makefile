@@ -18,7 +18,7 @@ TAG    ?= 0.2.0-$(VARIANT)
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup proto run demo samples test bench reliability lint monitoring-check k8s-validate docker-build clean
+.PHONY: help setup proto run demo samples test bench gpu-check reliability lint monitoring-check k8s-validate docker-build clean
 
 help: ## list the targets and what each does
 	@awk -F ':.*## ' '/^[a-zA-Z0-9_.-]+:.*## / { printf "  %-17s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -50,6 +50,9 @@ test: $(VENV)/.installed ## run the whole test suite
 bench: $(VENV)/.installed ## engine and serving benchmarks: step vs floor, quality, precision, masks, tiling, cost model; served step and refusals vs the foundation build (tables + JSON)
 	$(PY) -m benchmarks.engine_bench --out benchmarks/results
 	$(PY) -m benchmarks.serving_bench --out benchmarks/results
+
+gpu-check: $(VENV)/.installed ## on a GPU (< 8 min, fails at once without one): the GPU tests, s/it at 512 and 1024 px in float32/bfloat16 with XLA off/on, memory per MP, the cost model against each (one table); writes the measured profile benchmarks/results/device_profile.json
+	$(PY) -m benchmarks.gpu_check --out benchmarks/results
 
 reliability: $(VENV)/.installed ## full reliability and security run (table + JSON)
 	$(PY) -m tests.reliability.run --out reliability-results

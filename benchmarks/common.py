@@ -42,6 +42,17 @@ def seconds_per_call(step: Callable[[Any], tuple[Any, Any]], x: Any, calls: int)
     return (time.perf_counter() - start) / calls
 
 
+def job_seconds_per_iteration(engine: Any, options: Any, inputs: Any) -> float:
+    """Median seconds of one iteration of a real job (plan and run on
+    `engine`): not the first (it builds the targets) nor the last (an
+    optimizer that has settled returns at once). `options.iterations` >= 3."""
+    from stylize_server.engine import RunHooks
+
+    times: list[float] = []
+    engine.run(engine.plan(options, inputs), RunHooks(on_iteration=lambda i, dt: times.append(dt)))
+    return median(times[1:-1] or times)
+
+
 def sample_images(height: int, width: int | None = None) -> tuple[Any, Any]:
     """(content, style) H×W×3 uint8: the demo's drawn samples when available."""
     width = width or height
@@ -76,6 +87,31 @@ def device_peak_bytes() -> int | None:
     if not tf.config.list_physical_devices("GPU"):
         return None
     return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+
+
+def reset_peak_memory() -> int:
+    """Start a peak-memory measurement; returns the bytes in use now. On a
+    GPU: TensorFlow's allocator statistics of GPU:0; on a CPU: the process's
+    resident high-water mark (VmHWM, reset through /proc/self/clear_refs)."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.reset_memory_stats("GPU:0")
+        return int(tf.config.experimental.get_memory_info("GPU:0")["current"])
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+        f.write("5")
+    return rss_bytes()
+
+
+def peak_memory() -> int:
+    """The peak since reset_peak_memory() (same device, same units)."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+    with open("/proc/self/status", encoding="ascii") as f:
+        kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    return kib * 1024
 
 
 def run_worker(module: str, args: list[str], timeout: float = 3600) -> dict[str, Any]:

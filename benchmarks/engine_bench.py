@@ -34,6 +34,7 @@ from benchmarks.common import (
     device_peak_bytes,
     emit,
     floor_step,
+    job_seconds_per_iteration,
     median,
     mib,
     peak_rss_bytes,
@@ -49,7 +50,7 @@ def worker_step(size: int, weights: str, rounds: int, per_round: int, xla: bool)
     import numpy as np
     import tensorflow as tf
 
-    from stylize_server.engine.runner import Engine, RunHooks
+    from stylize_server.engine.runner import Engine
     from stylize_server.job.layout import needed_layers
     from stylize_server.job.options import Inputs, JobOptions, StyleSource
 
@@ -68,9 +69,7 @@ def worker_step(size: int, weights: str, rounds: int, per_round: int, xla: bool)
         return seconds_per_call(floor, x, per_round)
 
     def time_engine(e: Engine) -> float:
-        times: list[float] = []
-        e.run(e.plan(options, inputs), RunHooks(on_iteration=lambda i, dt: times.append(dt)))
-        return median(times[1:-1])  # not the first (targets) nor the last (settled at once)
+        return job_seconds_per_iteration(e, options, inputs)
 
     time_engine(engine)  # trace
     if engine_xla:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from stylize_server.job import profiles
 from stylize_server.job.options import Limits
 
 ENV_PREFIX = "STYLIZE_"
@@ -83,6 +84,7 @@ class ServerConfig:
     log_level: str = "INFO"
     warmup_sizes: tuple[int, ...] = (256, 512)
     xla: bool = False  # measured slower on the CPU (make bench); try it on your GPU
+    device_profile: str | None = None  # a measured profile file (make gpu-check); None: the built-in figures
 
     def replace(self, **changes: Any) -> ServerConfig:
         """A copy with `changes`; a Limits field name (max_pixels=...) changes the limits."""
@@ -163,6 +165,11 @@ class ServerConfig:
         ):
             if path and not pathlib.Path(path).is_file():
                 raise ConfigError(f"{flag}: no such file {path}")
+        if self.device_profile:
+            try:
+                profiles.load_file(self.device_profile)
+            except profiles.ProfileFileError as exc:
+                raise ConfigError(f"--device-profile: {exc}") from None
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"--log-format: must be json or text, got {self.log_format!r}")
         if self.log_level.upper() not in LOG_LEVELS:
@@ -268,6 +275,11 @@ _SERVER_FLAGS: tuple[tuple[str, Parser, str], ...] = (
     ("log_level", str, "DEBUG, INFO, WARNING or ERROR"),
     ("warmup_sizes", parse_sizes, 'sizes compiled before serving, e.g. "256,512" ("" = none)'),
     ("xla", parse_bool, "compile the optimization steps with XLA (true/false); `make bench` shows if it helps"),
+    (
+        "device_profile",
+        _optional_path,
+        "the cost model's device figures as measured by `make gpu-check` (a JSON file); unset: the built-in ones",
+    ),
 )
 _LIMIT_HELP: dict[str, str] = {
     "max_pixels": "largest output, width*height",

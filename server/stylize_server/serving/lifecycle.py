@@ -26,6 +26,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2
 
 from stylize_server.config import ServerConfig
+from stylize_server.job import profiles
 from stylize_server.job.port import EnginePort
 from stylize_server.job.types import StopReason
 from stylize_server.serving import budget, metrics, rpc
@@ -45,7 +46,7 @@ def load_engine(config: ServerConfig) -> EnginePort:
     anything touches the GPU); raises WeightsError."""
     from stylize_server.engine.runner import Engine
 
-    return Engine(
+    engine = Engine(
         weights=config.weights,
         pooling=config.pooling,
         limits=config.limits,
@@ -53,6 +54,8 @@ def load_engine(config: ServerConfig) -> EnginePort:
         precision=config.precision,
         max_compiled=config.max_compiled_steps,
     )
+    engine.profile = profiles.in_force(config.device_profile, engine.profile)
+    return engine
 
 
 # The bulk work (TensorFlow's compute threads, the engine, decoding, encoding)
