@@ -68,8 +68,10 @@ def _plot_title(tmp_path: Path, scale_of_iteration: list[int]) -> str:
     recorder = JobRecorder(loss_plot=tmp_path / "losses.png")
     recorder.on_event(_started(total))
     for i, scale in enumerate(scale_of_iteration, 1):
-        recorder.on_event(Progress(i, total, Losses(1.0 / i, 2.0, 3.0, 6.0), 0.1 * i, 1.0, scale))
-    recorder.finish(Result(png_bytes(16, 12), "image/png", 16, 12, Losses(1, 1, 1, 3), total, 0.0, 1.0, "r"))
+        recorder.on_event(
+            Progress(i, total, Losses.of([("content", 1.0 / i), ("style", 2.0), ("tv", 3.0)]), 0.1 * i, 1.0, scale)
+        )
+    recorder.finish(Result(png_bytes(16, 12), "image/png", 16, 12, LOSSES, total, 0.0, 1.0, "r"))
     with Image.open(tmp_path / "losses.png") as plot:
         return str(plot.text["Title"])
 
