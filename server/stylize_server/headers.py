@@ -91,8 +91,8 @@ class _Scan:
     def _over(self) -> DecodeFailed:
         return DecodeFailed(
             self.field,
-            f"the {self.fmt} image's dimensions are not within the first {MAX_STEPS} segments and "
-            f"{MAX_SCAN_BYTES} bytes of its header (the limit); remove the metadata before the pixels",
+            f"cannot read the image's header: the {self.fmt} header is not within {MAX_STEPS} segments and "
+            f"{MAX_SCAN_BYTES} bytes read (the limit); remove the metadata before the pixels",
         )
 
     def u8(self, off: int) -> int:
@@ -126,10 +126,10 @@ def read(data: bytes, field: str) -> Header:
             except _Short:
                 raise DecodeFailed(
                     field,
-                    f"the {fmt} data ends at byte {len(data)}, inside its header (it is cut short); "
+                    f"cannot decode the image: the {fmt} data ends at byte {len(data)}, inside its header (cut short); "
                     f"send a complete {ACCEPTED} file",
                 ) from None
-    raise DecodeFailed(field, f"unsupported or unrecognised image format; this server accepts {ACCEPTED}")
+    raise DecodeFailed(field, f"cannot decode the image: the bytes are not a {ACCEPTED} file (unrecognised format)")
 
 
 def _header(w: int, h: int, fmt: str, alpha: bool, orientation: int) -> Header:

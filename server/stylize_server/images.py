@@ -45,7 +45,7 @@ MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 # Peak memory of one decode, per pixel of the image: Pillow's buffer (at most
 # 4 bytes a pixel in every mode it opens here) and nothing else at full size.
 DECODE_BYTES_PER_PIXEL = 4
-BAND_PIXELS = 1 << 20  # pixels converted at once while reducing
+BAND_PIXELS = 1 << 18  # pixels cropped and converted at once (about 1 MB)
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 # Modes Image.reduce averages correctly (P and PA would average palette indices).
 _REDUCIBLE = frozenset({"L", "LA", "RGB", "RGBA", "I", "F", "CMYK", "YCbCr", "RGBa", "La"})
