@@ -113,10 +113,13 @@ def run_text_bomb(
                     res.figures[f"bombs_({label})"] = codes
                     res.figures[f"health_timeouts_({label})"] = timeouts
                     res.check(f"no health check past 5 s ({label})", timeouts == 0, f"{timeouts} timed out")
+                    # Soft: a flood of cheap refusals competes for the same cores;
+                    # the hard line is the readiness probe's 5 s above.
                     res.check(
                         f"health p99 < {profile.health_p99_seconds * 1000:.0f} ms ({label})",
                         _p99(latencies) < profile.health_p99_seconds,
                         f"{ms(_p99(latencies))} ms",
+                        soft=True,
                     )
                     res.check(
                         f"every bomb refused as the content's DECODE_FAILED ({label})",
