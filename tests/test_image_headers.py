@@ -260,3 +260,31 @@ def test_other_formats_and_empty_images_are_refused() -> None:
         images.probe(bytes(zero), "content", BIG)
     with pytest.raises(InvalidArgument, match="is empty"):
         images.probe(b"", "content", BIG)
+
+
+def test_junk_between_jpeg_segments_is_skipped_as_pillow_skips_it() -> None:
+    plain = SAMPLES["jpeg"]
+    after_app0 = 4 + struct.unpack_from(">H", plain, 4)[0]
+    data = plain[:after_app0] + b"\x00\x13\x37" + plain[after_app0:]
+    assert images.probe(data, "content", BIG).shape == (H, W) == images.decode(data, "content", BIG).rgb.shape[:2]
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "I"])
+def test_tiles_reduce_exactly_as_the_whole_image_would(mode: str) -> None:
+    # 1500 x 1100 at factors (5, 4): tiles of whole blocks, ragged right and bottom edges.
+    rng = np.random.default_rng(7)
+    if mode == "I":
+        source = Image.fromarray(rng.integers(0, 255, (1100, 1500)).astype(np.int32))
+    else:
+        source = Image.fromarray(rng.integers(0, 255, (1100, 1500, 4), dtype=np.uint8)).convert(mode)
+    data = _save(source, "TIFF" if mode == "I" else "PNG")
+    decoded = images.decode(data, "content", BIG, at_least=(1100 // 8, 1500 // 10))
+    whole = source.reduce((5, 4))
+    expected = np.asarray(whole.convert("L" if mode == "I" else whole.mode).convert("RGB"))
+    np.testing.assert_array_equal(decoded.rgb, expected)
+
+
+def test_a_very_wide_image_decodes_in_small_tiles() -> None:
+    data = _save(Image.fromarray(image_array(40_000, 3)), "PNG")
+    decoded = images.decode(data, "content", BIG, at_least=(2, 100))
+    assert decoded.rgb.shape == (3, 200, 3)

@@ -177,11 +177,15 @@ def _jpeg(s: _Scan) -> Header:
     # SOF gives the size, APP1 the EXIF (or XMP) orientation; the rest is skipped.
     while True:
         s.step()
-        if s.u8(pos) != 0xFF:
-            raise s.fail(f"no marker at byte {pos}")
+        if s.u8(pos) != 0xFF:  # junk between segments, which Pillow skips too
+            pos += 1
+            continue
         marker = s.u8(pos + 1)
         if marker == 0xFF:  # fill byte
             pos += 1
+            continue
+        if marker == 0x00:  # an escaped 0xFF outside a scan: skipped like junk
+            pos += 2
             continue
         if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # no length
             pos += 2

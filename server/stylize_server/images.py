@@ -6,8 +6,8 @@ Admission reads headers with `probe` (headers.py: straight from the bytes,
 nothing inflated). `decode` runs on the decode executor and holds the
 documented per-decode bound, DECODE_BYTES_PER_PIXEL times the image's pixels
 (160 MB at the default 40 MP): Pillow's buffer of the stored pixels (at most 4
-bytes each) plus bands of about BAND_PIXELS. Every mode is box-reduced band
-by band towards the size the job uses before it is widened to 8-bit RGB(A),
+bytes each) plus tiles of TILE x TILE pixels. Every mode is box-reduced tile
+by tile towards the size the job uses before it is widened to 8-bit RGB(A),
 so no full-size copy in a wider mode (float, RGBA from a palette, 32-bit
 from 16-bit) ever exists.
 """
@@ -45,7 +45,7 @@ MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 # Peak memory of one decode, per pixel of the image: Pillow's buffer (at most
 # 4 bytes a pixel in every mode it opens here) and nothing else at full size.
 DECODE_BYTES_PER_PIXEL = 4
-BAND_PIXELS = 1 << 18  # pixels cropped and converted at once (about 1 MB)
+TILE = 512  # side of the tiles cropped and converted at once (1 MB in 4-byte pixels)
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 # Modes Image.reduce averages correctly (P and PA would average palette indices).
 _REDUCIBLE = frozenset({"L", "LA", "RGB", "RGBA", "I", "F", "CMYK", "YCbCr", "RGBa", "La"})
@@ -151,9 +151,9 @@ def _band_to_8bit(band: Image.Image, mode: str, high: float) -> Image.Image:
 
 def _to_array(image: Image.Image, factors: tuple[int, int], grey: bool) -> np.ndarray:
     """H×W×C uint8 (RGB or RGBA; with `grey`, L or LA), box-reduced by the
-    (x, y) factors, one band of rows at a time: each band is widened (a
-    palette to RGB(A), 16-bit to 32-bit) only once cropped, so peak memory is
-    Pillow's buffer, the result and one band."""
+    (x, y) factors, one tile at a time: each tile is widened (a palette to
+    RGB(A), 16-bit to 32-bit) only once cropped, so peak memory is Pillow's
+    buffer, the result and one tile."""
     wide = _wide_mode(image)
     alpha = wide in ("LA", "RGBA", "La", "RGBa")
     mode = ("LA" if alpha else "L") if grey else ("RGBA" if alpha else "RGB")
@@ -164,15 +164,19 @@ def _to_array(image: Image.Image, factors: tuple[int, int], grey: bool) -> np.nd
     fx, fy = factors
     w, h = image.size
     out = np.empty((-(-h // fy), -(-w // fx), len(mode)), dtype=np.uint8)
-    rows = fy * max(1, BAND_PIXELS // max(1, w * fy))
+    # Tiles of about TILE x TILE pixels, whole reduction blocks each: a very
+    # wide or very tall image never makes one large crop.
+    rows, cols = fy * max(1, TILE // fy), fx * max(1, TILE // fx)
     for top in range(0, h, rows):
-        band = image.crop((0, top, w, min(h, top + rows)))
-        if band.mode != wide:
-            band = band.convert(wide)
-        if factors != (1, 1):
-            band = band.reduce(factors)
-        band = _band_to_8bit(band, mode, high)
-        out[top // fy : top // fy + band.height] = np.asarray(band).reshape(band.height, band.width, len(mode))
+        for left in range(0, w, cols):
+            tile = image.crop((left, top, min(w, left + cols), min(h, top + rows)))
+            if tile.mode != wide:
+                tile = tile.convert(wide)
+            if factors != (1, 1):
+                tile = tile.reduce(factors)
+            tile = _band_to_8bit(tile, mode, high)
+            y, x = top // fy, left // fx
+            out[y : y + tile.height, x : x + tile.width] = np.asarray(tile).reshape(tile.height, tile.width, len(mode))
     return out
 
 
