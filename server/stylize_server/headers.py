@@ -1,21 +1,18 @@
 """An image's dimensions, EXIF orientation and alpha, read straight from the
-bytes of its header: PNG IHDR, JPEG SOF, WebP VP8/VP8L/VP8X, GIF, BMP and
-TIFF. This runs on the event loop at admission, so it never inflates,
-decodes or copies anything: it walks segments and chunks by their declared
-lengths (skipping text and metadata unread) and examines at most
-MAX_SCAN_BYTES bytes in at most MAX_STEPS segments, chunks, blocks or IFD
-entries. An image whose header lies beyond that, or is cut short or
-malformed, is refused as DECODE_FAILED naming the field.
-
-Decoding (Pillow, on the decode executor) uses this header's orientation and
-refuses an image whose decoded size differs from it, so the shapes priced at
-admission are the shapes decoded.
+bytes of its header (PNG IHDR, JPEG SOF, WebP VP8/VP8L/VP8X, GIF, BMP, TIFF)
+on the event loop at admission: nothing is inflated, decoded or copied.
+Segments and chunks are skipped by their declared lengths (text and metadata
+unread); at most MAX_SCAN_BYTES bytes in MAX_STEPS segments, chunks, blocks
+or IFD entries are examined. Past that, cut short or malformed: DECODE_FAILED
+naming the field. Decoding uses this orientation and refuses an image whose
+decoded size differs, so the shapes priced are the shapes decoded.
 """
 
 from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import DecodeFailed
@@ -30,9 +27,7 @@ XMP_WINDOW = 64 * 1024
 # EXIF orientations that swap width and height.
 TRANSPOSING = frozenset({5, 6, 7, 8})
 _XMP_ORIENTATION = re.compile(rb'tiff:Orientation(="|>)([0-9])')
-_U16 = {"<": struct.Struct("<H"), ">": struct.Struct(">H")}
-_U32 = {"<": struct.Struct("<I"), ">": struct.Struct(">I")}
-_U64 = {"<": struct.Struct("<Q"), ">": struct.Struct(">Q")}
+_UINT = {(order, size): struct.Struct(order + code) for order in "<>" for size, code in ((2, "H"), (4, "I"), (8, "Q"))}
 _GREY_RAMP = bytes(i // 3 for i in range(768))
 
 
@@ -99,17 +94,10 @@ class _Scan:
         self._need(off, 1)
         return self.data[off]
 
-    def u16(self, off: int, order: str) -> int:
-        self._need(off, 2)
-        return int(_U16[order].unpack_from(self.data, off)[0])
-
-    def u32(self, off: int, order: str) -> int:
-        self._need(off, 4)
-        return int(_U32[order].unpack_from(self.data, off)[0])
-
-    def u64(self, off: int, order: str) -> int:
-        self._need(off, 8)
-        return int(_U64[order].unpack_from(self.data, off)[0])
+    def uint(self, off: int, size: int, order: str) -> int:
+        """An unsigned integer of `size` (2, 4 or 8) bytes, `order` "<" or ">"."""
+        self._need(off, size)
+        return int(_UINT[order, size].unpack_from(self.data, off)[0])
 
     def tag(self, off: int, n: int = 4) -> bytes:
         self._need(off, n)
@@ -141,9 +129,9 @@ def _header(w: int, h: int, fmt: str, alpha: bool, orientation: int) -> Header:
 
 # ---------------------------------------------------------------- PNG
 def _png(s: _Scan) -> Header:
-    if s.u32(8, ">") != 13 or s.tag(12) != b"IHDR":
+    if s.uint(8, 4, ">") != 13 or s.tag(12) != b"IHDR":
         raise s.fail("the first chunk is not IHDR")
-    w, h = s.u32(16, ">"), s.u32(20, ">")
+    w, h = s.uint(16, 4, ">"), s.uint(20, 4, ">")
     colour = s.u8(25)
     trns, orientation = False, 1
     pos = 33
@@ -151,7 +139,7 @@ def _png(s: _Scan) -> Header:
     # before IDAT; Pillow's open reads no further either. Text is skipped.
     while True:
         s.step()
-        length, kind = s.u32(pos, ">"), s.tag(pos + 4)
+        length, kind = s.uint(pos, 4, ">"), s.tag(pos + 4)
         if kind in (b"IDAT", b"IEND"):
             break
         if kind == b"tRNS":
@@ -196,12 +184,12 @@ def _jpeg(s: _Scan) -> Header:
             if size is None:
                 raise s.fail("the scan starts before the frame header (SOF)")
             break
-        length = s.u16(pos + 2, ">")
+        length = s.uint(pos + 2, 2, ">")
         if length < 2:
             raise s.fail(f"segment length {length} at byte {pos}")
         body, end = pos + 4, pos + 2 + length
         if marker in _SOF and size is None:
-            size = (s.u16(body + 3, ">"), s.u16(body + 1, ">"))
+            size = (s.uint(body + 3, 2, ">"), s.uint(body + 1, 2, ">"))
         elif marker == 0xE1:
             if exif is None and end - body >= 6 and s.tag(body, 6) == b"Exif\x00\x00":
                 exif = _exif_orientation(s, body + 6, end)
@@ -214,23 +202,23 @@ def _jpeg(s: _Scan) -> Header:
 
 # --------------------------------------------------------------- WebP
 def _webp(s: _Scan) -> Header:
-    kind, length = s.tag(12), s.u32(16, "<")
+    kind, length = s.tag(12), s.uint(16, 4, "<")
     body = 20
     if kind == b"VP8 ":
         if s.tag(body + 3, 3) != b"\x9d\x01\x2a":
             raise s.fail("no VP8 start code")
-        return _header(s.u16(body + 6, "<") & 0x3FFF, s.u16(body + 8, "<") & 0x3FFF, "WEBP", False, 1)
+        return _header(s.uint(body + 6, 2, "<") & 0x3FFF, s.uint(body + 8, 2, "<") & 0x3FFF, "WEBP", False, 1)
     if kind == b"VP8L":
         if s.u8(body) != 0x2F:
             raise s.fail("no VP8L signature")
-        bits = s.u32(body + 1, "<")
+        bits = s.uint(body + 1, 4, "<")
         w, h = 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
         return _header(w, h, "WEBP", bool((bits >> 28) & 1), 1)
     if kind != b"VP8X":
         raise s.fail(f"first chunk {kind!r} is none of VP8, VP8L, VP8X")
     flags = s.u8(body)
-    w = 1 + (s.u32(body + 4, "<") & 0xFFFFFF)
-    h = 1 + (s.u32(body + 7, "<") & 0xFFFFFF)
+    w = 1 + (s.uint(body + 4, 4, "<") & 0xFFFFFF)
+    h = 1 + (s.uint(body + 7, 4, "<") & 0xFFFFFF)
     orientation = 1
     if flags & 0x0C:  # EXIF or XMP: their chunks follow the image data, found by skipping lengths
         exif: int | None = None
@@ -238,7 +226,7 @@ def _webp(s: _Scan) -> Header:
         pos = body + length + (length & 1)
         while pos + 8 <= len(s.data):
             s.step()
-            kind, length = s.tag(pos), s.u32(pos + 4, "<")
+            kind, length = s.tag(pos), s.uint(pos + 4, 4, "<")
             start, end = pos + 8, min(len(s.data), pos + 8 + length)
             if kind == b"EXIF" and exif is None:
                 skip = 6 if s.data.startswith(b"Exif\x00\x00", start) else 0
@@ -252,7 +240,7 @@ def _webp(s: _Scan) -> Header:
 
 # ---------------------------------------------------------------- GIF
 def _gif(s: _Scan) -> Header:
-    w, h = s.u16(6, "<"), s.u16(8, "<")
+    w, h = s.uint(6, 2, "<"), s.uint(8, 2, "<")
     flags = s.u8(10)
     pos = 13
     palette_needed = False
@@ -279,8 +267,8 @@ def _gif(s: _Scan) -> Header:
                 pos += 1 + n
             pos += 1
         elif byte == 0x2C:
-            x, y = s.u16(pos + 1, "<"), s.u16(pos + 3, "<")
-            fw, fh, local = s.u16(pos + 5, "<"), s.u16(pos + 7, "<"), s.u8(pos + 9)
+            x, y = s.uint(pos + 1, 2, "<"), s.uint(pos + 3, 2, "<")
+            fw, fh, local = s.uint(pos + 5, 2, "<"), s.uint(pos + 7, 2, "<"), s.u8(pos + 9)
             w, h = max(w, x + fw), max(h, y + fh)
             if local & 0x80:
                 n = 3 << ((local & 7) + 1)
@@ -305,19 +293,19 @@ _BMP_ALPHA_MASKS = frozenset(
 
 
 def _bmp(s: _Scan) -> Header:
-    size = s.u32(14, "<")
+    size = s.uint(14, 4, "<")
     if size == 12:
-        return _header(s.u16(18, "<"), s.u16(20, "<"), "BMP", False, 1)
+        return _header(s.uint(18, 2, "<"), s.uint(20, 2, "<"), "BMP", False, 1)
     if size not in (40, 52, 56, 64, 108, 124):
         raise s.fail(f"unsupported header size {size}")
-    w, h = s.u32(18, "<"), s.u32(22, "<")
+    w, h = s.uint(18, 4, "<"), s.uint(22, 4, "<")
     if s.u8(25) == 0xFF:  # negative height: rows stored top-down
         h = 2**32 - h
-    bits, compression = s.u16(28, "<"), s.u32(30, "<")
+    bits, compression = s.uint(28, 2, "<"), s.uint(30, 4, "<")
     alpha = False
     if bits == 32 and compression == 3:  # BITFIELDS
-        masks = tuple(s.u32(54 + 4 * i, "<") for i in range(3))
-        a_mask = s.u32(66, "<") if size >= 56 else 0
+        masks = tuple(s.uint(54 + 4 * i, 4, "<") for i in range(3))
+        a_mask = s.uint(66, 4, "<") if size >= 56 else 0
         alpha = (*masks, a_mask) in _BMP_ALPHA_MASKS
     return _header(w, h, "BMP", alpha, 1)
 
@@ -325,8 +313,8 @@ def _bmp(s: _Scan) -> Header:
 # --------------------------------------------------------------- TIFF
 def _tiff(s: _Scan) -> Header:
     order = "<" if s.data[0] == 0x49 else ">"
-    big = s.u16(2, order) == 43
-    ifd = s.u64(8, order) if big else s.u32(4, order)
+    big = s.uint(2, 2, order) == 43
+    ifd = s.uint(8, 8, order) if big else s.uint(4, 4, order)
     tags, xmp = _ifd(s, 0, ifd, order, big, {256, 257, 262, 274, 277, 338})
     if 256 not in tags or 257 not in tags:
         raise s.fail("the first IFD has no ImageWidth or ImageLength")
@@ -345,28 +333,28 @@ def _ifd(
     """The first value of each wanted (SHORT or LONG) tag of the IFD at
     `base + ifd`, and where its XMP (tag 700) lies: (offset, length)."""
     entry, head = (20, 8) if big else (12, 2)
-    count = s.u64(base + ifd, order) if big else s.u16(base + ifd, order)
+    count = s.uint(base + ifd, 8, order) if big else s.uint(base + ifd, 2, order)
     found: dict[int, int] = {}
     xmp: tuple[int, int] | None = None
     for i in range(count):
         s.step()
         at = base + ifd + head + entry * i
-        tag = s.u16(at, order)
+        tag = s.uint(at, 2, order)
         if tag == 700:
-            n = s.u64(at + 4, order) if big else s.u32(at + 4, order)
+            n = s.uint(at + 4, 8, order) if big else s.uint(at + 4, 4, order)
             value = at + (12 if big else 8)
             inline = n <= (8 if big else 4)
-            xmp = (value if inline else base + (s.u64(value, order) if big else s.u32(value, order)), n)
+            xmp = (value if inline else base + (s.uint(value, 8, order) if big else s.uint(value, 4, order)), n)
         if tag not in wanted:
             continue
-        kind = s.u16(at + 2, order)
+        kind = s.uint(at + 2, 2, order)
         value = at + (12 if big else 8)
         if kind == 3:
-            found[tag] = s.u16(value, order)
+            found[tag] = s.uint(value, 2, order)
         elif kind == 4:
-            found[tag] = s.u32(value, order)
+            found[tag] = s.uint(value, 4, order)
         elif kind == 16 and big:
-            found[tag] = s.u64(value, order)
+            found[tag] = s.uint(value, 8, order)
     return found, xmp
 
 
@@ -380,7 +368,7 @@ def _exif_orientation(s: _Scan, start: int, end: int) -> int:
     if order is None:
         return 1
     try:
-        tags, _ = _ifd(s, start, s.u32(start + 4, order), order, False, {274})
+        tags, _ = _ifd(s, start, s.uint(start + 4, 4, order), order, False, {274})
     except _Short:
         return 1
     value = tags.get(274, 1)
@@ -399,15 +387,11 @@ def _xmp_orientation(s: _Scan, start: int, end: int) -> int:
     return value if 1 <= value <= 8 else 1
 
 
-_PARSERS = (
-    (b"\x89PNG\r\n\x1a\n", "PNG", _png),
-    (b"\xff\xd8", "JPEG", _jpeg),
-    (b"RIFF", "WebP", _webp),
-    (b"GIF87a", "GIF", _gif),
-    (b"GIF89a", "GIF", _gif),
-    (b"BM", "BMP", _bmp),
-    (b"II*\x00", "TIFF", _tiff),
-    (b"MM\x00*", "TIFF", _tiff),
-    (b"II+\x00", "TIFF", _tiff),
-    (b"MM\x00+", "TIFF", _tiff),
+_PARSERS: tuple[tuple[tuple[bytes, ...], str, Callable[[_Scan], Header]], ...] = (
+    ((b"\x89PNG\r\n\x1a\n",), "PNG", _png),
+    ((b"\xff\xd8",), "JPEG", _jpeg),
+    ((b"RIFF",), "WebP", _webp),
+    ((b"GIF87a", b"GIF89a"), "GIF", _gif),
+    ((b"BM",), "BMP", _bmp),
+    ((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"), "TIFF", _tiff),
 )

@@ -49,15 +49,6 @@ TILE = 512  # side of the tiles cropped and converted at once (1 MB in 4-byte pi
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 # Modes Image.reduce averages correctly (P and PA would average palette indices).
 _REDUCIBLE = frozenset({"L", "LA", "RGB", "RGBA", "I", "F", "CMYK", "YCbCr", "RGBa", "La"})
-_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 
 
 @dataclass(frozen=True)
@@ -122,7 +113,7 @@ def _text_error(field: str, exc: ValueError) -> InvalidArgument:
 
 
 def _wide_mode(image: Image.Image) -> str:
-    """The mode a band is converted to before it is reduced."""
+    """The mode a tile is converted to before it is reduced."""
     mode = image.mode
     if mode in _REDUCIBLE:
         return mode
@@ -135,8 +126,8 @@ def _wide_mode(image: Image.Image) -> str:
     return "RGB"
 
 
-def _band_to_8bit(band: Image.Image, mode: str, high: float) -> Image.Image:
-    """A reduced band in `mode` (L, LA, RGB or RGBA). Integer images scale by
+def _tile_to_8bit(band: Image.Image, mode: str, high: float) -> Image.Image:
+    """A reduced tile in `mode` (L, LA, RGB or RGBA). Integer images scale by
     255/65535 when they hold values above 255 (`high`, the whole image's
     maximum), else are taken as 8-bit."""
     if band.mode == "I":
@@ -174,7 +165,7 @@ def _to_array(image: Image.Image, factors: tuple[int, int], grey: bool) -> np.nd
                 tile = tile.convert(wide)
             if factors != (1, 1):
                 tile = tile.reduce(factors)
-            tile = _band_to_8bit(tile, mode, high)
+            tile = _tile_to_8bit(tile, mode, high)
             y, x = top // fy, left // fx
             out[y : y + tile.height, x : x + tile.width] = np.asarray(tile).reshape(tile.height, tile.width, len(mode))
     return out
