@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tests.reliability import cancel, faults, frontdoor, fuzz, load, memory, security, work  # noqa: E402
+from tests.reliability import cancel, faults, frontdoor, fuzz, imagebombs, load, memory, security, work  # noqa: E402
 from tests.reliability.harness import PROFILES, Profile, ScenarioResult, main_server_args, spawn_server  # noqa: E402
 
 # Scenarios on the shared server, in order (memory last but one: it reports
@@ -54,6 +54,8 @@ OWN_SERVER: tuple[tuple[str, Callable[[Profile], ScenarioResult | list[ScenarioR
     ("bomb", frontdoor.run_bomb),
     ("fair", work.run_fair),
     ("partial", work.run_partial_at_time_limit),
+    ("textbomb", imagebombs.run_text_bomb),
+    ("decodemem", imagebombs.run_decode_memory),
 )
 NAMES = [n for n, _ in SHARED] + [n for n, _ in OWN_SERVER]
 
@@ -130,6 +132,25 @@ HEADLINE: dict[str, tuple[str, ...]] = {
         "refused_peak_growth_mb",
         "decoded_code",
         "decoded_peak_growth_mb",
+    ),
+    "PNG text bomb": (
+        "request_kb",
+        "health_p99_ms_(idle)",
+        "health_p99_ms_(1 client)",
+        "health_p99_ms_(3 clients)",
+        "health_max_ms_(3 clients)",
+        "health_timeouts_(3 clients)",
+        "bombs_(1 client)",
+    ),
+    "decode memory": (
+        "side",
+        "bound_mb",
+        "peak_growth_mb_(16-bit grey content)",
+        "peak_growth_mb_(16-bit grey mask)",
+        "peak_growth_mb_(palette+tRNS mask)",
+        "peak_growth_mb_(two at once)",
+        "mode_side",
+        "per_mode_worst_mb",
     ),
     "distinct layer lists": ("lists", "rss_after_warmup_mb", "rss_end_mb", "rss_per_list_mb"),
     "fair share": (
