@@ -267,6 +267,7 @@ def test_a_time_limited_job_is_saved_as_a_partial_result(images, tmp_path):
             "5000",
             "--multiscale-min-size",
             "32",
+            "--accept-partial",
             "--json",
         )
     assert proc.returncode == EXIT_PARTIAL, proc.stderr

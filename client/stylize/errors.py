@@ -152,6 +152,13 @@ class TooLarge(StylizeError):
     gRPC's own message-size refusal). Never retried: make it smaller."""
 
 
+class OverTimeLimit(TooLarge):
+    """The job is estimated to take longer than the server's time per job
+    (OVER_TIME_LIMIT, FAILED_PRECONDITION). Never retried: the message says
+    what would fit (fewer iterations, a smaller size), or send it again with
+    `accept_partial=True` for the best image within the limit."""
+
+
 class Overloaded(StylizeError):
     """No capacity after every retry: QUEUE_FULL, CLIENT_QUOTA or CALL_LIMIT."""
 
@@ -194,6 +201,8 @@ def error_class(failure: Failure) -> type[StylizeError]:
         if not failure.error_info or failure.reason is ErrorReason.TOO_LARGE:
             return TooLarge
         return Overloaded
+    if failure.code == grpc.StatusCode.FAILED_PRECONDITION and failure.reason is ErrorReason.OVER_TIME_LIMIT:
+        return OverTimeLimit
     if failure.code is None:
         return ServerError
     return _CLASS_FOR_CODE.get(failure.code, ServerError)
@@ -211,6 +220,8 @@ def _message(cls: type[StylizeError], failure: Failure, target: str) -> str:
         return f"the server at {target} is {state}: {details}"
     if cls is Unauthenticated:
         return f"not authenticated by {target}: {details or failure.code_name}"
+    if cls is OverTimeLimit:
+        return f"over the server's time limit: {details}"
     if cls is TooLarge:
         if not failure.error_info:
             return f"the request is larger than the server accepts (gRPC message size limit): {details}"

@@ -4,8 +4,8 @@ only once the previous one passed: first the images' headers and the options
 to what the job will use.
 
 The serving layer calls `read_request` (cheap: checks every limit and gives
-the shapes the cost model needs), decides on admission, and only then calls
-`decode_inputs`.
+the shapes the cost model needs), decides on admission (the budget, and
+`check_time` against the time per job), and only then calls `decode_inputs`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import numpy as np
 
 from stylize.v1 import stylize_pb2 as pb
 
-from . import convert, images
+from . import convert, cost, images
 from .delivery import DeliveryOptions, validate_delivery
-from .errors import InvalidArgument
+from .errors import InvalidArgument, OverTimeLimit
 from .options import (
     Inputs,
     InputShapes,
@@ -31,6 +31,7 @@ from .options import (
     style_shape,
     validate,
 )
+from .types import Estimate
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,55 @@ def read_request(request: pb.StylizeRequest, limits: Limits) -> RequestHead:
     return RequestHead(options, delivery, shapes, content.alpha)
 
 
+def check_time(
+    head: RequestHead,
+    options: JobOptions,
+    estimate: Estimate,
+    compile_seconds: float,
+    limit: float,
+    price: Callable[[JobOptions], Estimate],
+) -> None:
+    """Refuse (OverTimeLimit) a job whose estimate, its compiling included,
+    is over the time per job `limit`: it would be stopped there. With
+    `accept_partial` it runs until the limit instead, unless not even its
+    first iteration fits. The message names the estimate, the limit and what
+    would fit (`price`: the estimate of the same job with other options)."""
+    total = compile_seconds + estimate.seconds
+    if total <= limit:
+        return
+    first = compile_seconds + estimate.scales[0].seconds_per_iteration
+    partial = head.delivery.accept_partial
+    if partial and first <= limit:
+        return
+    room = limit - compile_seconds
+    fits: list[str] = []
+    field = "size"
+    if room > 0:
+        iterations = cost.most_iterations_within(options, head.shapes, estimate, room)
+        if iterations and not partial:
+            fits.append(f"iterations {iterations} or fewer")
+            field = "iterations"
+        size = cost.size_within(options, estimate, room, price)
+        if size:
+            fits.append(f"size {size} (with {estimate.total_iterations} iterations)")
+    if not partial and first <= limit:
+        fits.append("accept_partial, for the best image after the limit")
+    compiling = f" + {compile_seconds:.1f} s compiling" if compile_seconds else ""
+    if partial:
+        told = f"not even one iteration fits: the first is estimated at {first:.1f} s"
+        told += f" ({estimate.scales[0].seconds_per_iteration:.1f} s{compiling})"
+    else:
+        told = f"the job is estimated at {total:.1f} s ({estimate.seconds:.1f} s of {estimate.total_iterations}"
+        told += f" iterations{compiling})"
+    if fits:
+        hint = f"what would fit: {', or '.join(fits)}"
+    elif room <= 0:
+        hint = "compiling alone is over it (a job with layers and pooling this server already ran compiles nothing)"
+    else:
+        hint = "no size or number of iterations fits"
+    raise OverTimeLimit(field, f"{told}, over this server's limit of {limit:g} s per job (--max-job-seconds); {hint}")
+
+
 def style_regions(request: pb.StylizeRequest) -> tuple[int, ...]:
     """Each style's region of the loss: styles with the same mask bytes share
     one, the styles without a mask share another. The number of distinct
@@ -89,7 +139,8 @@ def fingerprint(request: pb.StylizeRequest, head: RequestHead) -> str:
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)
 
-    delivery = head.delivery.replace(request_id="", progress_interval=1, preview_max_side=0)
+    # accept_partial decides admission only: a reattach finds the same job either way.
+    delivery = head.delivery.replace(request_id="", progress_interval=1, preview_max_side=0, accept_partial=False)
     add(repr(head.options).encode())
     add(repr(delivery).encode())
     add(request.content.data)

@@ -7,7 +7,8 @@ before the job is admitted:
     draining / loading -> open calls (CALL_LIMIT) -> read the request (RECEIVE_TIMEOUT)
     -> a full pod (QUEUE_FULL) -> headers and options (admission.read_request)
     -> request_id in use (attach, replay a kept outcome, or REQUEST_ID_IN_USE)
-    -> cost model and budget (TOO_LARGE) -> per-client quota (CLIENT_QUOTA)
+    -> cost model and budget (TOO_LARGE) -> time per job (OVER_TIME_LIMIT)
+    -> per-client quota (CLIENT_QUOTA)
     -> the fair queue (QUEUE_FULL) -> decode (bounded executor) -> run
 
 A stream is a `Subscriber` of its job: the frames it sends are rendered on the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import time
 import uuid
@@ -172,15 +174,19 @@ class StyleTransferService:
                 return
         options = resolve(head.options, engine.default_pooling)
         regions = admission.style_regions(request)
-        estimate = cost.estimate(
-            options,
-            head.shapes,
-            engine.profile,
+        price = functools.partial(
+            cost.estimate,
+            shapes=head.shapes,
+            profile=engine.profile,
             target_bytes=scheduler.budget_bytes // self.config.max_concurrent_jobs,
             budget_bytes=scheduler.budget_bytes,
             tile_setting=self.config.tile_size,
             regions=len(set(regions)) or 1,
         )
+        estimate = price(options)
+        guided = any(mask is not None for mask in head.shapes.masks)
+        compiling = engine.compile_seconds(options, guided, estimate)
+        admission.check_time(head, options, estimate, compiling, self.config.max_job_seconds, price)
         job = Job(
             client=client,
             request_id=call.request_id,

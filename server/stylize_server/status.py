@@ -26,6 +26,7 @@ from .errors import (
     InvalidArgument,
     NotFound,
     NumericalError,
+    OverTimeLimit,
     QueueFull,
     ReceiveTimeout,
     RequestIdInUse,
@@ -40,6 +41,10 @@ from .errors import (
 _CODES: tuple[tuple[type[StylizeError], grpc.StatusCode], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (TooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    # Not RESOURCE_EXHAUSTED: nothing frees up by waiting, and generic gRPC
+    # retry policies retry that code; the request must change (or accept a
+    # partial result) before it can run.
+    (OverTimeLimit, grpc.StatusCode.FAILED_PRECONDITION),
     (QueueFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (ClientQuota, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (CallLimit, grpc.StatusCode.RESOURCE_EXHAUSTED),

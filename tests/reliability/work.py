@@ -158,7 +158,7 @@ def run_partial_at_time_limit(profile: Profile) -> ScenarioResult:
         scenario("partial at the time limit") as res,
         spawn_server("--max-job-seconds", "2", "--grace-seconds", "5") as server,
     ):
-        request = make_request(size=64, iterations=2000, request_id="partial")
+        request = make_request(size=64, iterations=2000, request_id="partial", accept_partial=True)
         outcome = stylize(server.stub(), request, timeout=120)
         result = outcome.result
         iterations = server.metric("stylize_iterations_total")
