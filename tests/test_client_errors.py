@@ -23,6 +23,7 @@ from stylize import (
     ErrorReason,
     InvalidArgument,
     Overloaded,
+    OverTimeLimit,
     RequestIdInUse,
     Result,
     RetryPolicy,
@@ -77,6 +78,8 @@ def failure(code: grpc.StatusCode, reason: str | None = None, domain: str = DOMA
         (CODE.RESOURCE_EXHAUSTED, "CALL_LIMIT", Overloaded, True, EXIT_OVERLOADED),
         (CODE.RESOURCE_EXHAUSTED, "TOO_LARGE", TooLarge, False, EXIT_TOO_LARGE),
         (CODE.RESOURCE_EXHAUSTED, None, TooLarge, False, EXIT_TOO_LARGE),  # gRPC's own message-size refusal
+        (CODE.FAILED_PRECONDITION, "OVER_TIME_LIMIT", OverTimeLimit, False, EXIT_TOO_LARGE),
+        (CODE.FAILED_PRECONDITION, None, ServerError, False, EXIT_SERVER_ERROR),
         (CODE.INVALID_ARGUMENT, "INVALID_OPTION", InvalidArgument, False, EXIT_INVALID_ARGUMENT),
         (CODE.INVALID_ARGUMENT, "DECODE_FAILED", InvalidArgument, False, EXIT_INVALID_ARGUMENT),
         (CODE.ALREADY_EXISTS, "REQUEST_ID_IN_USE", RequestIdInUse, False, EXIT_INVALID_ARGUMENT),

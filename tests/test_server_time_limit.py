@@ -6,6 +6,8 @@ counts in the estimate, and in the limit."""
 
 from __future__ import annotations
 
+import itertools
+
 import grpc
 import pytest
 from google.rpc import error_details_pb2
@@ -156,12 +158,12 @@ def test_the_time_limit_counts_compiling(engine):
     result = frames[-1].result
     assert not result.complete and result.stop_reason == pb.STOP_REASON_TIME_LIMIT
     elapsed = [f.progress.elapsed_seconds for f in frames if f.HasField("progress")]
-    assert elapsed[0] > max([b - a for a, b in zip(elapsed, elapsed[1:])], default=0.0)  # it compiled
+    assert elapsed[0] > max([b - a for a, b in itertools.pairwise(elapsed)], default=0.0)  # it compiled
     # Stopped at the first iteration boundary past the limit, compiling
     # included: within two iterations of it (an iteration's loss is read once
     # the next is dispatched), and a second of slack for a loaded machine. Had
     # the clock started after the compile, the job would have run until
     # about elapsed[0] + limit. (A compile slower than the estimate may
     # itself pass the limit: then the job ends after its first iterations.)
-    gap = max([b - a for a, b in zip(elapsed[1:], elapsed[2:])], default=0.0)
+    gap = max([b - a for a, b in itertools.pairwise(elapsed[1:])], default=0.0)
     assert result.compute_seconds < max(limit, elapsed[0]) + 2 * gap + 1.0
