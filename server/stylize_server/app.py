@@ -68,8 +68,7 @@ def _serve(argv: Sequence[str] | None) -> int:
     # thread that wants the GIL waits up to the switch interval per hand-over
     # (5 ms by default); 1 ms keeps refusals and health quick under load.
     sys.setswitchinterval(SWITCH_INTERVAL)
-    if config.log_format == "json":
-        capture_stderr()  # before TensorFlow is imported: its C++ lines go straight to fd 2
+    capture_stderr()  # before TensorFlow is imported: its C++ lines go straight to fd 2
     setup_logging(config.log_format, config.log_level)
     from .errors import WeightsError
     from .lifecycle import Server
