@@ -97,6 +97,17 @@ def test_classification_by_code_and_reason(code, reason, cls, retryable, exit_co
     assert error.reason == (ErrorReason(reason) if reason else None)
 
 
+def test_a_connection_never_made_says_how_to_start_a_server_and_a_lost_one_does_not():
+    refused = "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:9: Connection refused"
+    error = error_for(Failure(CODE.UNAVAILABLE, refused), "127.0.0.1:9")
+    assert type(error) is ConnectError
+    assert str(error).endswith(
+        "is a server running there? Start one with `make run` in a checkout of stylize (or `stylize-server`)"
+    )
+    lost = error_for(Failure(CODE.UNAVAILABLE, "Socket closed"), "127.0.0.1:9")
+    assert type(lost) is ConnectError and "make run" not in str(lost)
+
+
 def test_details_field_retry_delay_and_foreign_domains():
     f = failure(CODE.INVALID_ARGUMENT, "INVALID_OPTION", field="styles[1].mask")
     assert f.field == "styles[1].mask" and error_for(f, "h").field == "styles[1].mask"

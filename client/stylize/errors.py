@@ -15,6 +15,7 @@ ErrorInfo of this API), `.field` (the request field at fault, if any),
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,12 @@ from .schema import DOMAIN, ErrorReason
 # replica behind the same name may take the call).
 CAPACITY_REASONS = frozenset({ErrorReason.QUEUE_FULL, ErrorReason.CLIENT_QUOTA, ErrorReason.CALL_LIMIT})
 RETRYABLE_REASONS = CAPACITY_REASONS | {ErrorReason.LOADING, ErrorReason.DRAINING}
+
+
+# A connection that was never made (rather than one lost mid-call): nothing
+# listens there, or the name does not resolve.
+_NEVER_CONNECTED = re.compile(r"failed to connect|connection refused|dns resolution failed|name resolution", re.I)
+START_HINT = "is a server running there? Start one with `make run` in a checkout of stylize (or `stylize-server`)"
 
 
 @dataclass(frozen=True)
@@ -211,7 +218,10 @@ def error_class(failure: Failure) -> type[StylizeError]:
 def _message(cls: type[StylizeError], failure: Failure, target: str) -> str:
     details = failure.details
     if cls is ConnectError:
-        return f"cannot reach the server at {target}: {details or 'unavailable'}"
+        text = f"cannot reach the server at {target}: {details or 'unavailable'}"
+        if _NEVER_CONNECTED.search(details):
+            text += f"; {START_HINT}"
+        return text
     if cls is Unavailable:
         state = {ErrorReason.LOADING: "still loading", ErrorReason.DRAINING: "shutting down"}.get(
             failure.reason,  # type: ignore[arg-type]
