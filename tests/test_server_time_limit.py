@@ -34,7 +34,7 @@ def _price(request: pb.StylizeRequest, engine) -> tuple[JobOptions, Estimate, fl
     options = resolve(head.options, Pooling.AVG)
     estimate = cost.estimate(options, head.shapes, engine.profile, 1 << 62, 1 << 62)
     guided = any(m is not None for m in head.shapes.masks)
-    return options, estimate, engine.compile_seconds(options, guided, estimate)
+    return options, estimate, engine.compile_seconds(options, estimate, guided)
 
 
 def _refusal(error: grpc.RpcError) -> tuple[str, str]:

@@ -76,15 +76,17 @@ def check_time(
     head: RequestHead,
     options: JobOptions,
     estimate: Estimate,
-    compile_seconds: float,
     limit: float,
     price: Callable[[JobOptions], Estimate],
+    compiling: Callable[[JobOptions, Estimate], float],
 ) -> None:
     """Refuse (OverTimeLimit) a job whose estimate, its compiling included,
     is over the time per job `limit`: it would be stopped there. With
     `accept_partial` it runs until the limit instead, unless not even its
     first iteration fits. The message names the estimate, the limit and what
-    would fit (`price`: the estimate of the same job with other options)."""
+    would fit. `price`: the estimate of the job with other options;
+    `compiling`: the seconds of compiling it needs (engine.compile_seconds)."""
+    compile_seconds = compiling(options, estimate)
     total = compile_seconds + estimate.seconds
     if total <= limit:
         return
@@ -100,18 +102,18 @@ def check_time(
         if iterations and not partial:
             fits.append(f"iterations {iterations} or fewer")
             field = "iterations"
-        size = cost.size_within(options, estimate, room, price)
+        size = cost.size_within(options, total, limit, lambda o: _seconds(o, price, compiling))
         if size:
             fits.append(f"size {size} (with {estimate.total_iterations} iterations)")
     if not partial and first <= limit:
         fits.append("accept_partial, for the best image after the limit")
-    compiling = f" + {compile_seconds:.1f} s compiling" if compile_seconds else ""
+    plus = f" + {compile_seconds:.1f} s compiling" if compile_seconds else ""
     if partial:
         told = f"not even one iteration fits: the first is estimated at {first:.1f} s"
-        told += f" ({estimate.scales[0].seconds_per_iteration:.1f} s{compiling})"
+        told += f" ({estimate.scales[0].seconds_per_iteration:.2f} s{plus})"
     else:
         told = f"the job is estimated at {total:.1f} s ({estimate.seconds:.1f} s of {estimate.total_iterations}"
-        told += f" iterations{compiling})"
+        told += f" iterations{plus})"
     if fits:
         hint = f"what would fit: {', or '.join(fits)}"
     elif room <= 0:
@@ -119,6 +121,13 @@ def check_time(
     else:
         hint = "no size or number of iterations fits"
     raise OverTimeLimit(field, f"{told}, over this server's limit of {limit:g} s per job (--max-job-seconds); {hint}")
+
+
+def _seconds(
+    options: JobOptions, price: Callable[[JobOptions], Estimate], compiling: Callable[[JobOptions, Estimate], float]
+) -> float:
+    estimate = price(options)
+    return estimate.seconds + compiling(options, estimate)
 
 
 def style_regions(request: pb.StylizeRequest) -> tuple[int, ...]:

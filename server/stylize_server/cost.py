@@ -352,22 +352,21 @@ def most_iterations_within(options: JobOptions, shapes: InputShapes, estimate: E
     return best
 
 
-def size_within(
-    options: JobOptions, estimate: Estimate, seconds: float, price: Callable[[JobOptions], Estimate]
-) -> int:
+def size_within(options: JobOptions, spent: float, seconds: float, seconds_at: Callable[[JobOptions], float]) -> int:
     """A `size` (multiple of 16) at which the job, with its iterations, is
-    estimated at most `seconds`; 0 when none is. Time grows about with the
-    pixels, so the first guess scales the side by the square root of the
-    time ratio; `price` (the estimate at another size) checks it, at most
-    four times, each miss shrinking the guess by what it missed by. Bounded,
+    estimated at most `seconds`, given that at its own size it is estimated
+    at `spent`; 0 when none is. Time grows about with the pixels, so the
+    first guess scales the side by the square root of the time ratio;
+    `seconds_at` (the estimate with other options) checks it, at most four
+    times, each miss shrinking the guess by what it missed by. Bounded,
     because admission asks this on the event loop."""
-    size, spent = options.size, estimate.seconds
+    size = options.size
     for _ in range(4):
         size = int(size * math.sqrt(seconds / spent) * 0.97) // layout.ALIGN * layout.ALIGN
         if size < layout.MIN_SIDE:
             return 0
         try:
-            spent = price(options.replace(size=size)).seconds
+            spent = seconds_at(options.replace(size=size))
         except TooLarge:
             continue
         if spent <= seconds:

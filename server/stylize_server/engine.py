@@ -130,16 +130,16 @@ class Engine:
         """The compiled steps of `spec` (from the LRU, or built now)."""
         return self._steps.get(spec)
 
-    def compile_seconds(self, options: JobOptions, guided: bool, estimate: Estimate) -> float:
+    def compile_seconds(self, options: JobOptions, estimate: Estimate, guided: bool) -> float:
         """Seconds of tracing a job with these resolved options would pay
         before its iterations: a new loss specification, or the optimizers
         (history per scale) and tile layouts its cached specification lacks,
         by the profile's figures times what this engine measured of its own
         compiles (`_learn_compile`). 0.0 when everything is compiled.
         Admission adds it to the estimate (a job's time limit counts it)."""
-        return self._compile_units(options, guided, estimate) * self._compile_factor
+        return self._compile_units(options, estimate, guided) * self._compile_factor
 
-    def _compile_units(self, options: JobOptions, guided: bool, estimate: Estimate) -> float:
+    def _compile_units(self, options: JobOptions, estimate: Estimate, guided: bool) -> float:
         options = targets.canonical(options)
         spec = targets.spec_for(options, self.precision, guided)
         optimizers = [(options.optimizer, s.lbfgs_history or options.lbfgs_history) for s in estimate.scales]
@@ -227,7 +227,7 @@ class Engine:
         out_shape = plan.output_shape
         job_regions = regions.plan_regions(inputs.styles, options.unmasked_region, out_shape)
         guided = any(s.mask is not None for s in inputs.styles)
-        compiling = self._compile_units(options, guided, plan.estimate)
+        compiling = self._compile_units(options, plan.estimate, guided)
         steps = self.compiled(targets.spec_for(options, self.precision, guided))
         total = plan.total_iterations
         stopped: StopReason | None = None

@@ -185,8 +185,8 @@ class StyleTransferService:
         )
         estimate = price(options)
         guided = any(mask is not None for mask in head.shapes.masks)
-        compiling = engine.compile_seconds(options, guided, estimate)
-        admission.check_time(head, options, estimate, compiling, self.config.max_job_seconds, price)
+        compiling = functools.partial(engine.compile_seconds, guided=guided)
+        admission.check_time(head, options, estimate, self.config.max_job_seconds, price, compiling)
         job = Job(
             client=client,
             request_id=call.request_id,
