@@ -19,7 +19,7 @@ from stylize_server.layout import Pooling
 from stylize_server.options import JobOptions, Limits, resolve
 from stylize_server.types import Estimate
 from tests.support.metrics import scrape, value
-from tests.support.server import running_server, small_request
+from tests.support.server import StreamReader, is_kind, long_request, running_server, small_request
 
 LIMIT = 2.0
 
@@ -167,3 +167,20 @@ def test_the_time_limit_counts_compiling(engine):
     # itself pass the limit: then the job ends after its first iterations.)
     gap = max([b - a for a, b in itertools.pairwise(elapsed[1:])], default=0.0)
     assert result.compute_seconds < max(limit, elapsed[0]) + 2 * gap + 1.0
+
+
+def test_a_reattach_finds_the_job_whether_or_not_it_says_accept_partial(engine):
+    # accept_partial decides admission only: it is no part of the fingerprint.
+    request = long_request(request_id="partial-1")
+    assert request.accept_partial
+    with running_server(engine=engine, max_job_seconds=LIMIT) as srv:
+        first = StreamReader(srv.stub().Stylize(request, timeout=120))
+        first.wait_for(is_kind("progress"))
+        again = pb.StylizeRequest()
+        again.CopyFrom(request)
+        again.ClearField("accept_partial")
+        frames = list(srv.stub().Stylize(again, timeout=120))
+        assert frames[0].started.reattached
+        result = frames[-1].result
+        assert not result.complete and result.stop_reason == pb.STOP_REASON_TIME_LIMIT
+        assert first.wait_done() == grpc.StatusCode.OK
