@@ -73,6 +73,7 @@ def test_exit_code_cannot_connect(images, tmp_path):
     assert proc.returncode == EXIT_CONNECT
     line = only_error(proc.stderr)
     assert line.startswith(f"stylize: cannot reach the server at 127.0.0.1:{port}")
+    assert "; is a server running there? Start one with `make run`" in line
     assert line.endswith("(after 3 attempts)")
     assert not (tmp_path / "x.png").exists()
 

@@ -20,7 +20,7 @@ import threading
 import pytest
 from PIL import Image
 
-from stylize.cli import EXIT_OK, EXIT_PARTIAL
+from stylize.cli import EXIT_OK, EXIT_PARTIAL, EXIT_TOO_LARGE
 from tests.support.cli import cli_env, error_lines, json_lines, run_cli, stylize_command
 from tests.support.images import jpeg_bytes, png_bytes
 from tests.support.server import running_server
@@ -267,6 +267,7 @@ def test_a_time_limited_job_is_saved_as_a_partial_result(images, tmp_path):
             "5000",
             "--multiscale-min-size",
             "32",
+            "--accept-partial",
             "--json",
         )
     assert proc.returncode == EXIT_PARTIAL, proc.stderr
@@ -279,6 +280,32 @@ def test_a_time_limited_job_is_saved_as_a_partial_result(images, tmp_path):
     (line,) = error_lines(proc.stderr)
     assert line.startswith("stylize: partial result: stopped by the server's time limit")
     assert "of 5000 iterations" in line and line.endswith(f"saved it to {out}")
+
+
+def test_a_job_over_the_time_limit_is_refused_saying_what_would_fit(images, tmp_path):
+    out = tmp_path / "never.png"
+    with running_server(max_job_seconds=1.0) as srv:
+        proc = run_cli(
+            "run",
+            str(images["content"]),
+            str(images["style"]),
+            "-o",
+            str(out),
+            "--server",
+            srv.address,
+            "--size",
+            "32",
+            "--iterations",
+            "5000",
+            "--multiscale-min-size",
+            "32",
+        )
+    assert proc.returncode == EXIT_TOO_LARGE, proc.stderr
+    (line,) = error_lines(proc.stderr)
+    assert line.startswith("stylize: over the server's time limit: iterations: the job is estimated at")
+    assert "over this server's limit of 1 s per job" in line and "or fewer" in line
+    assert line.endswith("; here: --iterations N, --size PX, or --accept-partial")
+    assert not out.exists()
 
 
 def test_a_job_stopped_by_a_drain_is_saved_as_a_partial_result(images, tmp_path):

@@ -66,6 +66,12 @@ def usage_error(capsys, *argv: str) -> str:
         (["run", "{content}", "{style}", "-o", "{content}"], "is one of the input images"),
         (["run", "{content}", "{style}", "-o", "{style}"], "is one of the input images"),
         (["run", "{content}", "{style}", "-o", "{tmp}"], "is one of the input images"),  # -o DIR -> DIR/content.png
+        # An unknown flag of a command points at that command's help, and at the flag meant.
+        (
+            ["run", "{content}", "{style}", "-o", "{out}", "--iteratons", "3"],
+            "unrecognized arguments: --iteratons 3; did you mean --iterations? (see `stylize run --help`)",
+        ),
+        (["info", "--bogus"], "unrecognized arguments: --bogus (see `stylize info --help`)"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(files, tmp_path, capsys, args, message):

@@ -23,6 +23,7 @@ from stylize import (
     ErrorReason,
     InvalidArgument,
     Overloaded,
+    OverTimeLimit,
     RequestIdInUse,
     Result,
     RetryPolicy,
@@ -77,6 +78,8 @@ def failure(code: grpc.StatusCode, reason: str | None = None, domain: str = DOMA
         (CODE.RESOURCE_EXHAUSTED, "CALL_LIMIT", Overloaded, True, EXIT_OVERLOADED),
         (CODE.RESOURCE_EXHAUSTED, "TOO_LARGE", TooLarge, False, EXIT_TOO_LARGE),
         (CODE.RESOURCE_EXHAUSTED, None, TooLarge, False, EXIT_TOO_LARGE),  # gRPC's own message-size refusal
+        (CODE.FAILED_PRECONDITION, "OVER_TIME_LIMIT", OverTimeLimit, False, EXIT_TOO_LARGE),
+        (CODE.FAILED_PRECONDITION, None, ServerError, False, EXIT_SERVER_ERROR),
         (CODE.INVALID_ARGUMENT, "INVALID_OPTION", InvalidArgument, False, EXIT_INVALID_ARGUMENT),
         (CODE.INVALID_ARGUMENT, "DECODE_FAILED", InvalidArgument, False, EXIT_INVALID_ARGUMENT),
         (CODE.ALREADY_EXISTS, "REQUEST_ID_IN_USE", RequestIdInUse, False, EXIT_INVALID_ARGUMENT),
@@ -92,6 +95,17 @@ def test_classification_by_code_and_reason(code, reason, cls, retryable, exit_co
     assert type(error) is cls and exit_code_for(error) == exit_code
     assert (error.code, error.details, error.attempts) == (code, LIAR, 3)
     assert error.reason == (ErrorReason(reason) if reason else None)
+
+
+def test_a_connection_never_made_says_how_to_start_a_server_and_a_lost_one_does_not():
+    refused = "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:9: Connection refused"
+    error = error_for(Failure(CODE.UNAVAILABLE, refused), "127.0.0.1:9")
+    assert type(error) is ConnectError
+    assert str(error).endswith(
+        "is a server running there? Start one with `make run` in a checkout of stylize (or `stylize-server`)"
+    )
+    lost = error_for(Failure(CODE.UNAVAILABLE, "Socket closed"), "127.0.0.1:9")
+    assert type(lost) is ConnectError and "make run" not in str(lost)
 
 
 def test_details_field_retry_delay_and_foreign_domains():

@@ -4,6 +4,7 @@ exits 0."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 
@@ -54,6 +55,10 @@ def test_bad_weights_exit_1_with_a_clear_message(tmp_path):
         pass
     assert "exit code 1" in str(caught.value)
     assert "could not be loaded" in str(caught.value)
+    (exiting,) = [r for r in caught.value.args[0].splitlines() if "could not be loaded" in r]
+    record = json.loads(exiting)
+    assert record["kind"] == "weights" and "--weights" not in record["error"]
+    assert record["fix"].startswith("give the weights source with --weights SOURCE (or STYLIZE_WEIGHTS)")
 
 
 def test_version_answers_without_loading_anything():

@@ -73,7 +73,16 @@ def test_a_truncated_file_gives_one_clear_error(tmp_path: pathlib.Path) -> None:
     with pytest.raises(WeightsError) as err:
         load_keras_vgg19(str(path))
     message = str(err.value)
-    assert "truncated" in message and "80134624" in message and "--weights" in message
+    assert "truncated" in message and "80134624" in message and "weights source" in message
+
+
+def test_the_engine_s_errors_name_no_command_line_flag(tmp_path: pathlib.Path) -> None:
+    # A Python caller passes Engine(weights=...): "--weights" is the server's
+    # advice, added where it logs the error (app.py).
+    for source in (str(tmp_path / "nope.h5"), "random:abc"):
+        with pytest.raises(WeightsError) as err:
+            load_keras_vgg19(source)
+        assert "--weights" not in str(err.value) and f"weights source {source!r}" in str(err.value)
 
 
 def test_a_file_of_another_kind_is_refused(tmp_path: pathlib.Path) -> None:

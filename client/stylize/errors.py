@@ -15,6 +15,7 @@ ErrorInfo of this API), `.field` (the request field at fault, if any),
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,12 @@ from stylize_api.schema import DOMAIN, ErrorReason
 # replica behind the same name may take the call).
 CAPACITY_REASONS = frozenset({ErrorReason.QUEUE_FULL, ErrorReason.CLIENT_QUOTA, ErrorReason.CALL_LIMIT})
 RETRYABLE_REASONS = CAPACITY_REASONS | {ErrorReason.LOADING, ErrorReason.DRAINING}
+
+
+# A connection that was never made (rather than one lost mid-call): nothing
+# listens there, or the name does not resolve.
+_NEVER_CONNECTED = re.compile(r"failed to connect|connection refused|dns resolution failed|name resolution", re.I)
+START_HINT = "is a server running there? Start one with `make run` in a checkout of stylize (or `stylize-server`)"
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,13 @@ class TooLarge(StylizeError):
     gRPC's own message-size refusal). Never retried: make it smaller."""
 
 
+class OverTimeLimit(TooLarge):
+    """The job is estimated to take longer than the server's time per job
+    (OVER_TIME_LIMIT, FAILED_PRECONDITION). Never retried: the message says
+    what would fit (fewer iterations, a smaller size), or send it again with
+    `accept_partial=True` for the best image within the limit."""
+
+
 class Overloaded(StylizeError):
     """No capacity after every retry: QUEUE_FULL, CLIENT_QUOTA or CALL_LIMIT."""
 
@@ -194,6 +208,8 @@ def error_class(failure: Failure) -> type[StylizeError]:
         if not failure.error_info or failure.reason is ErrorReason.TOO_LARGE:
             return TooLarge
         return Overloaded
+    if failure.code == grpc.StatusCode.FAILED_PRECONDITION and failure.reason is ErrorReason.OVER_TIME_LIMIT:
+        return OverTimeLimit
     if failure.code is None:
         return ServerError
     return _CLASS_FOR_CODE.get(failure.code, ServerError)
@@ -202,7 +218,10 @@ def error_class(failure: Failure) -> type[StylizeError]:
 def _message(cls: type[StylizeError], failure: Failure, target: str) -> str:
     details = failure.details
     if cls is ConnectError:
-        return f"cannot reach the server at {target}: {details or 'unavailable'}"
+        text = f"cannot reach the server at {target}: {details or 'unavailable'}"
+        if _NEVER_CONNECTED.search(details):
+            text += f"; {START_HINT}"
+        return text
     if cls is Unavailable:
         state = {ErrorReason.LOADING: "still loading", ErrorReason.DRAINING: "shutting down"}.get(
             failure.reason,  # type: ignore[arg-type]
@@ -211,6 +230,8 @@ def _message(cls: type[StylizeError], failure: Failure, target: str) -> str:
         return f"the server at {target} is {state}: {details}"
     if cls is Unauthenticated:
         return f"not authenticated by {target}: {details or failure.code_name}"
+    if cls is OverTimeLimit:
+        return f"over the server's time limit: {details}"
     if cls is TooLarge:
         if not failure.error_info:
             return f"the request is larger than the server accepts (gRPC message size limit): {details}"

@@ -26,6 +26,7 @@ class ErrorReason(str, enum.Enum):
     INTERNAL = "INTERNAL"
     REQUEST_ID_IN_USE = "REQUEST_ID_IN_USE"
     NOT_FOUND = "NOT_FOUND"
+    OVER_TIME_LIMIT = "OVER_TIME_LIMIT"
 
 
 class StopReason(str, enum.Enum):

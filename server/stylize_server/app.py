@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stylize.server")
 SWITCH_INTERVAL = 0.001  # seconds
+WEIGHTS_FIX = (
+    "give the weights source with --weights SOURCE (or STYLIZE_WEIGHTS): imagenet, a path to the .h5 file, "
+    "or random:0 for a smoke test"
+)
 
 __all__ = ["Server", "main"]
 
@@ -68,8 +72,7 @@ def _serve(argv: Sequence[str] | None) -> int:
     # thread that wants the GIL waits up to the switch interval per hand-over
     # (5 ms by default); 1 ms keeps refusals and health quick under load.
     sys.setswitchinterval(SWITCH_INTERVAL)
-    if config.log_format == "json":
-        capture_stderr()  # before TensorFlow is imported: its C++ lines go straight to fd 2
+    capture_stderr()  # before TensorFlow is imported: its C++ lines go straight to fd 2
     setup_logging(config.log_format, config.log_level)
     from stylize_server.job.errors import WeightsError
     from stylize_server.serving.lifecycle import Server
@@ -99,8 +102,10 @@ def _serve(argv: Sequence[str] | None) -> int:
         stop_requested.wait(0.1)
     if server.load_error is not None:
         error = server.load_error
-        kind = "weights" if isinstance(error, WeightsError) else type(error).__name__
-        log.error("exiting: the model could not be loaded", extra={"fields": {"kind": kind, "error": str(error)}})
+        fields = {"kind": type(error).__name__, "error": str(error)}
+        if isinstance(error, WeightsError):  # its text names no flag: the engine is also used from Python
+            fields.update(kind="weights", fix=WEIGHTS_FIX)
+        log.error("exiting: the model could not be loaded", extra={"fields": fields})
         server.stop(grace=0)
         return 1
     while not stop_requested.wait(1.0):

@@ -163,7 +163,15 @@ HEADLINE: dict[str, tuple[str, ...]] = {
         "extra_job",
     ),
     "deadline in the style pass": ("styles", "style_pass_ms", "deadline_ms", "slot_held_ms"),
-    "partial at the time limit": ("code", "complete", "stop_reason", "iterations", "iterations_requested"),
+    "partial at the time limit": (
+        "refused_code",
+        "refused_ms",
+        "code",
+        "complete",
+        "stop_reason",
+        "iterations",
+        "iterations_requested",
+    ),
     "reattach": (
         "dropped_at_iteration",
         "iterations_run",

@@ -6,8 +6,10 @@
   first and runs next; the flooder's extra job gets CLIENT_QUOTA.
 * A deadline during the style pass: eight styles at four times the output's
   side; the slot is free again in a fraction of the whole pass.
-* Partial at the time limit: a job the server's --max-job-seconds stops ends
-  OK with its best image (complete=false, TIME_LIMIT), and is kept for reattach.
+* Partial at the time limit: a job estimated over --max-job-seconds is
+  refused (OVER_TIME_LIMIT) unless it sets accept_partial; with it, the limit
+  stops it and it ends OK with its best image (complete=false, TIME_LIMIT),
+  kept for reattach.
 * Reattach: a job whose connection drops goes on and a new call attaches to
   it (one optimization of the requested iterations); a finished job's result
   is replayed byte for byte without recomputation.
@@ -158,12 +160,16 @@ def run_partial_at_time_limit(profile: Profile) -> ScenarioResult:
         scenario("partial at the time limit") as res,
         spawn_server("--max-job-seconds", "2", "--grace-seconds", "5") as server,
     ):
-        request = make_request(size=64, iterations=2000, request_id="partial")
+        # Without accept_partial the job is refused: its estimate is over the limit.
+        refused = stylize(server.stub(), make_request(size=64, iterations=2000), timeout=60)
+        request = make_request(size=64, iterations=2000, request_id="partial", accept_partial=True)
         outcome = stylize(server.stub(), request, timeout=120)
         result = outcome.result
         iterations = server.metric("stylize_iterations_total")
         again = stylize(server.stub(), request, timeout=60)
         res.figures.update(
+            refused_code=refused.code.name,
+            refused_ms=round(refused.latency * 1000, 1),
             code=outcome.code.name,
             complete=bool(result and result.complete),
             stop_reason=pb.StopReason.Name(result.stop_reason) if result else None,
@@ -181,6 +187,13 @@ def run_partial_at_time_limit(profile: Profile) -> ScenarioResult:
             f"{outcome.code.name} {result}" if result is None else f"{result.iterations} iterations",
         )
         res.check("counted as stopped for time_limit", res.figures["counted_time_limit"] == 1, "")
+        res.check(
+            "without accept_partial: refused, naming the estimate and the limit",
+            refused.code is grpc.StatusCode.FAILED_PRECONDITION
+            and "limit of 2 s per job" in refused.details
+            and "what would fit" in refused.details,
+            f"{refused.code.name}: {refused.details[:160]}",
+        )
         res.check(
             "the partial result is kept for reattach",
             again.ok

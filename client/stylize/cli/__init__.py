@@ -15,6 +15,7 @@ Pillow, rich); matplotlib is loaded only for --loss-plot.
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -87,6 +88,30 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        # argparse reports a command's unknown flags from the top-level parser
+        # ("see `stylize --help`"): point at the command's help, and at the flag meant.
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            raise UsageError(self._unrecognized(getattr(parsed, "command", None), extras))
+        return parsed
+
+    def _unrecognized(self, command: str | None, extras: list[str]) -> str:
+        parser: argparse.ArgumentParser = self
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+                parser = action.choices[command]
+        flags = [flag for action in parser._actions for flag in action.option_strings]
+        text = f"unrecognized arguments: {' '.join(extras)}"
+        for extra in extras:
+            close = difflib.get_close_matches(extra.split("=", 1)[0], flags, n=1) if extra.startswith("-") else []
+            if close:
+                text += f"; did you mean {close[0]}?"
+                break
+        return f"{text} (see `{parser.prog} --help`)"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ import sys
 
 from ..client import StyleTransferClient
 from ..connection import DEFAULT_TARGET, RetryPolicy, TLSConfig, read_token_file
-from ..errors import StylizeError, TooLarge, Unauthenticated
+from ..errors import OverTimeLimit, StylizeError, TooLarge, Unauthenticated
 from .exits import UsageError
 
 
@@ -38,6 +38,8 @@ def describe(error: BaseException, args: argparse.Namespace | None = None) -> st
             text += f"; check the token in --token-file {token_file}"
         else:
             text += "; give the token with --token-file PATH (or $STYLIZE_TOKEN_FILE)"
+    elif isinstance(error, OverTimeLimit):
+        text += "; here: --iterations N, --size PX, or --accept-partial"
     elif isinstance(error, TooLarge) and error.reason is None:
         text += "; `stylize info` shows the server's max_message_bytes: send smaller files (e.g. JPEG)"
     elif isinstance(error, KeyboardInterrupt):

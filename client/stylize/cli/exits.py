@@ -26,7 +26,7 @@ EXIT_OVERLOADED = 6  # no capacity after every retry: queue full, client quota, 
 EXIT_DEADLINE = 7  # --timeout passed; the server stopped the job
 EXIT_SERVER_ERROR = 8  # the server failed (INTERNAL, ...) or broke the protocol
 EXIT_NOT_SERVING = 9  # `stylize health`: the server is up but not serving
-EXIT_TOO_LARGE = 10  # an image, the request or the job is larger than the server accepts; never retried
+EXIT_TOO_LARGE = 10  # an image, the request or the job is larger (or longer) than the server accepts; never retried
 EXIT_PARTIAL = 11  # the server stopped the job early (time limit, shutdown): the best image so far was saved
 EXIT_INTERRUPTED = 130  # Ctrl-C; the job was cancelled on the server
 
@@ -41,7 +41,10 @@ EXIT_CODES = {
     EXIT_DEADLINE: "deadline exceeded (--timeout)",
     EXIT_SERVER_ERROR: "server error (INTERNAL, ...)",
     EXIT_NOT_SERVING: "health: the server answers but is not SERVING",
-    EXIT_TOO_LARGE: "too large: an image, the request or the job exceeds what the server accepts (not retried)",
+    EXIT_TOO_LARGE: (
+        "too large: an image, the request or the job exceeds what the server accepts, in memory or in time"
+        " (not retried; for time, --accept-partial takes the best image within the limit)"
+    ),
     EXIT_PARTIAL: "partial result: the server stopped the job early; the best image so far was saved",
     EXIT_INTERRUPTED: "cancelled by Ctrl-C (the server stops the job)",
 }

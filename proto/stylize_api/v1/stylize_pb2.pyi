@@ -27,6 +27,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_INTERNAL: _ClassVar[ErrorReason]
     ERROR_REASON_REQUEST_ID_IN_USE: _ClassVar[ErrorReason]
     ERROR_REASON_NOT_FOUND: _ClassVar[ErrorReason]
+    ERROR_REASON_OVER_TIME_LIMIT: _ClassVar[ErrorReason]
 
 class StopReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -99,6 +100,7 @@ ERROR_REASON_NUMERICAL: ErrorReason
 ERROR_REASON_INTERNAL: ErrorReason
 ERROR_REASON_REQUEST_ID_IN_USE: ErrorReason
 ERROR_REASON_NOT_FOUND: ErrorReason
+ERROR_REASON_OVER_TIME_LIMIT: ErrorReason
 STOP_REASON_NONE: StopReason
 STOP_REASON_CLIENT: StopReason
 STOP_REASON_DEADLINE: StopReason
@@ -168,7 +170,7 @@ class LayerWeight(_message.Message):
     def __init__(self, layer: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class StylizeRequest(_message.Message):
-    __slots__ = ("content", "styles", "size", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "pooling", "init", "init_image", "seed", "style_scale", "preserve_colors", "multiscale", "multiscale_min_size", "progress_interval", "preview_max_side", "output_format", "quality", "request_id", "color_control", "unmasked_region", "background", "output_bit_depth")
+    __slots__ = ("content", "styles", "size", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "pooling", "init", "init_image", "seed", "style_scale", "preserve_colors", "multiscale", "multiscale_min_size", "progress_interval", "preview_max_side", "output_format", "quality", "request_id", "color_control", "unmasked_region", "background", "output_bit_depth", "accept_partial")
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     STYLES_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +199,7 @@ class StylizeRequest(_message.Message):
     UNMASKED_REGION_FIELD_NUMBER: _ClassVar[int]
     BACKGROUND_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_BIT_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     content: Image
     styles: _containers.RepeatedCompositeFieldContainer[StyleImage]
     size: int
@@ -225,7 +228,8 @@ class StylizeRequest(_message.Message):
     unmasked_region: UnmaskedRegion
     background: str
     output_bit_depth: int
-    def __init__(self, content: _Optional[_Union[Image, _Mapping]] = ..., styles: _Optional[_Iterable[_Union[StyleImage, _Mapping]]] = ..., size: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., init: _Optional[_Union[Init, str]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., seed: _Optional[int] = ..., style_scale: _Optional[float] = ..., preserve_colors: _Optional[bool] = ..., multiscale: _Optional[bool] = ..., multiscale_min_size: _Optional[int] = ..., progress_interval: _Optional[int] = ..., preview_max_side: _Optional[int] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., quality: _Optional[int] = ..., request_id: _Optional[str] = ..., color_control: _Optional[_Union[ColorControl, str]] = ..., unmasked_region: _Optional[_Union[UnmaskedRegion, str]] = ..., background: _Optional[str] = ..., output_bit_depth: _Optional[int] = ...) -> None: ...
+    accept_partial: bool
+    def __init__(self, content: _Optional[_Union[Image, _Mapping]] = ..., styles: _Optional[_Iterable[_Union[StyleImage, _Mapping]]] = ..., size: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., init: _Optional[_Union[Init, str]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., seed: _Optional[int] = ..., style_scale: _Optional[float] = ..., preserve_colors: _Optional[bool] = ..., multiscale: _Optional[bool] = ..., multiscale_min_size: _Optional[int] = ..., progress_interval: _Optional[int] = ..., preview_max_side: _Optional[int] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., quality: _Optional[int] = ..., request_id: _Optional[str] = ..., color_control: _Optional[_Union[ColorControl, str]] = ..., unmasked_region: _Optional[_Union[UnmaskedRegion, str]] = ..., background: _Optional[str] = ..., output_bit_depth: _Optional[int] = ..., accept_partial: _Optional[bool] = ...) -> None: ...
 
 class StylizeResponse(_message.Message):
     __slots__ = ("queued", "started", "progress", "result")

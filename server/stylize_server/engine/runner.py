@@ -34,9 +34,9 @@ from stylize_server.job.options import Inputs, JobOptions, Limits, Optimizer, St
 from stylize_server.job.plan import UNLIMITED, JobPlan, make_plan
 from stylize_server.job.port import RunHooks
 from stylize_server.job.precision import Precision, choose
-from stylize_server.job.types import Losses, ModelInfo, Progress, Result, ScaleEstimate, StopReason
 
 __all__ = ["Engine", "RunHooks", "layout_of"]
+from stylize_server.job.types import Estimate, Losses, ModelInfo, Progress, Result, ScaleEstimate, StopReason
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,8 @@ class Engine:
         self.xla = xla
         self.limits = limits or Limits()
         self._steps = StepCache(max_compiled, self._compile)
+        self._compile_factor = 1.0  # measured compile time / the profile's figure
+        self._compiles_seen = 0
         kind, name = describe_device()
         choice = choose(precision, lambda: measure_precisions(self.vgg, self.default_pooling, xla))
         self.precision = choice.precision
@@ -125,6 +127,26 @@ class Engine:
     def compiled(self, spec: LossSpec) -> CompiledSteps:
         """The compiled steps of `spec` (from the LRU, or built now)."""
         return self._steps.get(spec)
+
+    def compile_seconds(self, options: JobOptions, estimate: Estimate, guided: bool) -> float:
+        """Seconds of tracing a job with these resolved options would pay
+        before its iterations: a new loss specification, or the optimizers
+        (history per scale) and tile layouts its cached specification lacks,
+        by the profile's figures times what this engine measured of its own
+        compiles (`_learn_compile`). 0.0 when everything is compiled.
+        Admission adds it to the estimate (a job's time limit counts it)."""
+        return self._compile_units(options, estimate, guided) * self._compile_factor
+
+    def _compile_units(self, options: JobOptions, estimate: Estimate, guided: bool) -> float:
+        options = targets.canonical(options)
+        spec = targets.spec_for(options, self.precision, guided)
+        optimizers = [(options.optimizer, s.lbfgs_history or options.lbfgs_history) for s in estimate.scales]
+        layouts = [layout_of(s) for s in estimate.scales if s.tile_size > 0]
+        steps = self._steps.peek(spec)
+        if steps is None:  # its first optimizer and the whole-image functions come with the spec
+            missing = len(set(optimizers)) - 1 + len(set(layouts))
+            return self.profile.compile_seconds + missing * self.profile.step_compile_seconds
+        return steps.missing(optimizers, layouts) * self.profile.step_compile_seconds
 
     @property
     def step_cache(self) -> StepCache:
@@ -212,6 +234,7 @@ class Engine:
         out_shape = plan.output_shape
         job_regions = regions.plan_regions(inputs.styles, options.unmasked_region, out_shape)
         guided = any(s.mask is not None for s in inputs.styles)
+        compiling = self._compile_units(options, plan.estimate, guided)
         steps = self.compiled(targets.spec_for(options, self.precision, guided))
         total = plan.total_iterations
         stopped: StopReason | None = None
@@ -222,6 +245,14 @@ class Engine:
             if stopped is None and hooks.stop is not None:
                 stopped = hooks.stop()
             return stopped is not None
+
+        def on_iteration(iteration: int, seconds: float) -> None:
+            if iteration == 1 and compiling:
+                # Iteration 1 is read once iteration 2 is dispatched (optimize.run_scale).
+                first = plan.scales[0].seconds_per_iteration * min(2, plan.scales[0].iterations)
+                self._learn_compile(compiling, time.perf_counter() - start - first)
+            if hooks.on_iteration is not None:
+                hooks.on_iteration(iteration, seconds)
 
         def phase(name: str) -> None:
             if hooks.on_phase is not None:
@@ -280,7 +311,7 @@ class Engine:
                 options.learning_rate,
                 scale.iterations,
                 done + 1,
-                LoopHooks(on_report=report, should_stop=stop_requested, on_iteration=hooks.on_iteration),
+                LoopHooks(on_report=report, should_stop=stop_requested, on_iteration=on_iteration),
             )
             done += ran
             if ran < scale.iterations:
@@ -303,6 +334,19 @@ class Engine:
             complete=stopped is None and done == total,
             stop_reason=stopped or StopReason.NONE,
         )
+
+    def _learn_compile(self, units: float, seconds: float) -> None:
+        """Fold one job's compile into the factor: everything before its first
+        iteration was read, less the estimate of the iterations run by then
+        (the style pass stays in, so it errs long, as admission should), over the profile's
+        figure. A geometric mean with the factor so far, bounded to 1/4..8,
+        so one outlier moves it at most by its square root."""
+        self._compiles_seen += 1
+        if self._compiles_seen == 1:  # the process's first also pays TensorFlow's own start-up
+            return
+        ratio = min(8.0, max(0.25, seconds / units))
+        self._compile_factor = min(8.0, max(0.25, (self._compile_factor * ratio) ** 0.5))
+        log.debug("compiled in %.2fs (%.2fs by the profile): factor %.2f", seconds, units, self._compile_factor)
 
 
 def _render(x: tf.Tensor, options: JobOptions, content: np.ndarray) -> np.ndarray:

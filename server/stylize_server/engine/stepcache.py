@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from stylize_server.engine.objective import LossSpec, Objective
 from stylize_server.engine.optimize import LBFGS, Adam
@@ -43,6 +43,14 @@ class CompiledSteps:
                 else:
                     self._optimizers[key] = Adam(self.objective, xla=self.xla)
             return self._optimizers[key]
+
+    def missing(self, optimizers: Iterable[tuple[Optimizer, int]], layouts: Iterable[TileLayout]) -> int:
+        """How many of these optimizers ((kind, history)) and tile layouts
+        would be built (and traced) on first use: the cost model counts each
+        as a compile (engine.compile_seconds)."""
+        keys = {(kind, history if kind is Optimizer.LBFGS else 0) for kind, history in optimizers}
+        with self._lock:
+            return len(keys - self._optimizers.keys()) + len(set(layouts) - self._evaluators.keys())
 
     def evaluator(self, layout: TileLayout) -> Evaluator:
         with self._lock:
@@ -75,6 +83,12 @@ class StepCache:
                 self._entries.popitem(last=False)
                 self.evictions += 1
             return entry
+
+    def peek(self, spec: LossSpec) -> CompiledSteps | None:
+        """The entry of `spec` if cached, without building it or making it
+        the most recently used (admission asks this of jobs it may refuse)."""
+        with self._lock:
+            return self._entries.get(spec)
 
     def put(self, spec: LossSpec, entry: CompiledSteps) -> None:
         with self._lock:

@@ -54,12 +54,14 @@ def keras_home() -> str:
 
 
 def _how_to_fix() -> str:
+    # Says "weights source", never a flag: a Python caller passes it as
+    # `weights=`; the server adds its --weights advice where it logs this (app.py).
     return (
         "To fix: (1) download "
         f"{WEIGHTS_FILE} ({WEIGHTS_BYTES} bytes, MD5 {WEIGHTS_MD5}) on a machine with internet access "
-        f"and pass its path with --weights /path/{WEIGHTS_FILE}; or (2) put it into "
+        f"and give its path as the weights source (/path/{WEIGHTS_FILE}); or (2) put it into "
         f"{os.path.join(keras_home(), 'models')} (set KERAS_HOME to use another cache folder) and use "
-        "--weights imagenet; or (3) for an offline smoke test only, use --weights random:0 "
+        "the source 'imagenet'; or (3) for an offline smoke test only, use the source 'random:0' "
         "(the network then has random weights and the results are not artistic)."
     )
 
@@ -90,12 +92,12 @@ def load_keras_vgg19(source: str, download_timeout: float = 120.0) -> tuple[tf.k
         try:
             seed = int(source.split(":", 1)[1])
         except ValueError:
-            raise WeightsError(f"--weights {source!r}: the seed after 'random:' must be an integer") from None
+            raise WeightsError(f"weights source {source!r}: the seed after 'random:' must be an integer") from None
         model = _keras_vgg19(None)
         _random_init(model, seed)
         log.warning(
             "VGG-19 runs with RANDOM weights (%s): results are NOT artistic. "
-            "Use --weights imagenet or a path to %s for real style transfer.",
+            "Use the weights source imagenet or a path to %s for real style transfer.",
             source,
             WEIGHTS_FILE,
         )
@@ -125,17 +127,18 @@ def load_keras_vgg19(source: str, download_timeout: float = 120.0) -> tuple[tf.k
 
     path = os.path.abspath(os.path.expanduser(source))
     if not os.path.isfile(path):
-        raise WeightsError(f"--weights {source!r}: no such file ({path}). " + _how_to_fix())
+        raise WeightsError(f"weights source {source!r}: no such file ({path}). " + _how_to_fix())
     if not path.endswith((".h5", ".hdf5")):
         raise WeightsError(
-            f"--weights {source!r}: expected a Keras HDF5 weights file ending in .h5 ({WEIGHTS_FILE}). " + _how_to_fix()
+            f"weights source {source!r}: expected a Keras HDF5 weights file ending in .h5 ({WEIGHTS_FILE}). "
+            + _how_to_fix()
         )
     try:
         model = _keras_vgg19(path)
     except Exception as exc:
         size = os.path.getsize(path)
         raise WeightsError(
-            f"--weights {source!r}: the file ({size} bytes; the real one is {WEIGHTS_BYTES}) could not be read "
+            f"weights source {source!r}: the file ({size} bytes; the real one is {WEIGHTS_BYTES}) could not be read "
             f"as VGG-19 weights in the Keras application layout ({type(exc).__name__}: {exc}). It may be "
             "truncated or of another layout. " + _how_to_fix()
         ) from exc

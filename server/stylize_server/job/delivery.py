@@ -32,6 +32,9 @@ class DeliveryOptions:
     request_id: str = ""
     background: str = "#ffffff"
     output_bit_depth: int = 8
+    # Run a job estimated over --max-job-seconds until the limit (its best
+    # image so far) instead of refusing it (admission.check_time).
+    accept_partial: bool = False
 
     def replace(self, **changes: object) -> DeliveryOptions:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -61,6 +61,17 @@ class TooLarge(StylizeError):
         super().__init__(message, field=field)
 
 
+class OverTimeLimit(StylizeError):
+    """The job's estimated time is over the server's time per job, and the
+    request did not accept a partial result. The message names the estimate,
+    the limit and what would fit."""
+
+    reason = ErrorReason.OVER_TIME_LIMIT
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message, field=field)
+
+
 class QueueFull(StylizeError):
     reason = ErrorReason.QUEUE_FULL
 

@@ -17,7 +17,7 @@ from stylize_server.job.layout import Pooling
 from stylize_server.job.options import JobOptions, TermValue
 from stylize_server.job.plan import JobPlan
 from stylize_server.job.profiles import Profile
-from stylize_server.job.types import ModelInfo, Progress, Result, StopReason
+from stylize_server.job.types import Estimate, ModelInfo, Progress, Result, StopReason
 
 
 @dataclass
@@ -63,6 +63,11 @@ class EnginePort(Protocol):
 
     def check_options(self, options: JobOptions) -> None:
         """Refuse options the loss terms do not own or accept (InvalidArgument)."""
+        ...
+
+    def compile_seconds(self, options: JobOptions, estimate: Estimate, guided: bool) -> float:
+        """Seconds of tracing a job with these resolved options would pay
+        before its first iteration (0.0 when everything is compiled)."""
         ...
 
     def run(self, plan: JobPlan, hooks: RunHooks | None = None) -> Result:

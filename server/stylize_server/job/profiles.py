@@ -36,6 +36,11 @@ class Profile:
     keep: float = 2.0  # bytes held per activation value, in units of the value's own size
     base_bytes: int = 96 * MIB  # per job, whatever its size (buffers, compiled scratch)
     tile_seconds: float = 0.01  # fixed cost of one tile call (dispatch, slicing)
+    # Tracing a loss specification not yet in the compiled-step cache (its
+    # objective and first optimizer), and each further optimizer or tile
+    # layout of a cached one: a job pays these once, in its first iteration.
+    compile_seconds: float = 4.0
+    step_compile_seconds: float = 1.0
     source: str = "built in: defaults for an unknown device"  # where the figures come from, for the log
 
     @property
@@ -55,6 +60,11 @@ class Profile:
 #   counted activation value and 0.83 x the image-sized vectors (13 runs,
 #   1-16 MP, whole and tiled); `keep` is rounded up to 0.8 and the vectors
 #   left at 1.0, so that admission errs on the safe side.
+# * compiling: a new loss specification's first 128 px job took 4.0 s more
+#   than the same job compiled (default layers and L-BFGS; 2.5 s with two
+#   style layers), a new optimizer on a compiled specification 0.5 s more
+#   (adam); so 4.0 s and 1.0 s. Tracing is host work: the GPU profiles use the
+#   same figures until measured there.
 # GPU figures are estimates for a mid-range data-centre GPU (not measured
 # here: no GPU on the build machine); `make gpu-check` measures them there and
 # writes a profile file (below) that replaces them.

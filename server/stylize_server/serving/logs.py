@@ -1,14 +1,21 @@
 """The server's log lines: a JSON formatter (one object per line), a text
 formatter for terminals whose values are quoted so that no request field can
-forge another, and, in JSON mode, a capture of file descriptor 2 so that every
-line the process prints is JSON, TensorFlow's native C++ lines and Python's
-warnings and tracebacks included.
+forge another, and a capture of file descriptor 2 so that TensorFlow's native
+C++ lines come out in the same format, at their own level.
 
 `capture_stderr()` must run before TensorFlow is imported: TensorFlow's C++
 logging writes straight to fd 2. It points fd 2 at a pipe; a reader thread
-passes JSON lines through and wraps every other line as a record
-{"ts", "level", "logger": "stderr", "event"}. The formatter's own lines go to
-the real stderr directly, under the same lock, so lines never interleave.
+passes JSON lines through and turns every other line into a record of the
+logger "stderr" in the configured format, at the level of its glog/absl
+prefix letter (I, W, E, F; WARNING without one), dropped below the configured
+level (`native_level`). In text mode a line without that prefix (a Python
+traceback) is passed through as it is. The formatter's own lines go to the
+real stderr directly, under the same lock, so lines never interleave.
+
+TensorFlow's CUDA probe on a machine without an NVIDIA device ("failed call
+to cuInit", "Could not find cuda drivers") says nothing wrong: it is logged
+at DEBUG there. Where a device exists it keeps its level (it is the GPU
+failing).
 """
 
 from __future__ import annotations
@@ -25,7 +32,29 @@ from typing import Any, TextIO
 
 # glog / absl C++ prefixes: "I0101 12:00:00.000000 ..." or "2024-01-01 ... W tensorflow/..."
 _GLOG = re.compile(r"^(?:[0-9-]+ [0-9:.]+: )?([IWEF])[0-9 ]")
-_GLOG_LEVELS = {"I": "INFO", "W": "WARNING", "E": "ERROR", "F": "CRITICAL"}
+_GLOG_LEVELS = {"I": logging.INFO, "W": logging.WARNING, "E": logging.ERROR, "F": logging.CRITICAL}
+# TensorFlow looking for a GPU, and absl's note before its logging starts.
+_CUDA_PROBE = re.compile(
+    r"failed call to cuInit|Could not find cuda drivers|cuda_diagnostics|kernel driver does not appear to be running"
+)
+_ABSL_PREAMBLE = "All log messages before absl::InitializeLog() is called are written to STDERR"
+_NVIDIA_DEVICES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")  # /dev/dxg: a GPU under WSL
+
+
+def has_nvidia_device() -> bool:
+    """Whether this machine shows an NVIDIA device node (a GPU to probe for)."""
+    return any(os.path.exists(path) for path in _NVIDIA_DEVICES)
+
+
+def native_level(line: str, gpu: bool) -> tuple[int, bool]:
+    """(level, has a glog/absl prefix) of a line written to fd 2 by native code."""
+    match = _GLOG.match(line)
+    level = _GLOG_LEVELS[match.group(1)] if match else logging.WARNING
+    if _ABSL_PREAMBLE in line or (not gpu and _CUDA_PROBE.search(line)):
+        level = logging.DEBUG
+    return level, match is not None
+
+
 _BARE = re.compile(r"^[A-Za-z0-9_.:/@+-]+$")
 
 
@@ -113,9 +142,13 @@ class _LineStream:
 
 
 class StderrCapture:
-    """fd 2 -> a pipe whose non-JSON lines become JSON records on the real stderr."""
+    """fd 2 -> a pipe whose non-JSON lines become records on the real stderr
+    (`formatter` and `level`: JSON and INFO until setup_logging says)."""
 
     def __init__(self) -> None:
+        self.formatter: logging.Formatter = JsonFormatter()
+        self.level = logging.INFO
+        self.gpu = has_nvidia_device()
         self._saved = os.dup(2)
         self.writer = _LineWriter(self._saved)
         read_fd, write_fd = os.pipe()
@@ -148,16 +181,28 @@ class StderrCapture:
                 return
             except ValueError:
                 pass
-        match = _GLOG.match(line)
-        level = _GLOG_LEVELS[match.group(1)] if match else "WARNING"
-        entry = {"ts": _now(_dt.datetime.now(_dt.UTC).timestamp()), "level": level, "logger": "stderr", "event": line}
-        self.writer.write_line(json.dumps(entry))
+        text = format_native(line, self.formatter, self.level, self.gpu)
+        if text is not None:
+            self.writer.write_line(text)
 
     def close(self, timeout: float = 2.0) -> None:
         """Point fd 2 back at the real stderr and let the reader drain the pipe."""
         sys.stderr.flush()
         os.dup2(self._saved, 2)  # closes the pipe's last write end: the reader sees EOF
         self._thread.join(timeout)
+
+
+def format_native(line: str, formatter: logging.Formatter, threshold: int, gpu: bool) -> str | None:
+    """A native line as `formatter` writes it, at its level; None below `threshold`."""
+    level, prefixed = native_level(line, gpu)
+    if level < threshold:
+        return None
+    if not prefixed and isinstance(formatter, TextFormatter):
+        return line  # a traceback or a message of a library: kept readable as it is
+    record = logging.makeLogRecord(
+        {"name": "stderr", "levelno": level, "levelname": logging.getLevelName(level), "msg": line, "args": None}
+    )
+    return formatter.format(record)
 
 
 _capture: StderrCapture | None = None
@@ -184,7 +229,10 @@ def setup_logging(log_format: str = "json", level: str = "INFO", stream: TextIO 
     if stream is None and _capture is not None:
         stream = _LineStream(_capture.writer)  # type: ignore[assignment]
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    formatter = JsonFormatter() if log_format == "json" else TextFormatter()
+    handler.setFormatter(formatter)
+    if _capture is not None:
+        _capture.formatter, _capture.level = formatter, logging.getLevelName(level.upper())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -7,7 +7,8 @@ before the job is admitted:
     draining / loading -> open calls (CALL_LIMIT) -> read the request (RECEIVE_TIMEOUT)
     -> a full pod (QUEUE_FULL) -> headers and options (admission.read_request)
     -> request_id in use (attach, replay a kept outcome, or REQUEST_ID_IN_USE)
-    -> cost model and budget (TOO_LARGE) -> per-client quota (CLIENT_QUOTA)
+    -> cost model and budget (TOO_LARGE) -> time per job (OVER_TIME_LIMIT)
+    -> per-client quota (CLIENT_QUOTA)
     -> the fair queue (QUEUE_FULL) -> decode (bounded executor) -> run
 
 A stream is a `Subscriber` of its job: the frames it sends are rendered on the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import time
 import uuid
@@ -31,6 +33,7 @@ from grpc import aio
 
 from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.config import ServerConfig
+from stylize_server.job import cost
 from stylize_server.job.errors import Draining, InternalError, Loading, NotFound, RequestIdInUse, Stopped, StylizeError
 from stylize_server.job.plan import JobPlan, make_plan
 from stylize_server.job.port import EnginePort
@@ -172,18 +175,33 @@ class StyleTransferService:
                 return
         regions = admission.style_regions(request)
         engine.check_options(head.options)
+        share = scheduler.budget_bytes // self.config.max_concurrent_jobs
         plan = make_plan(  # the one resolve and estimate of this job: everything after reads it
             head.options,
             head.shapes,
             default_pooling=engine.default_pooling,
             profile=engine.profile,
             regions=len(set(regions)) or 1,
-            target_bytes=scheduler.budget_bytes // self.config.max_concurrent_jobs,
+            target_bytes=share,
             budget_bytes=scheduler.budget_bytes,
             tile_setting=self.config.tile_size,
             term_costs=engine.term_costs,
             term_defaults=engine.term_defaults,
         )
+        # What would fit the time limit: the same pricing of other sizes and iteration counts.
+        price = functools.partial(
+            cost.estimate,
+            shapes=head.shapes,
+            profile=engine.profile,
+            target_bytes=share,
+            budget_bytes=scheduler.budget_bytes,
+            tile_setting=self.config.tile_size,
+            regions=len(set(regions)) or 1,
+            terms=engine.term_costs,
+        )
+        guided = any(mask is not None for mask in head.shapes.masks)
+        compiling = functools.partial(engine.compile_seconds, guided=guided)
+        admission.check_time(head, plan.options, plan.estimate, self.config.max_job_seconds, price, compiling)
         job = Job(
             client=client,
             request_id=call.request_id,

@@ -4,8 +4,8 @@ only once the previous one passed: first the images' headers and the options
 to what the job will use.
 
 The serving layer calls `read_request` (cheap: checks every limit and gives
-the shapes the cost model needs), decides on admission, and only then calls
-`decode_inputs`.
+the shapes the cost model needs), decides on admission (the budget, and
+`check_time` against the time per job), and only then calls `decode_inputs`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from stylize_api.v1 import stylize_pb2 as pb
-from stylize_server.job import images
+from stylize_server.job import cost, images
 from stylize_server.job.delivery import DeliveryOptions, validate_delivery
-from stylize_server.job.errors import InvalidArgument
+from stylize_server.job.errors import InvalidArgument, OverTimeLimit
 from stylize_server.job.options import (
     Inputs,
     InputShapes,
@@ -30,6 +30,7 @@ from stylize_server.job.options import (
     style_shape,
     validate,
 )
+from stylize_server.job.types import Estimate
 from stylize_server.wire import convert
 
 
@@ -71,6 +72,64 @@ def read_request(request: pb.StylizeRequest, limits: Limits) -> RequestHead:
     return RequestHead(options, delivery, shapes, content.alpha)
 
 
+def check_time(
+    head: RequestHead,
+    options: JobOptions,
+    estimate: Estimate,
+    limit: float,
+    price: Callable[[JobOptions], Estimate],
+    compiling: Callable[[JobOptions, Estimate], float],
+) -> None:
+    """Refuse (OverTimeLimit) a job whose estimate, its compiling included,
+    is over the time per job `limit`: it would be stopped there. With
+    `accept_partial` it runs until the limit instead, unless not even its
+    first iteration fits. The message names the estimate, the limit and what
+    would fit. `price`: the estimate of the job with other options;
+    `compiling`: the seconds of compiling it needs (engine.compile_seconds)."""
+    compile_seconds = compiling(options, estimate)
+    total = compile_seconds + estimate.seconds
+    if total <= limit:
+        return
+    first = compile_seconds + estimate.scales[0].seconds_per_iteration
+    partial = head.delivery.accept_partial
+    if partial and first <= limit:
+        return
+    room = limit - compile_seconds
+    fits: list[str] = []
+    field = "size"
+    if room > 0:
+        iterations = cost.most_iterations_within(options, head.shapes, estimate, room)
+        if iterations and not partial:
+            fits.append(f"iterations {iterations} or fewer")
+            field = "iterations"
+        size = cost.size_within(options, total, limit, lambda o: _seconds(o, price, compiling))
+        if size:
+            fits.append(f"size {size} (with {estimate.total_iterations} iterations)")
+    if not partial and first <= limit:
+        fits.append("accept_partial, for the best image after the limit")
+    plus = f" + {compile_seconds:.1f} s compiling" if compile_seconds else ""
+    if partial:
+        told = f"not even one iteration fits: the first is estimated at {first:.1f} s"
+        told += f" ({estimate.scales[0].seconds_per_iteration:.2f} s{plus})"
+    else:
+        told = f"the job is estimated at {total:.1f} s ({estimate.seconds:.1f} s of {estimate.total_iterations}"
+        told += f" iterations{plus})"
+    if fits:
+        hint = f"what would fit: {', or '.join(fits)}"
+    elif room <= 0:
+        hint = "compiling alone is over it (a job with layers and pooling this server already ran compiles nothing)"
+    else:
+        hint = "no size or number of iterations fits"
+    raise OverTimeLimit(field, f"{told}, over this server's limit of {limit:g} s per job (--max-job-seconds); {hint}")
+
+
+def _seconds(
+    options: JobOptions, price: Callable[[JobOptions], Estimate], compiling: Callable[[JobOptions, Estimate], float]
+) -> float:
+    estimate = price(options)
+    return estimate.seconds + compiling(options, estimate)
+
+
 def style_regions(request: pb.StylizeRequest) -> tuple[int, ...]:
     """Each style's region of the loss: styles with the same mask bytes share
     one, the styles without a mask share another. The number of distinct
@@ -89,7 +148,8 @@ def fingerprint(request: pb.StylizeRequest, head: RequestHead) -> str:
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)
 
-    delivery = head.delivery.replace(request_id="", progress_interval=1, preview_max_side=0)
+    # accept_partial decides admission only: a reattach finds the same job either way.
+    delivery = head.delivery.replace(request_id="", progress_interval=1, preview_max_side=0, accept_partial=False)
     add(repr(head.options).encode())
     add(repr(delivery).encode())
     add(request.content.data)

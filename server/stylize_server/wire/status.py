@@ -25,6 +25,7 @@ from stylize_server.job.errors import (
     InvalidArgument,
     NotFound,
     NumericalError,
+    OverTimeLimit,
     QueueFull,
     ReceiveTimeout,
     RequestIdInUse,
@@ -39,6 +40,10 @@ from stylize_server.job.errors import (
 _CODES: tuple[tuple[type[StylizeError], grpc.StatusCode], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (TooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    # Not RESOURCE_EXHAUSTED: nothing frees up by waiting, and generic gRPC
+    # retry policies retry that code; the request must change (or accept a
+    # partial result) before it can run.
+    (OverTimeLimit, grpc.StatusCode.FAILED_PRECONDITION),
     (QueueFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (ClientQuota, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (CallLimit, grpc.StatusCode.RESOURCE_EXHAUSTED),
