@@ -88,8 +88,7 @@ def configs(sizes: list[int], xla: list[bool]) -> list[dict[str, Any]]:
 def worker_probe() -> dict[str, Any]:
     import tensorflow as tf
 
-    from stylize_server.engine.device import describe_device, enable_memory_growth
-    from stylize_server.serving.budget import gpu_total_memory
+    from stylize_server.engine.device import describe_device, enable_memory_growth, gpu_total_memory
 
     enable_memory_growth()  # reading the memory size starts the GPU: not with all of it taken
     kind, name = describe_device()

@@ -220,7 +220,7 @@ def test_the_fit_makes_the_cost_model_match_and_never_undershoot_memory() -> Non
         seconds, _ = _estimate(profile, side)
         deepest = cost.deepest_layer(options)
         activations = cost.activation_bytes(side, side, deepest, dataclasses.replace(profile, keep=1.0), cost.Tiling())
-        vectors = cost.vector_bytes(side, side, options, options.lbfgs_history, 1, cost.Tiling())
+        vectors = cost.vector_bytes(side, side, options, options.lbfgs_history, 1, cost.Tiling(), TERMS)
         rows.append(
             {
                 "size": side,
