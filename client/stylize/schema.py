@@ -45,6 +45,7 @@ class ErrorReason(str, enum.Enum):
     INTERNAL = "INTERNAL"
     REQUEST_ID_IN_USE = "REQUEST_ID_IN_USE"
     NOT_FOUND = "NOT_FOUND"
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"
 
 
 class StopReason(str, enum.Enum):

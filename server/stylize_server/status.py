@@ -24,6 +24,7 @@ from .errors import (
     DeadlineExceeded,
     InternalError,
     InvalidArgument,
+    MalformedRequest,
     NotFound,
     NumericalError,
     QueueFull,
@@ -39,6 +40,7 @@ from .errors import (
 
 _CODES: tuple[tuple[type[StylizeError], grpc.StatusCode], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (MalformedRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (TooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (QueueFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (ClientQuota, grpc.StatusCode.RESOURCE_EXHAUSTED),
