@@ -79,6 +79,7 @@ def failure(code: grpc.StatusCode, reason: str | None = None, domain: str = DOMA
         (CODE.RESOURCE_EXHAUSTED, None, TooLarge, False, EXIT_TOO_LARGE),  # gRPC's own message-size refusal
         (CODE.INVALID_ARGUMENT, "INVALID_OPTION", InvalidArgument, False, EXIT_INVALID_ARGUMENT),
         (CODE.INVALID_ARGUMENT, "DECODE_FAILED", InvalidArgument, False, EXIT_INVALID_ARGUMENT),
+        (CODE.INVALID_ARGUMENT, "MALFORMED_REQUEST", InvalidArgument, False, EXIT_INVALID_ARGUMENT),
         (CODE.ALREADY_EXISTS, "REQUEST_ID_IN_USE", RequestIdInUse, False, EXIT_INVALID_ARGUMENT),
         (CODE.INTERNAL, "NUMERICAL", ServerError, False, EXIT_SERVER_ERROR),
         (CODE.INTERNAL, None, ServerError, False, EXIT_SERVER_ERROR),
