@@ -109,9 +109,6 @@ class Scheduler:
         """The running slots one client may hold while another client waits."""
         return max(1, self.max_concurrent - 1)
 
-    def running_of(self, client: str) -> int:
-        return self._running_of.get(client, 0)
-
     # ---------------------------------------------------------- admission
     def check_room(self) -> None:
         """Refuse at once when `admit` could only refuse: a full pod answers
