@@ -111,3 +111,44 @@ def test_a_not_utf8_string_names_the_problem(engine):
             _call(srv.channel(), "Cancel", _string_field(1, BAD_UTF8))
         assert "bad UTF-8" in (caught.value.details() or "")
         assert "\\xff" not in (caught.value.details() or "")  # the caller's bytes are not echoed
+
+
+def test_health_and_reflection_refuse_garbage_too_and_still_answer(engine, caplog):
+    """They are gRPC's own services, but health answers everyone without a token:
+    garbage must not become UNKNOWN with a traceback at ERROR there either."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    caplog.set_level(logging.WARNING)
+    with running_server(engine=engine) as srv:
+        channel = srv.channel()
+        health = "/grpc.health.v1.Health/"
+        for call in (
+            channel.unary_unary(health + "Check", request_serializer=None, response_deserializer=None),
+            channel.unary_stream(health + "Watch", request_serializer=None, response_deserializer=None),
+        ):
+            with pytest.raises(grpc.RpcError) as caught:
+                reply = call(b"\xff" * 7, timeout=10)
+                if not isinstance(reply, bytes):
+                    next(iter(reply))
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert _details(caught.value) == ("MALFORMED_REQUEST", ["google.rpc.ErrorInfo"])
+        info = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+        with pytest.raises(grpc.RpcError) as caught:
+            list(channel.stream_stream(info, request_serializer=None, response_deserializer=None)(iter([b"\xff" * 7])))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert errors == [], [r.getMessage() for r in errors]
+
+        # Well-formed calls go through the guard unchanged, in both response styles.
+        stub = health_pb2_grpc.HealthStub(channel)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        assert stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status == serving
+        watch = stub.Watch(health_pb2.HealthCheckRequest(service="stylize.v1.StyleTransfer"), timeout=10)
+        assert next(iter(watch)).status == serving
+        watch.cancel()
+        listing = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10
+        )
+        names = {s.name for s in next(iter(listing)).list_services_response.service}
+        assert "stylize.v1.StyleTransfer" in names
