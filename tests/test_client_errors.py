@@ -82,6 +82,7 @@ def failure(code: grpc.StatusCode, reason: str | None = None, domain: str = DOMA
         (CODE.FAILED_PRECONDITION, None, ServerError, False, EXIT_SERVER_ERROR),
         (CODE.INVALID_ARGUMENT, "INVALID_OPTION", InvalidArgument, False, EXIT_INVALID_ARGUMENT),
         (CODE.INVALID_ARGUMENT, "DECODE_FAILED", InvalidArgument, False, EXIT_INVALID_ARGUMENT),
+        (CODE.INVALID_ARGUMENT, "MALFORMED_REQUEST", InvalidArgument, False, EXIT_INVALID_ARGUMENT),
         (CODE.ALREADY_EXISTS, "REQUEST_ID_IN_USE", RequestIdInUse, False, EXIT_INVALID_ARGUMENT),
         (CODE.INTERNAL, "NUMERICAL", ServerError, False, EXIT_SERVER_ERROR),
         (CODE.INTERNAL, None, ServerError, False, EXIT_SERVER_ERROR),

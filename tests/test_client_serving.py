@@ -139,9 +139,11 @@ def test_a_connection_lost_mid_job_is_attached_again_and_the_job_runs_once(serve
 def test_cancel_by_request_id_stops_the_job_on_the_server(server):
     errors: list[BaseException] = []
     running = threading.Event()
+    # Without auth, another client object cancels the job only with its job secret.
+    secret = "cancel-test-secret-0123456789"
 
     def run() -> None:
-        with StyleTransferClient(server.address, timeout=120) as client:
+        with StyleTransferClient(server.address, timeout=120, job_secret=secret) as client:
             try:
                 for event in client.stylize(CONTENT, STYLE, **dict(FAST, iterations=5000), request_id="c1"):
                     if isinstance(event, Progress):
@@ -152,7 +154,9 @@ def test_cancel_by_request_id_stops_the_job_on_the_server(server):
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     assert running.wait(60)
-    with StyleTransferClient(server.address, timeout=30) as client:
+    with StyleTransferClient(server.address, timeout=30) as stranger, pytest.raises(NotFound):
+        stranger.cancel("c1")  # a random secret of its own: not its job
+    with StyleTransferClient(server.address, timeout=30, job_secret=secret) as client:
         assert client.cancel("c1") is True
         thread.join(30)
         assert not thread.is_alive()

@@ -23,6 +23,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DOCKER_DIR = REPO / "deploy" / "docker"
 DOCKERFILE = DOCKER_DIR / "Dockerfile"
+ENTRYPOINT = DOCKER_DIR / "entrypoint.sh"
 HADOLINT = Path(sys.executable).parent / "hadolint"
 WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 WEIGHTS_MD5 = "253f8cb515780f3b799900260a226db6"
@@ -175,7 +176,16 @@ def test_exposes_the_ports_and_starts_the_server() -> None:
     exposed = {p for ins in stage if ins.keyword == "EXPOSE" for p in ins.args.split()}
     assert exposed == {"50051", "9090"}
     entrypoints = [ins.args for ins in stage if ins.keyword == "ENTRYPOINT"]
-    assert entrypoints == ['["stylize-server"]'], "exec form, so SIGTERM reaches the server"
+    assert entrypoints == ['["stylize-entrypoint"]'], "exec form, so SIGTERM reaches the server"
+    copies = [ins.args for ins in stage if ins.keyword == "COPY" and "entrypoint" in ins.args]
+    assert copies == ["--chmod=0755 deploy/docker/entrypoint.sh /usr/local/bin/stylize-entrypoint"]
+    # The script ends in `exec stylize-server` on every path: the server replaces the shell.
+    script = [
+        line.strip()
+        for line in ENTRYPOINT.read_text().splitlines()
+        if line.strip().startswith(("exec", "stylize-server"))
+    ]
+    assert script and all(line.startswith("exec stylize-server") for line in script)
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     # The shim answers --version and a missing server extra itself, then runs stylize_server.app.main.
     assert scripts["stylize-server"] == "stylize_server.entry:main"
@@ -212,7 +222,7 @@ def test_dockerignore_keeps_what_the_image_copies_and_drops_the_rest() -> None:
     copied: list[str] = []
     for ins in parse(DOCKERFILE):
         if ins.keyword == "COPY" and "--from" not in ins.args:
-            copied.extend(ins.args.split()[:-1])
+            copied.extend(arg for arg in ins.args.split()[:-1] if not arg.startswith("--"))  # --chmod=...: a flag
     assert copied
     for source in copied:
         assert (REPO / source).exists(), f"COPY source {source} is missing from the repository"

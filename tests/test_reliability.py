@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reliability import cancel, faults, frontdoor, fuzz, load, memory, security, work
+from tests.reliability import cancel, fairslots, faults, frontdoor, fuzz, load, memory, security, work
 from tests.reliability.harness import FAST, ServerProc, main_server_args, spawn_server
 
 pytestmark = pytest.mark.slow
@@ -51,6 +51,11 @@ def test_the_issue_s_decompression_bomb_costs_less_than_300_mb() -> None:
 
 def test_fair_share_and_a_deadline_within_the_style_pass() -> None:
     for result in work.run_fair(FAST):
+        result.assert_ok()
+
+
+def test_fair_share_on_two_slots_never_lets_the_flooder_overtake() -> None:
+    for result in fairslots.run_fair_slots(FAST):
         result.assert_ok()
 
 

@@ -12,6 +12,7 @@ import pytest
 from stylize_api.v1 import stylize_pb2 as pb
 from stylize_api.v1 import stylize_pb2_grpc as pb_grpc
 from tests.support.metrics import scrape, value, wait_for_value
+from tests.support.secret import with_job_secret
 from tests.support.server import StreamReader, is_kind, long_request, running_server, small_request
 from tests.support.streams import error_reason
 
@@ -24,7 +25,7 @@ def test_reattach_to_a_running_job_after_the_connection_is_lost(engine):
     with running_server(engine=engine) as srv:
         request = small_request(size=48, iterations=150, request_id="survivor")
         before = _iterations(srv)
-        lost = grpc.insecure_channel(srv.address)
+        lost = with_job_secret(grpc.insecure_channel(srv.address))
         first = StreamReader(pb_grpc.StyleTransferStub(lost).Stylize(request, timeout=120))
         seen = first.wait_for(lambda f: f.HasField("progress") and f.progress.iteration >= 3).progress.iteration
         lost.close()  # the connection drops mid-job
@@ -91,7 +92,7 @@ def test_a_detached_job_stops_after_the_grace(engine):
     with running_server(engine=engine, detach_grace_seconds=0.5) as srv:
         port = srv.metrics_port
         stopped0 = value(scrape(port), "stylize_jobs_stopped_total", reason="client")
-        lost = grpc.insecure_channel(srv.address)
+        lost = with_job_secret(grpc.insecure_channel(srv.address))
         job = StreamReader(pb_grpc.StyleTransferStub(lost).Stylize(long_request(request_id="orphan"), timeout=120))
         job.wait_for(is_kind("progress"))
         lost.close()

@@ -171,6 +171,9 @@ class StyleTransferClient(ClientChannel):
 
     target:  "host:port", "dns:///name:port" (round-robin over all addresses), ...
     token:   bearer token sent as `authorization: Bearer <token>`.
+    job_secret: proves on a server without auth that a job is this client's
+             (reattach, `cancel`); a random one by default. Pass the same one
+             to cancel from another process.
     tls:     TLSConfig for a TLS channel; None for plaintext.
     timeout: default deadline in seconds of each call, retries included (None: none).
     retry:   RetryPolicy: how often to try again after a refusal that waiting fixes

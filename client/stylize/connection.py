@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -170,6 +171,16 @@ def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
+# The metadata that proves, on a server without auth, that a job is this
+# client's: the server reattaches and cancels a job only for the secret it
+# was started with (server: stylize_server/ownership.py).
+JOB_SECRET_METADATA = "stylize-job-secret"
+
+
+def new_job_secret() -> str:
+    return secrets.token_urlsafe(24)  # 32 characters, 192 random bits
+
+
 def read_token_file(path: str | os.PathLike[str]) -> str:
     """The token in `path`, surrounding whitespace removed; ValueError if empty."""
     token = Path(path).read_text().strip()
@@ -195,11 +206,15 @@ class ClientChannel:
         retry: RetryPolicy | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         options: Sequence[tuple[str, Any]] = (),
+        job_secret: str | None = None,
     ) -> None:
         self.target = target
         self.timeout = timeout
         self.retry = retry if retry is not None else RetryPolicy()
-        self._metadata = auth_metadata(token)
+        # Sent on every call: a server without auth lets only its holder
+        # reattach to or cancel the jobs this client starts.
+        self.job_secret = job_secret or new_job_secret()
+        self._metadata = (*auth_metadata(token), (JOB_SECRET_METADATA, self.job_secret))
         self._channel = open_channel(self._grpc, target, tls, max_message_bytes, options)
         self._stub = stylize_pb2_grpc.StyleTransferStub(self._channel)  # type: ignore[no-untyped-call]
         self._health_check = self._channel.unary_unary(

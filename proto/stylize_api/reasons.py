@@ -27,6 +27,7 @@ class ErrorReason(str, enum.Enum):
     REQUEST_ID_IN_USE = "REQUEST_ID_IN_USE"
     NOT_FOUND = "NOT_FOUND"
     OVER_TIME_LIMIT = "OVER_TIME_LIMIT"
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"
 
 
 class StopReason(str, enum.Enum):

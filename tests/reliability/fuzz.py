@@ -7,6 +7,10 @@ happened to be valid), INVALID_ARGUMENT with a message, RESOURCE_EXHAUSTED
 INTERNAL, UNKNOWN or a dropped connection; afterwards the
 process is alive, logged no error, and a good request succeeds.
 
+Then the same at the byte level (wirefuzz.py), through a raw channel, on
+every method: bytes that do not parse as the method's request type must be
+INVALID_ARGUMENT with reason MALFORMED_REQUEST (issue 17, item 7).
+
 Hypothesis runs derandomized (the same requests every run), without a
 deadline, database or shrinking: a failure is recorded with the request that
 caused it, not minimized against a live server.
@@ -22,7 +26,7 @@ from hypothesis import strategies as st
 
 from stylize_api.v1 import stylize_pb2 as pb
 
-from . import malformed
+from . import malformed, wirefuzz
 from .harness import Profile, ScenarioResult, ServerProc, result_problems, scenario, stylize
 from .malformed import Mutation, base_request, corpus, mutations
 
@@ -42,6 +46,8 @@ class _Record:
     codes: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     invalid_without_message: int = 0
+    wire_sent: int = 0
+    wire_malformed: int = 0
 
 
 def _send(server: ServerProc, stub, request: pb.StylizeRequest, label: str, rec: _Record) -> None:
@@ -86,6 +92,34 @@ def run_fuzz(server: ServerProc, profile: Profile) -> ScenarioResult:
             _send(server, stub, request, f"example {rec.sent - corpus_count}", rec)
 
         fuzz_one()
+        channel = server.channel()
+
+        def send_bytes(label: str, method: str, data: bytes) -> None:
+            code, details, reason = wirefuzz.call(channel, method, data)
+            rec.wire_sent += 1
+            rec.wire_malformed += not wirefuzz.parses(method, data)
+            rec.codes[code.name] = rec.codes.get(code.name, 0) + 1
+            wrong = wirefuzz.problem(method, data, code, details, reason, CLEAN)
+            if wrong:
+                rec.failures.append(f"{label}: {wrong}")
+
+        for label, method, data in wirefuzz.corpus():
+            send_bytes(f"bytes[{label}]", method, data)
+
+        @settings(
+            max_examples=max(20, profile.fuzz_examples // 3),
+            derandomize=True,
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+            print_blob=False,
+        )
+        @given(wirefuzz.wire_cases())
+        def fuzz_bytes(case: tuple[str, bytes]) -> None:
+            send_bytes(f"bytes example {rec.wire_sent}", *case)
+
+        fuzz_bytes()
         alive = server.popen.poll() is None
         good = base_request()
         after = stylize(stub, good, timeout=60) if alive else None
@@ -105,6 +139,8 @@ def run_fuzz(server: ServerProc, profile: Profile) -> ScenarioResult:
             requests=rec.sent,
             corpus_cases=corpus_count,
             generated=rec.sent - corpus_count,
+            byte_level=rec.wire_sent,
+            byte_level_unparsable=rec.wire_malformed,
             codes=dict(sorted(rec.codes.items())),
             failures=len(rec.failures),
         )

@@ -26,7 +26,18 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tests.reliability import cancel, faults, frontdoor, fuzz, imagebombs, load, memory, security, work  # noqa: E402
+from tests.reliability import (  # noqa: E402
+    cancel,
+    fairslots,
+    faults,
+    frontdoor,
+    fuzz,
+    imagebombs,
+    load,
+    memory,
+    security,
+    work,
+)
 from tests.reliability.harness import PROFILES, Profile, ScenarioResult, main_server_args, spawn_server  # noqa: E402
 
 # Scenarios on the shared server, in order (memory last but one: it reports
@@ -53,6 +64,7 @@ OWN_SERVER: tuple[tuple[str, Callable[[Profile], ScenarioResult | list[ScenarioR
     ("unread", frontdoor.run_unread),
     ("bomb", frontdoor.run_bomb),
     ("fair", work.run_fair),
+    ("fairslots", fairslots.run_fair_slots),
     ("partial", work.run_partial_at_time_limit),
     ("textbomb", imagebombs.run_text_bomb),
     ("decodemem", imagebombs.run_decode_memory),
@@ -98,7 +110,7 @@ HEADLINE: dict[str, tuple[str, ...]] = {
         "result_by_reattach",
     ),
     "slow clients": ("slow_clients", "frame_delay_ms", "progress_frames_received", "fast_jobs_meanwhile"),
-    "fuzzed input": ("requests", "codes", "failures"),
+    "fuzzed input": ("requests", "byte_level", "byte_level_unparsable", "codes", "failures"),
     "message size limit": ("limit_bytes", "at_limit", "one_byte_over"),
     "memory over time": (
         "jobs",
@@ -161,6 +173,19 @@ HEADLINE: dict[str, tuple[str, ...]] = {
         "small_queue_wait_p50_ms",
         "flood_queue_wait_p50_ms",
         "extra_job",
+    ),
+    **dict.fromkeys(
+        ("fair share, two slots", "fair share, memory-bound"),
+        (
+            "alice_jobs",
+            "bob_jobs",
+            "alice_job_p50_ms",
+            "alice_job_max_ms",
+            "bob_wait_p50_ms",
+            "bob_wait_max_ms",
+            "bob_wait_max_in_alice_jobs",
+            "alice_starts_while_bob_waited",
+        ),
     ),
     "deadline in the style pass": ("styles", "style_pass_ms", "deadline_ms", "slot_held_ms"),
     "partial at the time limit": (

@@ -25,6 +25,7 @@ from stylize_api.v1 import stylize_pb2 as pb
 from stylize_api.v1 import stylize_pb2_grpc as pb_grpc
 from tests.support.metrics import scrape, value
 from tests.support.process import server_command
+from tests.support.secret import with_job_secret
 
 WEIGHTS = "random:0"
 SERVICE = "stylize.v1.StyleTransfer"
@@ -193,7 +194,7 @@ class ServerProc:
             else grpc.insecure_channel(target, options=opts)
         )
         self._channels.append(ch)
-        return ch
+        return with_job_secret(ch)  # reattach and Cancel on a server without auth (tests.support.secret)
 
     def stub(self, channel: grpc.Channel | None = None) -> pb_grpc.StyleTransferStub:
         return pb_grpc.StyleTransferStub(channel or self.channel())

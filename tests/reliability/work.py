@@ -25,6 +25,7 @@ import time
 import grpc
 
 from stylize_api.v1 import stylize_pb2 as pb
+from tests.support.secret import with_job_secret
 
 from .harness import (
     CallOutcome,
@@ -209,7 +210,7 @@ def run_reattach(server: ServerProc, profile: Profile) -> ScenarioResult:
     with scenario("reattach") as res:
         request = make_request(size=48, iterations=200, request_id="reattach")
         before = server.metric("stylize_iterations_total")
-        lost = grpc.insecure_channel(server.address)
+        lost = with_job_secret(grpc.insecure_channel(server.address))
         seen: list[int] = []
 
         def drop(frame: pb.StylizeResponse, call: object) -> None:

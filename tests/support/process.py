@@ -93,7 +93,7 @@ def server_command() -> list[str]:
 
 @contextlib.contextmanager
 def server_process(
-    *args: str, env: dict[str, str] | None = None, ready_timeout: float = 120
+    *args: str, env: dict[str, str] | None = None, ready_timeout: float = 120, command: list[str] | None = None
 ) -> Iterator[ServerProcess]:
     """Run `stylize-server --host 127.0.0.1 --port 0 --metrics-port 0
     --log-format json --weights random:0 *args`, wait until it logs "serving"
@@ -105,8 +105,9 @@ def server_process(
     Other test defaults come as environment variables, so that both `env` and
     `args` override them: STYLIZE_WARMUP_SIZES=32, STYLIZE_MAX_PIXELS=16384,
     STYLIZE_MAX_SIDE=256, STYLIZE_GRACE_SECONDS=60, STYLIZE_PRECISION=float32
-    (auto measures both precisions at start-up: seconds every test)."""
-    cmd = server_command() + [
+    (auto measures both precisions at start-up: seconds every test).
+    `command` replaces `stylize-server` (the image's entry point, say)."""
+    cmd = (command or server_command()) + [
         "--host",
         "127.0.0.1",
         "--port",

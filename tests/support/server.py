@@ -33,6 +33,7 @@ import grpc
 from stylize_api.v1 import stylize_pb2, stylize_pb2_grpc
 
 from .images import png_bytes
+from .secret import TEST_JOB_SECRET, with_job_secret
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TEST_WEIGHTS = "random:0"
@@ -115,17 +116,21 @@ class ServerHandle:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def channel(
-        self, credentials: grpc.ChannelCredentials | None = None, options: Sequence[tuple[str, Any]] = ()
+        self,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+        job_secret: str | None = TEST_JOB_SECRET,
     ) -> grpc.Channel:
         """A new channel to the server, closed when the server context exits.
-        Receives up to 64 MiB by default; `options` are extra channel args."""
+        Receives up to 64 MiB by default; `options` are extra channel args.
+        Every call sends `job_secret` (tests.support.secret; None: no secret)."""
         opts = [("grpc.max_receive_message_length", 64 * 1024 * 1024), *options]
         if credentials is not None:
             ch = grpc.secure_channel(self.address, credentials, options=opts)
         else:
             ch = grpc.insecure_channel(self.address, options=opts)
         self._channels.append(ch)
-        return ch
+        return with_job_secret(ch, job_secret)
 
     def stub(self, channel: grpc.Channel | None = None) -> stylize_pb2_grpc.StyleTransferStub:
         return stylize_pb2_grpc.StyleTransferStub(channel or self.channel())

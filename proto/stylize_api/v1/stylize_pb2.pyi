@@ -28,6 +28,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_REQUEST_ID_IN_USE: _ClassVar[ErrorReason]
     ERROR_REASON_NOT_FOUND: _ClassVar[ErrorReason]
     ERROR_REASON_OVER_TIME_LIMIT: _ClassVar[ErrorReason]
+    ERROR_REASON_MALFORMED_REQUEST: _ClassVar[ErrorReason]
 
 class StopReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -101,6 +102,7 @@ ERROR_REASON_INTERNAL: ErrorReason
 ERROR_REASON_REQUEST_ID_IN_USE: ErrorReason
 ERROR_REASON_NOT_FOUND: ErrorReason
 ERROR_REASON_OVER_TIME_LIMIT: ErrorReason
+ERROR_REASON_MALFORMED_REQUEST: ErrorReason
 STOP_REASON_NONE: StopReason
 STOP_REASON_CLIENT: StopReason
 STOP_REASON_DEADLINE: StopReason

@@ -73,6 +73,14 @@ class StyleTransferServicer:
         new one: a client that lost its connection gets its result without
         recomputation. The request must be the same; a different request under a
         request_id in use is ALREADY_EXISTS (REQUEST_ID_IN_USE).
+
+        "The same credentials": the token's client name on a server with auth.
+        On a server without auth, the host and the job secret: a random value
+        (16 to 256 printable ASCII characters, no space) that the caller sends as the
+        metadata `stylize-job-secret` with the call that starts the job and with
+        every call that attaches to it or cancels it. A caller with another
+        secret sees none of the job's ids (they read as never used); a job
+        started without a secret can be attached to and cancelled by nobody.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,7 +97,9 @@ class StyleTransferServicer:
     def Cancel(self, request, context):
         """Stop a job of this client by its request_id. A job with a request_id is
         kept running for a short while after its stream is lost, so that its
-        client can attach again; Cancel stops it at once.
+        client can attach again; Cancel stops it at once. Without auth, send the
+        job's secret (see Stylize); NOT_FOUND is the same for an id that is not
+        the caller's as for one that does not exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -46,6 +46,13 @@ class InvalidArgument(StylizeError):
         super().__init__(message, field=field)
 
 
+class MalformedRequest(StylizeError):
+    """The request message is not valid protobuf of the method's request type:
+    no field can be named, and the same bytes always fail (INVALID_ARGUMENT)."""
+
+    reason = ErrorReason.MALFORMED_REQUEST
+
+
 class DecodeFailed(InvalidArgument):
     """An image could not be decoded."""
 

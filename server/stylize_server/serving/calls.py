@@ -7,6 +7,13 @@ gRPC hands the handler the call before reading anything: the handler reads
 the single message itself, after the cheap refusals (auth in the
 interceptor, draining, the open-call limit) and under
 `--request-receive-seconds`.
+
+gRPC hands over the message's raw bytes (no request_deserializer): a
+deserializer that raised would fail the call before the handler, as INTERNAL
+(Stylize) or UNKNOWN (the unary methods) with a traceback in the log, and
+any caller could raise the INTERNAL error ratio with garbage. `receive`
+parses the bytes itself, so corrupt protobuf is the caller's error:
+INVALID_ARGUMENT with reason MALFORMED_REQUEST, on every method.
 """
 
 from __future__ import annotations
@@ -15,9 +22,17 @@ import asyncio
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc import aio
 
-from stylize_server.job.errors import CallLimit, Cancelled, InvalidArgument, ReceiveTimeout, SendTimeout
+from stylize_server.job.errors import (
+    CallLimit,
+    Cancelled,
+    InvalidArgument,
+    MalformedRequest,
+    ReceiveTimeout,
+    SendTimeout,
+)
 from stylize_server.serving import metrics
 
 M = TypeVar("M")
@@ -33,8 +48,21 @@ async def receive(context: Context, timeout: float, kind: type[M]) -> M:
         raise ReceiveTimeout(
             f"the request message did not arrive within {timeout:g} s of the call opening (--request-receive-seconds)"
         ) from None
-    if message is aio.EOF or not isinstance(message, kind):
+    if message is aio.EOF or not isinstance(message, bytes):
         raise InvalidArgument("request", "the call ended before its request message")
+    return parse(kind, message)
+
+
+def parse(kind: type[M], data: bytes) -> M:
+    """`data` as a `kind` message; MalformedRequest when it is not one."""
+    try:
+        message: M = kind.FromString(data)  # type: ignore[attr-defined]
+    except DecodeError as exc:
+        # protobuf's words ("Wire format was corrupt", "String field had bad
+        # UTF-8") say what is wrong and quote none of the caller's bytes.
+        why = str(exc).rpartition(": ")[2] or "not valid protobuf"
+        name = kind.DESCRIPTOR.full_name  # type: ignore[attr-defined]
+        raise MalformedRequest(f"the request is not a valid {name} message ({why}, {len(data)} bytes)") from None
     return message
 
 
@@ -88,13 +116,10 @@ class CallGate:
 
 def unary_request(handler: Any, request_type: type[Any], response_type: type[Any], stream: bool) -> Any:
     """A method handler with a streaming request for `handler(context)`, which
-    reads the request itself (see the module's docstring)."""
+    reads and parses the request itself (see the module's docstring); its
+    type is `request_type`, passed to `receive` by the handler."""
+    del request_type  # no deserializer: `receive` parses the raw bytes
     serializer = response_type.SerializeToString
-    deserializer = request_type.FromString
     if stream:
-        return grpc.stream_stream_rpc_method_handler(
-            handler, request_deserializer=deserializer, response_serializer=serializer
-        )
-    return grpc.stream_unary_rpc_method_handler(
-        handler, request_deserializer=deserializer, response_serializer=serializer
-    )
+        return grpc.stream_stream_rpc_method_handler(handler, request_deserializer=None, response_serializer=serializer)
+    return grpc.stream_unary_rpc_method_handler(handler, request_deserializer=None, response_serializer=serializer)

@@ -13,6 +13,9 @@ Policy (README, "Fair share"):
   overtaken by jobs behind it that fit (so a small job does not wait for a big
   one's memory), but only `overtake_limit` times: after that nothing starts
   until it fits, so a big job is never starved by a stream of small ones.
+* A job that may not start for its client's sake (the scheduler's share
+  cap: `take`'s `eligible`) is passed over as if it were not waiting: it
+  neither blocks the jobs behind it nor counts as overtaken.
 
 Pure data structure, no clock, no I/O: the scheduler drives it.
 """
@@ -99,12 +102,18 @@ class FairQueue(Generic[T]):
             tick += 1
             served[job.client] = tick
 
-    def take(self, fits: Callable[[T], bool]) -> T | None:
+    def waiting_clients(self) -> Iterator[str]:
+        return iter(self._waiting)
+
+    def take(self, fits: Callable[[T], bool], eligible: Callable[[T], bool] | None = None) -> T | None:
         """Remove and return the next job to start, or None when none may
-        start now (none fits, or one that does not fit may not be overtaken again)."""
+        start now (none fits, or one that does not fit may not be overtaken again).
+        Jobs for which `eligible` is false are skipped (see the module's docstring)."""
         queues = {client: list(q) for client, q in self._waiting.items()}
         blocked: list[T] = []
         for job in self._heads(self._served, queues):
+            if eligible is not None and not eligible(job):
+                continue
             if fits(job):
                 for waiting in blocked:
                     waiting.overtaken += 1

@@ -133,12 +133,13 @@ class Job:
     outcome: Outcome | None = None
     subscribers: list[Subscriber] = field(default_factory=list)
     detach_timer: asyncio.TimerHandle | None = None
+    owner: str = ""  # whose request_ids it is among (`ownership`); "" is `client`
     _stop: StopReason | None = None
     _stop_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def key(self) -> tuple[str, str]:
-        return self.client, self.request_id
+        return self.owner or self.client, self.request_id
 
     @property
     def delivery(self) -> DeliveryOptions:

@@ -1,6 +1,7 @@
 """The grpc.aio server assembled: channel options (message limits, keepalive,
 streams per connection, connection age), TLS and mTLS credentials, the auth
-interceptor, and the services (StyleTransfer, health, reflection)."""
+interceptor, the guard on request messages that do not parse (`deserialize`),
+and the services (StyleTransfer, health, reflection)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from stylize_server.config import ServerConfig
 from stylize_server.serving.auth import Authenticator, AuthInterceptor
+from stylize_server.serving.deserialize import MalformedRequests
 from stylize_server.serving.service import SERVICE_NAME, StyleTransferService, add_to_server
 
 # How long streams may take to send their last frames once the jobs are over.
@@ -66,7 +68,10 @@ def build(
     on_denied: Callable[[str], None],
 ) -> tuple[aio.Server, int]:
     """A started-to-be aio server listening on cfg.host:cfg.port; returns it and the port."""
-    interceptors = [AuthInterceptor(authenticator, on_denied)] if authenticator.enabled else []
+    interceptors: list[aio.ServerInterceptor] = (
+        [AuthInterceptor(authenticator, on_denied)] if authenticator.enabled else []
+    )
+    interceptors.append(MalformedRequests())  # after auth: a refused call never gets this far
     server = aio.server(interceptors=interceptors, options=channel_options(cfg))
     add_to_server(service, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

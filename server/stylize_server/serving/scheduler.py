@@ -4,6 +4,13 @@ fit the budget; a queue in front of them that is fair between clients
 (`fairqueue`); per-client quotas; and stopping jobs for a reason (client,
 deadline, time_limit, shutdown).
 
+Share cap: while another client waits, a client may hold at most
+`max(1, slots - 1)` running slots, so a flood of one client's jobs cannot keep
+every slot. It may still take every slot while nobody else waits (a slot
+is never left idle for a client that is not there); a waiting client then
+gets the next slot that frees, and the flooding client's queued jobs can no
+longer overtake it while it waits for memory.
+
 A started job runs as a task of its own: `prepare` (decode its images, on the
 decode executor) then `engine.run` on the engine executor, whose thread polls
 `stop` between iterations and phases. Its slot and its share of the budget are
@@ -66,6 +73,7 @@ class Scheduler:
         # A job that does not fit may be overtaken this often, then nothing passes it.
         self._queue: FairQueue[Job] = FairQueue(overtake_limit=2 * max_concurrent)
         self._running: set[Job] = set()
+        self._running_of: dict[str, int] = {}  # client -> running slots it holds
         self._per_client: dict[str, int] = {}
         self.reserved_bytes = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -88,6 +96,11 @@ class Scheduler:
 
     def jobs_of(self, client: str) -> int:
         return self._per_client.get(client, 0)
+
+    @property
+    def share_cap(self) -> int:
+        """The running slots one client may hold while another client waits."""
+        return max(1, self.max_concurrent - 1)
 
     # ---------------------------------------------------------- admission
     def check_room(self) -> None:
@@ -131,6 +144,12 @@ class Scheduler:
 
     def _fits(self, job: Job) -> bool:
         return len(self._running) < self.max_concurrent and self.reserved_bytes + job.memory <= self.budget_bytes
+
+    def _within_share(self, job: Job) -> bool:
+        """False when `job` would take its client past the share cap while another client waits."""
+        if self._running_of.get(job.client, 0) < self.share_cap:
+            return True
+        return all(client == job.client for client in self._queue.waiting_clients())
 
     def _account(self, job: Job, delta: int) -> None:
         count = self._per_client.get(job.client, 0) + delta
@@ -206,7 +225,7 @@ class Scheduler:
     def _dispatch(self) -> None:
         started = False
         while self._queue and not self._closed:
-            job = self._queue.take(self._fits)
+            job = self._queue.take(self._fits, self._within_share)
             if job is None:
                 break
             metrics.QUEUE_DEPTH.dec()
@@ -220,6 +239,7 @@ class Scheduler:
         job.position = None
         job.started_at = time.monotonic()
         self._running.add(job)
+        self._running_of[job.client] = self._running_of.get(job.client, 0) + 1
         self.reserved_bytes += job.memory
         metrics.JOBS_IN_PROGRESS.inc()
         metrics.MEMORY_RESERVED.inc(job.memory)
@@ -233,6 +253,9 @@ class Scheduler:
 
     def _release(self, job: Job) -> None:
         self._running.discard(job)
+        held = self._running_of.pop(job.client, 0) - 1
+        if held > 0:
+            self._running_of[job.client] = held
         self.reserved_bytes -= job.memory
         metrics.JOBS_IN_PROGRESS.dec()
         metrics.MEMORY_RESERVED.dec(job.memory)

@@ -6,14 +6,15 @@ before the job is admitted:
 
     draining / loading -> open calls (CALL_LIMIT) -> read the request (RECEIVE_TIMEOUT)
     -> a full pod (QUEUE_FULL) -> headers and options (admission.read_request)
-    -> request_id in use (attach, replay a kept outcome, or REQUEST_ID_IN_USE)
+    -> request_id in use among the caller's (`ownership`): attach, replay a kept outcome, or REQUEST_ID_IN_USE
     -> cost model and budget (TOO_LARGE) -> time per job (OVER_TIME_LIMIT)
     -> per-client quota (CLIENT_QUOTA)
     -> the fair queue (QUEUE_FULL) -> decode (bounded executor) -> run
 
 A stream is a `Subscriber` of its job: the frames it sends are rendered on the
 encode executor (previews, results), never on the loop, and written with a
-send timeout. A job with a client-chosen request_id outlives a lost stream by
+send timeout. A job with a client-chosen request_id (and, without auth, a job
+secret: `ownership`) outlives a lost stream by
 `--detach-grace-seconds`; without one it stops at once.
 """
 
@@ -38,7 +39,7 @@ from stylize_server.job.errors import Draining, InternalError, Loading, NotFound
 from stylize_server.job.plan import JobPlan, make_plan
 from stylize_server.job.port import EnginePort
 from stylize_server.job.types import Progress, Result, StopReason
-from stylize_server.serving import calllog, calls, frames, metrics
+from stylize_server.serving import calllog, calls, frames, metrics, ownership
 from stylize_server.serving.auth import Authenticator
 from stylize_server.serving.calllog import CallRecord
 from stylize_server.serving.info import server_info
@@ -114,10 +115,11 @@ class StyleTransferService:
             request = await calls.receive(context, self.config.request_receive_seconds, pb.StylizeRequest)
             call.request_id = request.request_id
             client = self.auth.client_of(context.invocation_metadata(), context.peer())
-            if not (request.request_id and self.registry.find((client, request.request_id))):
+            owner = ownership.owner_of(self.auth.enabled, client, context.invocation_metadata())
+            if not (request.request_id and owner and self.registry.find((owner, request.request_id))):
                 scheduler.check_room()  # a reattaching call needs no room
             head = admission.read_request(request, self.config.limits)
-            await self._admit(request, head, client, context, scheduler, engine, call)
+            await self._admit(request, head, client, context, scheduler, engine, call, owner=owner)
             del request  # a queued job keeps its own reference until its images are decoded
             assert call.job is not None and call.subscriber is not None
             call.output = await self._stream(call.job, call.subscriber, head, context)
@@ -161,12 +163,15 @@ class StyleTransferService:
         scheduler: Scheduler,
         engine: EnginePort,
         call: CallRecord,
+        *,
+        owner: str | None,
     ) -> None:
         remaining = context.time_remaining()
         deadline = time.monotonic() + remaining if remaining is not None else None
-        chosen = bool(head.delivery.request_id)
+        # Without a namespace (`ownership`: no auth, no job secret) a job is kept where nobody can find it.
+        chosen = bool(head.delivery.request_id) and owner is not None
         call.request_id = head.delivery.request_id or uuid.uuid4().hex[:16]
-        key = (client, call.request_id)
+        key = (owner or ownership.private_owner(client), call.request_id)
         fingerprint = ""
         if chosen:
             loop = asyncio.get_running_loop()
@@ -212,6 +217,7 @@ class StyleTransferService:
             request=request,
             style_regions=regions,
             deadline=deadline,
+            owner=key[0],
         )
         # Another call with this request_id may have been admitted while ours was hashed.
         if chosen and self._reattach(key, fingerprint, deadline, call):
@@ -345,9 +351,13 @@ class StyleTransferService:
         try:
             request = await calls.receive(context, self.config.request_receive_seconds, pb.CancelRequest)
             client = self.auth.client_of(context.invocation_metadata(), context.peer())
-            job = self.registry.find((client, request.request_id))
-            if job is None:
-                raise NotFound(f"this client has no job with request_id {request.request_id!r}", field="request_id")
+            owner = ownership.owner_of(self.auth.enabled, client, context.invocation_metadata())
+            job = self.registry.find((owner, request.request_id)) if owner is not None else None
+            if job is None:  # the same answer for "not yours" as for "no such job"
+                hint = ownership.NO_SECRET_HINT if owner is None else ""
+                raise NotFound(
+                    f"this client has no job with request_id {request.request_id!r}{hint}", field="request_id"
+                )
             stopped = self.scheduler is not None and self.scheduler.stop(job, StopReason.CLIENT)
         except StylizeError as exc:
             await context.abort_with_status(status_for(exc).grpc_status())

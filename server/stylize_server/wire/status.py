@@ -23,6 +23,7 @@ from stylize_server.job.errors import (
     DeadlineExceeded,
     InternalError,
     InvalidArgument,
+    MalformedRequest,
     NotFound,
     NumericalError,
     OverTimeLimit,
@@ -39,6 +40,7 @@ from stylize_server.job.errors import (
 
 _CODES: tuple[tuple[type[StylizeError], grpc.StatusCode], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (MalformedRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (TooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     # Not RESOURCE_EXHAUSTED: nothing frees up by waiting, and generic gRPC
     # retry policies retry that code; the request must change (or accept a
