@@ -126,7 +126,7 @@ def test_the_cuda_probe_is_debug_without_an_nvidia_device_and_an_error_with_one(
 # logging, and lets TensorFlow probe for a GPU (its C++ lines go to fd 2).
 _PROBE = """
 import sys
-from stylize_server.logs import capture_stderr, release_stderr, setup_logging
+from stylize_server.serving.logs import capture_stderr, release_stderr, setup_logging
 capture_stderr()
 setup_logging(sys.argv[1], sys.argv[2])
 import tensorflow as tf

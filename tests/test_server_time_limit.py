@@ -13,11 +13,12 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from stylize.v1 import stylize_pb2 as pb
-from stylize_server import admission, cost
-from stylize_server.layout import Pooling
-from stylize_server.options import JobOptions, Limits, resolve
-from stylize_server.types import Estimate
+from stylize_api.v1 import stylize_pb2 as pb
+from stylize_server.job import cost
+from stylize_server.job.layout import Pooling
+from stylize_server.job.options import JobOptions, Limits, resolve
+from stylize_server.job.types import Estimate
+from stylize_server.wire import admission
 from tests.support.metrics import scrape, value
 from tests.support.server import StreamReader, is_kind, long_request, running_server, small_request
 
@@ -32,7 +33,7 @@ def _price(request: pb.StylizeRequest, engine) -> tuple[JobOptions, Estimate, fl
     """Options, estimate and compile seconds as admission computes them."""
     head = admission.read_request(request, Limits(max_iterations=5000))
     options = resolve(head.options, Pooling.AVG)
-    estimate = cost.estimate(options, head.shapes, engine.profile, 1 << 62, 1 << 62)
+    estimate = cost.estimate(options, head.shapes, engine.profile, 1 << 62, 1 << 62, terms=engine.term_costs)
     guided = any(m is not None for m in head.shapes.masks)
     return options, estimate, engine.compile_seconds(options, estimate, guided)
 
