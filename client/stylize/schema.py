@@ -45,6 +45,8 @@ class ErrorReason(str, enum.Enum):
     INTERNAL = "INTERNAL"
     REQUEST_ID_IN_USE = "REQUEST_ID_IN_USE"
     NOT_FOUND = "NOT_FOUND"
+    CLIENT_CALL_LIMIT = "CLIENT_CALL_LIMIT"
+    JOB_STREAM_LIMIT = "JOB_STREAM_LIMIT"
 
 
 class StopReason(str, enum.Enum):
