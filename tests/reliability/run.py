@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tests.reliability import cancel, faults, frontdoor, fuzz, load, memory, security, work  # noqa: E402
+from tests.reliability import calls, cancel, faults, frontdoor, fuzz, load, memory, security, work  # noqa: E402
 from tests.reliability.harness import PROFILES, Profile, ScenarioResult, main_server_args, spawn_server  # noqa: E402
 
 # Scenarios on the shared server, in order (memory last but one: it reports
@@ -53,6 +53,9 @@ OWN_SERVER: tuple[tuple[str, Callable[[Profile], ScenarioResult | list[ScenarioR
     ("unread", frontdoor.run_unread),
     ("bomb", frontdoor.run_bomb),
     ("fair", work.run_fair),
+    ("hog-calls", calls.run_call_hog),
+    ("hog-streams", calls.run_stream_hog),
+    ("previews", calls.run_shared_previews),
     ("partial", work.run_partial_at_time_limit),
 )
 NAMES = [n for n, _ in SHARED] + [n for n, _ in OWN_SERVER]
@@ -140,6 +143,34 @@ HEADLINE: dict[str, tuple[str, ...]] = {
         "small_queue_wait_p50_ms",
         "flood_queue_wait_p50_ms",
         "extra_job",
+    ),
+    "one client holds the calls (A)": (
+        "alice_streams",
+        "alice_held",
+        "alice_ends",
+        "bob_tries",
+        "bob_served",
+        "bob_success",
+        "bob_refusals",
+        "bob_job_p50_ms",
+    ),
+    "one client's streams on one job (B)": (
+        "alice_streams",
+        "alice_attached_max",
+        "alice_ends",
+        "bob_tries",
+        "bob_served",
+        "bob_success",
+        "bob_refusals",
+        "bob_job_p50_ms",
+    ),
+    "previews of a job read by 16 streams": (
+        "iterations",
+        "compute_s_1_stream",
+        "compute_s_16_streams",
+        "slowdown",
+        "previews_sent",
+        "renders_per_report",
     ),
     "deadline in the style pass": ("styles", "style_pass_ms", "deadline_ms", "slot_held_ms"),
     "partial at the time limit": ("code", "complete", "stop_reason", "iterations", "iterations_requested"),
