@@ -68,9 +68,9 @@ class CallGate:
     """The pod's open Stylize calls (loop only), counted before a call's
     request is read, under three rules:
 
+    * the pod holds at most `limit` calls (CALL_LIMIT), the last guard;
     * one client holds at most `per_client` calls (CLIENT_CALL_LIMIT), and
       `per_client` is at most `limit - reserve`;
-    * the pod holds at most `limit` calls (CALL_LIMIT), the last guard;
     * the last `reserve` calls go only to a client that holds none (CALL_LIMIT).
 
     So clients at their own limit, however many, leave `reserve` calls to
@@ -91,14 +91,14 @@ class CallGate:
 
     def enter(self, client: str) -> None:
         held = self._held.get(client, 0)
-        if held >= self.per_client:
-            raise ClientCallLimit(
-                f"this client has {held} Stylize calls open, its limit (--max-calls-per-client {self.per_client})",
-                retry_after=self.retry_after,
-            )
         if self.open >= self.limit:
             raise CallLimit(
                 f"this server has {self.open} Stylize calls open, its limit (--max-open-calls {self.limit})",
+                retry_after=self.retry_after,
+            )
+        if held >= self.per_client:
+            raise ClientCallLimit(
+                f"this client has {held} Stylize calls open, its limit (--max-calls-per-client {self.per_client})",
                 retry_after=self.retry_after,
             )
         if held and self.open >= self.limit - self.reserve:
