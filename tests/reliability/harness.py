@@ -85,6 +85,7 @@ class Profile:
     hog_streams: int = 64
     hog_seconds: float = 6.0
     preview_iterations: int = 20
+    preview_rounds: int = 1
     # Health p99 while streams are held open or unread. The bound is
     # 100 ms (measured 2-65 ms on a quiet 2-core machine); a frozen server
     # takes seconds. Inside `make test` the bound leaves room for a shared CI
@@ -113,7 +114,8 @@ FULL = Profile(
     layer_lists=60,
     fair_seconds=30.0,
     hog_seconds=22.0,
-    preview_iterations=60,
+    preview_iterations=40,
+    preview_rounds=2,
 )
 PROFILES = {"fast": FAST, "full": FULL}
 

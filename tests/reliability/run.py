@@ -169,6 +169,8 @@ HEADLINE: dict[str, tuple[str, ...]] = {
         "compute_s_1_stream",
         "compute_s_16_streams",
         "slowdown",
+        "cpu_s_1_stream",
+        "cpu_s_16_streams",
         "previews_sent",
         "renders_per_report",
     ),
