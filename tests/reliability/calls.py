@@ -271,7 +271,8 @@ def run_shared_previews(
         sixteen: list[tuple[float, float]] = []
         renders, reports, sent = 0.0, 0, 0
         with spawn_server(*args, command=command, env=env) as server:
-            fields = {"size": 128, "iterations": profile.preview_iterations, "preview_max_side": 128}
+            side = profile.preview_side
+            fields = {"size": side, "iterations": profile.preview_iterations, "preview_max_side": side}
             stylize(server.stub(), make_request(**fields), metadata=BOB)  # warm the shape
             for _ in range(profile.preview_rounds):
                 seconds, cpu, _ = _watched_job(server, make_request(**fields, request_id="one"), 1)
@@ -284,6 +285,7 @@ def run_shared_previews(
                 sent += sum(len(s) for s in shown)
         (one_s, one_cpu), (many_s, many_cpu) = min(one), min(sixteen)
         res.figures.update(
+            size=profile.preview_side,
             iterations=profile.preview_iterations,
             rounds=profile.preview_rounds,
             compute_s_1_stream=round(one_s, 3),

@@ -84,6 +84,7 @@ class Profile:
     # one client against the others (issue 17): alice's streams, bob's seconds of tries
     hog_streams: int = 64
     hog_seconds: float = 6.0
+    preview_side: int = 128
     preview_iterations: int = 20
     preview_rounds: int = 1
     # Health p99 while streams are held open or unread. The issue's bound is
@@ -114,7 +115,8 @@ FULL = Profile(
     layer_lists=60,
     fair_seconds=30.0,
     hog_seconds=22.0,
-    preview_iterations=40,
+    preview_side=256,
+    preview_iterations=30,
     preview_rounds=2,
 )
 PROFILES = {"fast": FAST, "full": FULL}

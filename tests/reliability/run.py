@@ -165,6 +165,7 @@ HEADLINE: dict[str, tuple[str, ...]] = {
         "bob_job_p50_ms",
     ),
     "previews of a job read by 16 streams": (
+        "size",
         "iterations",
         "compute_s_1_stream",
         "compute_s_16_streams",
