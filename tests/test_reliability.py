@@ -6,7 +6,8 @@ overload, a cancellation storm, stalled and slow clients, a few hundred
 fuzzed requests, the message-size limit, memory over 30 jobs, image bytes in
 logs, SIGTERM, SIGKILL and restart, token and mTLS; and the serving core's
 (issue 9): header-only and unread streams, the decompression bomb, fair share,
-a deadline in the style pass, a partial result at the time limit, reattach.
+a deadline in the style pass, a partial result at the time limit, reattach; and
+one client against another (issue 17): held calls, streams on one job.
 Each test fails on any failed hard check; timing checks (soft) are left to
 `make reliability`.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reliability import cancel, fairslots, faults, frontdoor, fuzz, load, memory, security, work
+from tests.reliability import calls, cancel, fairslots, faults, frontdoor, fuzz, load, memory, security, work
 from tests.reliability.harness import FAST, ServerProc, main_server_args, spawn_server
 
 pytestmark = pytest.mark.slow
@@ -61,6 +62,18 @@ def test_fair_share_on_two_slots_never_lets_the_flooder_overtake() -> None:
 
 def test_partial_result_at_the_time_limit() -> None:
     work.run_partial_at_time_limit(FAST).assert_ok()
+
+
+def test_a_client_holding_open_calls_leaves_another_client_served() -> None:
+    result = calls.run_call_hog(FAST)
+    result.assert_ok()
+    assert result.figures["bob_success"] == 1.0
+
+
+def test_a_client_attaching_streams_to_one_job_leaves_another_client_served() -> None:
+    result = calls.run_stream_hog(FAST)
+    result.assert_ok()
+    assert result.figures["alice_attached_max"] <= 2
 
 
 @pytest.fixture(scope="module")

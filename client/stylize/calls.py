@@ -6,8 +6,8 @@ asyncio clients: they only move frames and failures between gRPC and this.
   connection can attach to the job again instead of starting it over.
 * Before the job has started (no `started` frame yet), a failure that waiting
   fixes is retried within the RetryPolicy: a lost or refused connection,
-  LOADING, DRAINING, QUEUE_FULL, CLIENT_QUOTA, CALL_LIMIT (RetryInfo's delay is
-  the floor of the backoff). TOO_LARGE, INVALID_ARGUMENT and the rest never.
+  LOADING, DRAINING, QUEUE_FULL, CLIENT_QUOTA, CALL_LIMIT, CLIENT_CALL_LIMIT,
+  JOB_STREAM_LIMIT (RetryInfo's delay is the floor of the backoff). TOO_LARGE, INVALID_ARGUMENT and the rest never.
 * After it has started, only a lost connection (UNAVAILABLE without a reason)
   is retried: the same request again, which attaches to the running job or
   returns its stored result (`Started.reattached`).

@@ -59,7 +59,8 @@ class RetryPolicy:
     """How often, and how long apart, a call is tried again.
 
     Which failures are retried is decided by code and reason (`Failure.retryable`:
-    a lost connection, LOADING, DRAINING, QUEUE_FULL, CLIENT_QUOTA, CALL_LIMIT);
+    a lost connection, LOADING, DRAINING, QUEUE_FULL, CLIENT_QUOTA, CALL_LIMIT,
+    CLIENT_CALL_LIMIT, JOB_STREAM_LIMIT);
     this policy says how many attempts and how long to wait. Delays grow
     exponentially (initial_backoff * multiplier**n, capped at max_backoff) with
     full jitter, so clients turned away by one full queue do not come back in

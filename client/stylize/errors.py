@@ -24,10 +24,19 @@ from google.rpc import error_details_pb2, status_pb2
 
 from stylize_api.schema import DOMAIN, ErrorReason
 
-# Refusals that waiting fixes: capacity (QUEUE_FULL, CLIENT_QUOTA, CALL_LIMIT)
-# and a server that is starting or stopping (LOADING, DRAINING: another
-# replica behind the same name may take the call).
-CAPACITY_REASONS = frozenset({ErrorReason.QUEUE_FULL, ErrorReason.CLIENT_QUOTA, ErrorReason.CALL_LIMIT})
+# Refusals that waiting fixes: capacity (QUEUE_FULL, CLIENT_QUOTA, CALL_LIMIT,
+# and this client's own calls: CLIENT_CALL_LIMIT, JOB_STREAM_LIMIT) and a
+# server that is starting or stopping (LOADING, DRAINING: another replica
+# behind the same name may take the call).
+CAPACITY_REASONS = frozenset(
+    {
+        ErrorReason.QUEUE_FULL,
+        ErrorReason.CLIENT_QUOTA,
+        ErrorReason.CALL_LIMIT,
+        ErrorReason.CLIENT_CALL_LIMIT,
+        ErrorReason.JOB_STREAM_LIMIT,
+    }
+)
 RETRYABLE_REASONS = CAPACITY_REASONS | {ErrorReason.LOADING, ErrorReason.DRAINING}
 
 
@@ -167,7 +176,8 @@ class OverTimeLimit(TooLarge):
 
 
 class Overloaded(StylizeError):
-    """No capacity after every retry: QUEUE_FULL, CLIENT_QUOTA or CALL_LIMIT."""
+    """No capacity after every retry: QUEUE_FULL, CLIENT_QUOTA, CALL_LIMIT, CLIENT_CALL_LIMIT or
+    JOB_STREAM_LIMIT."""
 
 
 class DeadlineExceeded(StylizeError):

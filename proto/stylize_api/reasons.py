@@ -28,6 +28,8 @@ class ErrorReason(str, enum.Enum):
     NOT_FOUND = "NOT_FOUND"
     OVER_TIME_LIMIT = "OVER_TIME_LIMIT"
     MALFORMED_REQUEST = "MALFORMED_REQUEST"
+    CLIENT_CALL_LIMIT = "CLIENT_CALL_LIMIT"
+    JOB_STREAM_LIMIT = "JOB_STREAM_LIMIT"
 
 
 class StopReason(str, enum.Enum):

@@ -18,6 +18,12 @@ lives there. Defaults and why (README, "Server configuration"):
   serves clients round-robin.
 * ``max_open_calls`` 64 and ``max_message_mb`` 32: an open call holds at most
   one request message, so 64 x 32 MiB bounds what clients can make a pod hold.
+* ``max_calls_per_client`` 8, ``reserved_calls`` -1 (an eighth of
+  ``max_open_calls``, 8) and ``max_streams_per_job`` 2: no client can hold the
+  pod's calls. A client holds at most min(max_calls_per_client,
+  max_open_calls - reserve) calls, reattaching ones included; the last
+  `reserve` calls of the pod go only to clients that hold none; one job has at
+  most 2 streams (its own and one reattaching after a lost connection).
 """
 
 from __future__ import annotations
@@ -69,6 +75,9 @@ class ServerConfig:
     grace_seconds: float = 315.0
     max_concurrent_decodes: int = 2
     max_open_calls: int = 64
+    max_calls_per_client: int = 8
+    reserved_calls: int = -1  # -1: max_open_calls // 8
+    max_streams_per_job: int = 2
     max_streams_per_connection: int = 100
     request_receive_seconds: float = 10.0
     send_timeout_seconds: float = 60.0
@@ -102,6 +111,11 @@ class ServerConfig:
         return int(self.result_store_mb * 1024 * 1024)
 
     @property
+    def call_reserve(self) -> int:
+        """The pod's last open calls, which only a client holding no call may take."""
+        return self.reserved_calls if self.reserved_calls >= 0 else self.max_open_calls // 8
+
+    @property
     def tls(self) -> bool:
         return bool(self.tls_cert)
 
@@ -124,6 +138,9 @@ class ServerConfig:
             ("--tile-size", self.tile_size, -1),
             ("--max-concurrent-decodes", self.max_concurrent_decodes, 1),
             ("--max-open-calls", self.max_open_calls, 1),
+            ("--max-calls-per-client", self.max_calls_per_client, 1),
+            ("--reserved-calls", self.reserved_calls, -1),
+            ("--max-streams-per-job", self.max_streams_per_job, 1),
             ("--max-streams-per-connection", self.max_streams_per_connection, 1),
             ("--max-side", self.limits.max_side, 16),
             ("--max-pixels", self.limits.max_pixels, 16 * 16),
@@ -139,6 +156,11 @@ class ServerConfig:
             ("--max-connection-age-seconds", self.max_connection_age_seconds, 0),
         ):
             _at_least(flag, value, lo)
+        if self.reserved_calls >= self.max_open_calls:
+            raise ConfigError(
+                f"--reserved-calls: must be less than --max-open-calls ({self.max_open_calls}), "
+                f"got {self.reserved_calls}"
+            )
         if self.tile_size > 0 and self.tile_size % 16:
             raise ConfigError(f"--tile-size: must be -1 (auto), 0 (never) or a multiple of 16, got {self.tile_size}")
         if self.max_message_mb < MIN_MESSAGE_MB:
@@ -252,6 +274,23 @@ _SERVER_FLAGS: tuple[tuple[str, Parser, str], ...] = (
     ("grace_seconds", float, "on SIGTERM, how long running jobs may take to finish"),
     ("max_concurrent_decodes", int, "images decoded at once, all calls together"),
     ("max_open_calls", int, "open Stylize calls per pod; beyond: RESOURCE_EXHAUSTED (CALL_LIMIT)"),
+    (
+        "max_calls_per_client",
+        int,
+        "open Stylize calls one client may hold, reattaching ones included (at most --max-open-calls less "
+        "--reserved-calls); beyond: RESOURCE_EXHAUSTED (CLIENT_CALL_LIMIT)",
+    ),
+    (
+        "reserved_calls",
+        int,
+        "the pod's last open calls, given only to a client that holds none (-1 = --max-open-calls / 8); "
+        "others get CALL_LIMIT",
+    ),
+    (
+        "max_streams_per_job",
+        int,
+        "streams attached to one job (its own and reattaching ones); beyond: RESOURCE_EXHAUSTED (JOB_STREAM_LIMIT)",
+    ),
     (
         "max_streams_per_connection",
         int,

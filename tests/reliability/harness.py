@@ -81,6 +81,12 @@ class Profile:
     unread_streams: int = 100
     layer_lists: int = 12
     fair_seconds: float = 8.0
+    # one client against the others (issue 17): alice's streams, bob's seconds of tries
+    hog_streams: int = 64
+    hog_seconds: float = 6.0
+    preview_side: int = 128
+    preview_iterations: int = 20
+    preview_rounds: int = 1
     # Health p99 while streams are held open or unread. The issue's bound is
     # 100 ms (measured 2-65 ms on a quiet 2-core machine); a frozen server
     # takes seconds. Inside `make test` the bound leaves room for a shared CI
@@ -108,6 +114,10 @@ FULL = Profile(
     unread_streams=200,
     layer_lists=60,
     fair_seconds=30.0,
+    hog_seconds=22.0,
+    preview_side=256,
+    preview_iterations=30,
+    preview_rounds=2,
 )
 PROFILES = {"fast": FAST, "full": FULL}
 

@@ -62,6 +62,8 @@ class ServerProc:
             # so the server sees them as one; fair share has scenarios of its own.
             # (A baseline build from before per-client quotas has no such flag.)
             *(("--max-jobs-per-client", "1000") if command is None else ()),
+            # Likewise for open calls: the per-client call limits have scenarios of their own (calls.py).
+            *(("--max-calls-per-client", "100000", "--reserved-calls", "0") if command is None else ()),
             # float32: no start-up measurement, the same numbers every run.
             *(("--precision", "float32") if command is None else ()),
             *self.args,

@@ -68,7 +68,12 @@ def free_port() -> int:
 
 def test_config(**overrides: Any):
     """A ServerConfig for tests: loopback, free ports, random weights, small
-    limits, no warm-up, short grace. Keyword arguments override any field."""
+    limits, no warm-up, short grace. Keyword arguments override any field.
+
+    Every test client comes from 127.0.0.1, and without tokens the server sees
+    them as one client: so one client may hold all of --max-open-calls here
+    (no reserve). The per-client limits have tests of their own
+    (tests/test_server_calls.py), which set them."""
     from stylize_server.config import ServerConfig
 
     base = ServerConfig().replace(
@@ -88,6 +93,8 @@ def test_config(**overrides: Any):
         grace_seconds=30.0,
         log_format="text",
         warmup_sizes=(),
+        max_calls_per_client=1000,
+        reserved_calls=0,
     )
     return base.replace(**overrides)
 

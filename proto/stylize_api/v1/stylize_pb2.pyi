@@ -29,6 +29,8 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_NOT_FOUND: _ClassVar[ErrorReason]
     ERROR_REASON_OVER_TIME_LIMIT: _ClassVar[ErrorReason]
     ERROR_REASON_MALFORMED_REQUEST: _ClassVar[ErrorReason]
+    ERROR_REASON_CLIENT_CALL_LIMIT: _ClassVar[ErrorReason]
+    ERROR_REASON_JOB_STREAM_LIMIT: _ClassVar[ErrorReason]
 
 class StopReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -103,6 +105,8 @@ ERROR_REASON_REQUEST_ID_IN_USE: ErrorReason
 ERROR_REASON_NOT_FOUND: ErrorReason
 ERROR_REASON_OVER_TIME_LIMIT: ErrorReason
 ERROR_REASON_MALFORMED_REQUEST: ErrorReason
+ERROR_REASON_CLIENT_CALL_LIMIT: ErrorReason
+ERROR_REASON_JOB_STREAM_LIMIT: ErrorReason
 STOP_REASON_NONE: StopReason
 STOP_REASON_CLIENT: StopReason
 STOP_REASON_DEADLINE: StopReason

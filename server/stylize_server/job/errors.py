@@ -14,6 +14,8 @@ ADVICE: dict[ErrorReason, str] = {
     ErrorReason.QUEUE_FULL: "retry later with backoff, or on another replica",
     ErrorReason.CLIENT_QUOTA: "wait for one of your jobs to end, then retry",
     ErrorReason.CALL_LIMIT: "retry later with backoff, or on another replica",
+    ErrorReason.CLIENT_CALL_LIMIT: "end one of your open calls, or wait for one to end, then retry",
+    ErrorReason.JOB_STREAM_LIMIT: "read the job on a stream you already have, or retry after one of them ended",
     ErrorReason.LOADING: "retry in a few seconds",
     ErrorReason.DRAINING: "retry on another replica",
     ErrorReason.NUMERICAL: ("lower learning_rate or the style/tv weights, or use the lbfgs optimizer"),
@@ -89,6 +91,18 @@ class ClientQuota(StylizeError):
 
 class CallLimit(StylizeError):
     reason = ErrorReason.CALL_LIMIT
+
+
+class ClientCallLimit(StylizeError):
+    """This client holds --max-calls-per-client open calls already."""
+
+    reason = ErrorReason.CLIENT_CALL_LIMIT
+
+
+class JobStreamLimit(StylizeError):
+    """The job a reattaching call names has --max-streams-per-job streams already."""
+
+    reason = ErrorReason.JOB_STREAM_LIMIT
 
 
 class Unavailable(StylizeError):

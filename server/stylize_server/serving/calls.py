@@ -1,6 +1,6 @@
 """gRPC call plumbing under the servicer: read a call's one request message
 with a deadline of our own, write frames with a send timeout, and count the
-open Stylize calls of the pod.
+open Stylize calls of the pod and of each client.
 
 Every method of StyleTransfer is registered with a streaming request, so
 gRPC hands the handler the call before reading anything: the handler reads
@@ -28,6 +28,7 @@ from grpc import aio
 from stylize_server.job.errors import (
     CallLimit,
     Cancelled,
+    ClientCallLimit,
     InvalidArgument,
     MalformedRequest,
     ReceiveTimeout,
@@ -93,23 +94,58 @@ def deadline_passed(context: Context) -> bool:
 
 
 class CallGate:
-    """The pod's open Stylize calls, at most `limit` (loop only)."""
+    """The pod's open Stylize calls (loop only), counted before a call's
+    request is read, under three rules:
 
-    def __init__(self, limit: int, retry_after: float = 1.0) -> None:
+    * the pod holds at most `limit` calls (CALL_LIMIT), the last guard;
+    * one client holds at most `per_client` calls (CLIENT_CALL_LIMIT), and
+      `per_client` is at most `limit - reserve`;
+    * the last `reserve` calls go only to a client that holds none (CALL_LIMIT).
+
+    So clients at their own limit, however many, leave `reserve` calls to
+    `reserve` other clients: a new client finds a call unless the pod is full
+    of one-call clients.
+    """
+
+    def __init__(self, limit: int, per_client: int | None = None, reserve: int = 0, retry_after: float = 1.0) -> None:
         self.limit = limit
+        self.reserve = min(max(0, reserve), limit - 1)
+        self.per_client = max(1, min(per_client or limit, limit - self.reserve))
         self.retry_after = retry_after
         self.open = 0
+        self._held: dict[str, int] = {}  # only clients holding a call: bounded by `limit`
 
-    def enter(self) -> None:
+    def held(self, client: str) -> int:
+        return self._held.get(client, 0)
+
+    def enter(self, client: str) -> None:
+        held = self._held.get(client, 0)
         if self.open >= self.limit:
             raise CallLimit(
                 f"this server has {self.open} Stylize calls open, its limit (--max-open-calls {self.limit})",
                 retry_after=self.retry_after,
             )
+        if held >= self.per_client:
+            raise ClientCallLimit(
+                f"this client has {held} Stylize calls open, its limit (--max-calls-per-client {self.per_client})",
+                retry_after=self.retry_after,
+            )
+        if held and self.open >= self.limit - self.reserve:
+            raise CallLimit(
+                f"this server has {self.open} of {self.limit} Stylize calls open (--max-open-calls); the last "
+                f"{self.reserve} (--reserved-calls) go only to clients that hold none, and this client holds {held}",
+                retry_after=self.retry_after,
+            )
+        self._held[client] = held + 1
         self.open += 1
         metrics.OPEN_CALLS.inc()
 
-    def leave(self) -> None:
+    def leave(self, client: str) -> None:
+        held = self._held.get(client, 0) - 1
+        if held > 0:
+            self._held[client] = held
+        else:
+            self._held.pop(client, None)
         self.open -= 1
         metrics.OPEN_CALLS.dec()
 

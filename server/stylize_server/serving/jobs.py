@@ -8,7 +8,9 @@ attaches late needs (its queue position, that it started, its latest progress,
 its outcome) and fans every event out to its `Subscriber`s: one per attached
 stream, each an async queue in which runs of `queued` or `progress` events
 collapse to the newest, so a slow stream costs frames, never memory or the
-optimization's time.
+optimization's time. A job has at most --max-streams-per-job streams, and its
+progress frames with a preview are rendered once per report and preview side
+(`SharedFrames`), however many streams send them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import enum
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +29,7 @@ import numpy as np
 
 from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.job.delivery import DeliveryOptions
-from stylize_server.job.errors import StylizeError
+from stylize_server.job.errors import JobStreamLimit, StylizeError
 from stylize_server.job.options import JobOptions
 from stylize_server.job.plan import JobPlan
 from stylize_server.job.types import Estimate, Progress, StopReason
@@ -77,6 +80,45 @@ class Subscriber:
 
     def newer_waiting(self, kind: str) -> bool:
         return any(e.kind == kind for e in self._items)
+
+
+class SharedFrames:
+    """A job's progress frames with a preview, by (report, preview side): the
+    first stream that sends one renders it (on the encode executor), the others
+    await the same future. Rendering per stream made every extra stream slow
+    the job (+26% with 16 streams). Only the newest `KEEP` frames are kept,
+    keyed by numbers: a Progress (which holds the engine's image) is never
+    kept alive here (loop only)."""
+
+    KEEP = 4  # two reports, two preview sides: --max-streams-per-job's default out of step
+
+    def __init__(self) -> None:
+        self._frames: collections.OrderedDict[tuple[int, int, int], asyncio.Future[pb.StylizeResponse]] = (
+            collections.OrderedDict()
+        )
+
+    def frame(
+        self, progress: Progress, side: int, render: Callable[[], asyncio.Future[pb.StylizeResponse]]
+    ) -> asyncio.Future[pb.StylizeResponse]:
+        """The frame of `progress` at `side`, from `render()` if no stream asked for it yet.
+        Await it shielded: a stream that goes away must not cancel the others' frame."""
+        key = (progress.scale_index, progress.iteration, side)
+        future = self._frames.get(key)
+        if future is None:
+            future = self._frames[key] = render()
+            future.add_done_callback(_consume)
+            while len(self._frames) > self.KEEP:
+                self._frames.popitem(last=False)
+        return future
+
+    def clear(self) -> None:
+        self._frames.clear()
+
+
+def _consume(future: asyncio.Future[pb.StylizeResponse]) -> None:
+    # A render whose every stream went away still has its error retrieved (no "never retrieved" warning).
+    if not future.cancelled():
+        future.exception()
 
 
 class ProgressMailbox:
@@ -132,6 +174,7 @@ class Job:
     latest: Progress | None = None
     outcome: Outcome | None = None
     subscribers: list[Subscriber] = field(default_factory=list)
+    frames: SharedFrames = field(default_factory=SharedFrames)
     detach_timer: asyncio.TimerHandle | None = None
     owner: str = ""  # whose request_ids it is among (`ownership`); "" is `client`
     _stop: StopReason | None = None
@@ -184,8 +227,15 @@ class Job:
             return True
 
     # --------------------------------------------------------------- events
-    def subscribe(self, reattached: bool = False) -> Subscriber:
-        """A new stream attaches: it first hears where the job stands."""
+    def subscribe(self, reattached: bool = False, limit: int = 0) -> Subscriber:
+        """A new stream attaches: it first hears where the job stands. With
+        `limit`, a job that has that many streams already refuses it."""
+        if limit and len(self.subscribers) >= limit:
+            raise JobStreamLimit(
+                f"the job of request_id {self.request_id!r} has {len(self.subscribers)} streams attached, its limit "
+                f"(--max-streams-per-job {limit})",
+                retry_after=1.0,
+            )
         subscriber = Subscriber(reattached)
         if self.outcome is not None:
             if self.started_at is not None:
@@ -215,6 +265,7 @@ class Job:
         elif kind == "finished":
             self.outcome = payload
             self.latest = None  # it holds the engine's last image
+            self.frames.clear()
         event = Event(kind, payload)
         for subscriber in self.subscribers:
             subscriber.put(event)

@@ -26,7 +26,12 @@ _ITERATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 _MEMORY_BUCKETS = tuple(float(2**e) for e in range(26, 37)) + (float("inf"),)
 _ESTIMATE_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, float("inf"))
 
-REQUESTS = Counter("stylize_requests", "Stylize calls by final gRPC status code.", ["code"])
+REQUESTS = Counter(
+    "stylize_requests",
+    "Stylize calls by final gRPC status code, or DETACHED: the client went away and the job went on "
+    "(it may reattach by request_id).",
+    ["code"],
+)
 REFUSALS = Counter(
     "stylize_refusals",
     "Stylize calls refused before a job ran for them, by ErrorReason (QUEUE_FULL, CLIENT_QUOTA, TOO_LARGE, ...).",
@@ -58,6 +63,10 @@ JOB_ESTIMATED_MEMORY = Histogram(
 )
 JOB_ESTIMATED_SECONDS = Histogram(
     "stylize_job_estimated_seconds", "Compute time of admitted jobs, as estimated.", buckets=_ESTIMATE_BUCKETS
+)
+PREVIEW_RENDERS = Counter(
+    "stylize_preview_renders",
+    "Progress previews rendered (shrunk and PNG-encoded); each is shared by every stream attached to its job.",
 )
 OPEN_CALLS = Gauge("stylize_open_calls", "Stylize calls open now (receiving, queued, running or sending).")
 RESULT_STORE_BYTES = Gauge("stylize_result_store_bytes", "Bytes of results kept for reattach.")

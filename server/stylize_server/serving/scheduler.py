@@ -274,7 +274,8 @@ class Scheduler:
                 result = await self._execute(job, plan, started)
         except Exception as exc:  # the job's own failure; the server goes on
             if not isinstance(exc, StylizeError):
-                log.exception("job failed with an unexpected error", extra={"fields": {"request_id": job.request_id}})
+                fields = {"client": job.client, "request_id": job.request_id}
+                log.exception("job failed with an unexpected error", extra={"fields": fields})
             error = exc
         finally:
             job.finished_at = time.monotonic()

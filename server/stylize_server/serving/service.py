@@ -4,18 +4,21 @@ order of cost, and the stream of one job's frames.
 Admission refuses as early and as cheaply as it can, and decodes nothing
 before the job is admitted:
 
-    draining / loading -> open calls (CALL_LIMIT) -> read the request (RECEIVE_TIMEOUT)
+    draining / loading -> open calls of the client (CLIENT_CALL_LIMIT) and of the
+    pod (CALL_LIMIT) -> read the request (RECEIVE_TIMEOUT)
     -> a full pod (QUEUE_FULL) -> headers and options (admission.read_request)
-    -> request_id in use among the caller's (`ownership`): attach, replay a kept outcome, or REQUEST_ID_IN_USE
+    -> request_id in use among the caller's (`ownership`): attach (JOB_STREAM_LIMIT), replay a kept
+       outcome, or REQUEST_ID_IN_USE
     -> cost model and budget (TOO_LARGE) -> time per job (OVER_TIME_LIMIT)
     -> per-client quota (CLIENT_QUOTA)
     -> the fair queue (QUEUE_FULL) -> decode (bounded executor) -> run
 
 A stream is a `Subscriber` of its job: the frames it sends are rendered on the
 encode executor (previews, results), never on the loop, and written with a
-send timeout. A job with a client-chosen request_id (and, without auth, a job
-secret: `ownership`) outlives a lost stream by
-`--detach-grace-seconds`; without one it stops at once.
+send timeout; a preview is rendered once per job and shared by its streams.
+A job with a client-chosen request_id (and, without auth, a job secret:
+`ownership`) outlives a lost stream by `--detach-grace-seconds` (the call
+counts as DETACHED); without one it stops at once.
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ class StyleTransferService:
         self.config = config
         self.pools = pools
         self.auth = authenticator
-        self.gate = calls.CallGate(config.max_open_calls)
+        self.gate = calls.CallGate(config.max_open_calls, config.max_calls_per_client, config.call_reserve)
         self.registry = Registry(config.result_store_bytes, config.result_retention_seconds)
         self.engine: EnginePort | None = None
         self.scheduler: Scheduler | None = None
@@ -109,12 +112,13 @@ class StyleTransferService:
         call = CallRecord()
         entered = False
         try:
+            # Counted from the metadata (the interceptor checked the token), before the request is read.
+            call.client = client = self.auth.client_of(context.invocation_metadata(), context.peer())
             scheduler, engine = self._ready()
-            self.gate.enter()
+            self.gate.enter(client)
             entered = True
             request = await calls.receive(context, self.config.request_receive_seconds, pb.StylizeRequest)
             call.request_id = request.request_id
-            client = self.auth.client_of(context.invocation_metadata(), context.peer())
             owner = ownership.owner_of(self.auth.enabled, client, context.invocation_metadata())
             if not (request.request_id and owner and self.registry.find((owner, request.request_id))):
                 scheduler.check_room()  # a reattaching call needs no room
@@ -130,7 +134,9 @@ class StyleTransferService:
             call.code = _gone(context)  # nobody to tell: no status is sent
         except Exception as exc:
             if not isinstance(exc, StylizeError):
-                log.exception("request failed", extra={"fields": {"request_id": call.request_id}})
+                log.exception(
+                    "request failed", extra={"fields": {"client": call.client, "request_id": call.request_id}}
+                )
             reply = status_for(exc)
             call.code, call.reason, call.message = reply.code, reply.reason.value, reply.message
             ran = call.job is not None and call.job.iterations_done > 0
@@ -145,13 +151,14 @@ class StyleTransferService:
 
     def _end_call(self, call: CallRecord, context: calls.Context, t0: float, entered: bool) -> None:
         if entered:
-            self.gate.leave()
+            self.gate.leave(call.client)
         job, subscriber = call.job, call.subscriber
         if job is not None and subscriber is not None:
             job.unsubscribe(subscriber)
             if job.state is not JobState.DONE and not job.subscribers:
                 self._orphaned(job, calls.deadline_passed(context))
-        metrics.REQUESTS.labels(code=call.code.name).inc()
+            call.detached = calllog.went_on_without(call)
+        metrics.REQUESTS.labels(code=call.outcome).inc()
         calllog.log_end(call, time.monotonic() - t0)
 
     async def _admit(
@@ -241,7 +248,7 @@ class StyleTransferService:
             )
         if found.state is not JobState.DONE:
             found.deadline = deadline
-        call.job, call.subscriber = found, found.subscribe(reattached=True)
+        call.job, call.subscriber = found, found.subscribe(reattached=True, limit=self.config.max_streams_per_job)
         return True
 
     def _orphaned(self, job: Job, past_deadline: bool) -> None:
@@ -254,7 +261,7 @@ class StyleTransferService:
         elif job.reattachable and not self.draining and self.config.detach_grace_seconds > 0:
             loop = asyncio.get_running_loop()
             job.detach_timer = loop.call_later(self.config.detach_grace_seconds, self._detach_expired, job)
-            fields = {"request_id": job.request_id, "grace_s": self.config.detach_grace_seconds}
+            fields = {"client": job.client, "request_id": job.request_id, "grace_s": self.config.detach_grace_seconds}
             log.info("job detached", extra={"fields": fields})
         else:
             scheduler.stop(job, StopReason.CLIENT)
@@ -262,7 +269,7 @@ class StyleTransferService:
     def _detach_expired(self, job: Job) -> None:
         job.detach_timer = None
         if not job.subscribers and job.state is not JobState.DONE and self.scheduler is not None:
-            log.info("detached job stopped", extra={"fields": {"request_id": job.request_id}})
+            log.info("detached job stopped", extra={"fields": {"client": job.client, "request_id": job.request_id}})
             self.scheduler.stop(job, StopReason.CLIENT)
 
     # ------------------------------------------------------ job callbacks
@@ -298,7 +305,8 @@ class StyleTransferService:
             try:
                 outcome = await loop.run_in_executor(self.pools.encode, encode_output, result, job.alpha, job.delivery)
             except Exception as exc:
-                log.exception("encoding the result failed", extra={"fields": {"request_id": job.request_id}})
+                fields = {"client": job.client, "request_id": job.request_id}
+                log.exception("encoding the result failed", extra={"fields": fields})
                 outcome = InternalError(exc)
         job.request, job.alpha = None, None  # the images are no longer needed
         job.plan = job.plan.with_inputs(None)
@@ -333,8 +341,9 @@ class StyleTransferService:
                     continue
                 # A preview that a newer one already supersedes is not worth encoding.
                 side = 0 if subscriber.newer_waiting("progress") else delivery.preview_max_side
-                if side:  # rendering and encoding the image is the only costly part
-                    frame = await loop.run_in_executor(self.pools.encode, frames.progress_frame, job, progress, side)
+                if side:  # rendering and encoding the image is the only costly part: once per job
+                    render = functools.partial(self._render, loop, job, progress, side)
+                    frame = await asyncio.shield(job.frames.frame(progress, side, render))
                 else:
                     frame = frames.progress_frame(job, progress, 0)
                 await calls.send(context, frame, timeout)
@@ -345,6 +354,12 @@ class StyleTransferService:
                 for chunk in result_frames(outcome, job.request_id, job.queue_wait, self.config.max_message_bytes):
                     await calls.send(context, chunk, timeout)
                 return outcome
+
+    def _render(
+        self, loop: asyncio.AbstractEventLoop, job: Job, progress: Progress, side: int
+    ) -> asyncio.Future[pb.StylizeResponse]:
+        metrics.PREVIEW_RENDERS.inc()
+        return loop.run_in_executor(self.pools.encode, frames.progress_frame, job, progress, side)
 
     # -------------------------------------------------- Cancel, ServerInfo
     async def Cancel(self, request_iterator: Any, context: calls.Context) -> pb.CancelResponse:
@@ -363,7 +378,7 @@ class StyleTransferService:
             await context.abort_with_status(status_for(exc).grpc_status())
             raise  # unreachable: abort raises
         if stopped:
-            log.info("job cancelled", extra={"fields": {"request_id": request.request_id}})
+            log.info("job cancelled", extra={"fields": {"client": client, "request_id": request.request_id}})
         return pb.CancelResponse(stopped=stopped)
 
     async def GetServerInfo(self, request_iterator: Any, context: calls.Context) -> pb.ServerInfo:
