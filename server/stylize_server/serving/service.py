@@ -41,16 +41,16 @@ from stylize_server.job import cost
 from stylize_server.job.errors import Draining, InternalError, Loading, NotFound, RequestIdInUse, Stopped, StylizeError
 from stylize_server.job.plan import JobPlan, make_plan
 from stylize_server.job.port import EnginePort
-from stylize_server.job.types import Progress, Result, StopReason
-from stylize_server.serving import calllog, calls, frames, metrics, ownership
+from stylize_server.job.types import Result, StopReason
+from stylize_server.serving import calllog, calls, metrics, ownership, stream
 from stylize_server.serving.auth import Authenticator
 from stylize_server.serving.calllog import CallRecord
 from stylize_server.serving.info import server_info
-from stylize_server.serving.jobs import Job, JobState, Outcome, Subscriber
+from stylize_server.serving.jobs import Job, JobState, Outcome
 from stylize_server.serving.registry import Registry
 from stylize_server.serving.scheduler import Scheduler
 from stylize_server.wire import admission
-from stylize_server.wire.output import Output, encode_output, result_frames
+from stylize_server.wire.output import encode_output
 from stylize_server.wire.status import status_for
 
 log = logging.getLogger("stylize.jobs")
@@ -81,6 +81,15 @@ class StyleTransferService:
         self.engine: EnginePort | None = None
         self.scheduler: Scheduler | None = None
         self.draining = False
+
+    @property
+    def _stream_settings(self) -> stream.StreamSettings:
+        return stream.StreamSettings(
+            send_timeout=self.config.send_timeout_seconds,
+            max_message_bytes=self.config.max_message_bytes,
+            encode=self.pools.encode,
+            model=lambda: self.engine.model_info if self.engine is not None else None,
+        )
 
     def attach_engine(self, engine: EnginePort, budget_bytes: int) -> Scheduler:
         """The model is loaded: jobs may run (loop)."""
@@ -126,12 +135,12 @@ class StyleTransferService:
             await self._admit(request, head, client, context, scheduler, engine, call, owner=owner)
             del request  # a queued job keeps its own reference until its images are decoded
             assert call.job is not None and call.subscriber is not None
-            call.output = await self._stream(call.job, call.subscriber, head, context)
+            call.output = await stream.send_frames(call.job, call.subscriber, head, context, self._stream_settings)
         except asyncio.CancelledError:
-            call.code = _gone(context)
+            call.code = stream.gone(context)
             raise
         except calls.ClientGone:
-            call.code = _gone(context)  # nobody to tell: no status is sent
+            call.code = stream.gone(context)  # nobody to tell: no status is sent
         except Exception as exc:
             if not isinstance(exc, StylizeError):
                 log.exception(
@@ -296,7 +305,7 @@ class StyleTransferService:
         outcome: Outcome
         stopped_for_caller = result is not None and result.stop_reason in (StopReason.CLIENT, StopReason.DEADLINE)
         if isinstance(error, Stopped) or (error is None and (result is None or stopped_for_caller)):
-            outcome = _stopped(job)
+            outcome = stream.stopped(job)
         elif error is not None:
             outcome = error if isinstance(error, StylizeError) else InternalError(error)
         else:
@@ -312,54 +321,6 @@ class StyleTransferService:
         job.plan = job.plan.with_inputs(None)
         job.publish("finished", outcome)
         self.registry.finished(job)
-
-    # ------------------------------------------------------------- stream
-    async def _stream(
-        self, job: Job, subscriber: Subscriber, head: admission.RequestHead, context: calls.Context
-    ) -> Output:
-        """Send the job's frames until its result; raise its error. `head` is
-        this call's: a reattached call has its own progress and preview settings."""
-        delivery = head.delivery
-        timeout = self.config.send_timeout_seconds
-        loop = asyncio.get_running_loop()
-        while True:
-            event = await subscriber.get()
-            if event.kind == "queued":
-                position, depth = event.payload
-                queued = pb.Queued(position=position, queue_depth=depth)
-                await calls.send(context, pb.StylizeResponse(queued=queued), timeout)
-            elif event.kind == "started":
-                if not subscriber.reattached:
-                    calllog.log_start(job)
-                model = self.engine.model_info if self.engine is not None else None
-                started = frames.started_frame(job, model, event.payload, subscriber.reattached)
-                await calls.send(context, started, timeout)
-            elif event.kind == "progress":
-                progress: Progress = event.payload
-                last = progress.iteration == progress.total_iterations
-                if progress.iteration % delivery.progress_interval and not last:
-                    continue
-                # A preview that a newer one already supersedes is not worth encoding.
-                side = 0 if subscriber.newer_waiting("progress") else delivery.preview_max_side
-                if side:  # rendering and encoding the image is the only costly part: once per job
-                    render = functools.partial(self._render, loop, job, progress, side)
-                    frame = await asyncio.shield(job.frames.frame(progress, side, render))
-                else:
-                    frame = frames.progress_frame(job, progress, 0)
-                await calls.send(context, frame, timeout)
-            else:
-                outcome: Outcome = event.payload
-                if not isinstance(outcome, Output):
-                    raise outcome
-                for chunk in result_frames(outcome, job.request_id, job.queue_wait, self.config.max_message_bytes):
-                    await calls.send(context, chunk, timeout)
-                return outcome
-
-    def _render(
-        self, loop: asyncio.AbstractEventLoop, job: Job, progress: Progress, side: int
-    ) -> asyncio.Future[pb.StylizeResponse]:
-        metrics.PREVIEW_RENDERS.inc()
-        return loop.run_in_executor(self.pools.encode, frames.progress_frame, job, progress, side)
 
     # -------------------------------------------------- Cancel, ServerInfo
     async def Cancel(self, request_iterator: Any, context: calls.Context) -> pb.CancelResponse:
@@ -388,25 +349,6 @@ class StyleTransferService:
             await context.abort_with_status(status_for(exc).grpc_status())
             raise
         return server_info(self.config, self.engine, self.scheduler, self.gate)
-
-
-def _gone(context: calls.Context) -> grpc.StatusCode:
-    return grpc.StatusCode.DEADLINE_EXCEEDED if calls.deadline_passed(context) else grpc.StatusCode.CANCELLED
-
-
-def _stopped(job: Job) -> Stopped:
-    reason = job.stop_reason or StopReason.CLIENT
-    if reason is StopReason.DEADLINE:
-        return Stopped(
-            reason,
-            f"the call's deadline passed after {time.monotonic() - job.submitted_at:.1f} s; the job was stopped "
-            f"after {job.iterations_done} of {job.total_iterations} iterations",
-        )
-    if reason is StopReason.SHUTDOWN:
-        return Stopped(reason, "the server is shutting down; the queued job was not started")
-    if reason is StopReason.TIME_LIMIT:
-        return Stopped(reason, "the server's time limit per job (--max-job-seconds) passed before it began")
-    return Stopped(StopReason.CLIENT, "the client cancelled the call; the job was stopped")
 
 
 def add_to_server(service: StyleTransferService, server: aio.Server) -> None:
