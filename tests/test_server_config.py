@@ -10,7 +10,8 @@ import dataclasses
 import pytest
 
 from stylize_server import config as config_module
-from stylize_server.config import ServerConfig, parse_bytes, parse_config
+from stylize_server.config import ServerConfig, parse_config
+from stylize_server.flagtypes import parse_bytes
 from stylize_server.job.options import Limits
 from stylize_server.serving.auth import Authenticator, TokenFileError, load_tokens
 

@@ -32,11 +32,11 @@ import argparse
 import dataclasses
 import os
 import pathlib
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from stylize_server.flagtypes import optional_path, parse_bool, parse_bytes, parse_sizes
 from stylize_server.job import profiles
 from stylize_server.job.options import Limits
 
@@ -46,7 +46,6 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 PRECISIONS = ("auto", "float32", "bfloat16")
 MIN_MESSAGE_MB = 1 / 16
 LIMIT_FIELDS = tuple(f.name for f in dataclasses.fields(Limits))
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
 class ConfigError(ValueError):
@@ -212,39 +211,7 @@ def _at_least(flag: str, value: float, lo: float) -> None:
         raise ConfigError(f"{flag}: must be >= {lo:g}, got {value:g}")
 
 
-# ------------------------------------------------------------------ parsing
-def parse_sizes(text: str) -> tuple[int, ...]:
-    """ "256,512" -> (256, 512); "" -> ()."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    try:
-        return tuple(int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of sizes, got {text!r}") from None
-
-
-def parse_bytes(text: str) -> int:
-    """ "12GiB", "512MiB", "8e9", "0" -> bytes (binary and decimal units)."""
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*", str(text))
-    unit = match.group(2).upper() if match else ""
-    if not match or unit not in _UNITS:
-        raise argparse.ArgumentTypeError(f"expected bytes such as 12GiB, 800MB or 4294967296, got {text!r}")
-    return int(float(match.group(1)) * _UNITS[unit])
-
-
-def _optional_path(text: str) -> str | None:
-    return text or None
-
-
-def parse_bool(text: str) -> bool:
-    value = str(text).strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-Parser = Callable[[str], Any]
+Parser = Callable[[str], object]  # a flag's text -> its value
 
 # (field, type, help) of the server's own settings. The flag is --field-name,
 # the env var STYLIZE_FIELD_NAME.
@@ -306,17 +273,17 @@ _SERVER_FLAGS: tuple[tuple[str, Parser, str], ...] = (
         float,
         "close client connections after this age so load balancers rebalance (0 = never)",
     ),
-    ("auth_token_file", _optional_path, "file of `name:token` lines (or one bare token) clients must send"),
-    ("tls_cert", _optional_path, "PEM server certificate (turns TLS on)"),
-    ("tls_key", _optional_path, "PEM private key of --tls-cert"),
-    ("tls_client_ca", _optional_path, "PEM CA bundle; clients must present a cert it signed (mTLS)"),
+    ("auth_token_file", optional_path, "file of `name:token` lines (or one bare token) clients must send"),
+    ("tls_cert", optional_path, "PEM server certificate (turns TLS on)"),
+    ("tls_key", optional_path, "PEM private key of --tls-cert"),
+    ("tls_client_ca", optional_path, "PEM CA bundle; clients must present a cert it signed (mTLS)"),
     ("log_format", str, "json (one object per line, every line) or text"),
     ("log_level", str, "DEBUG, INFO, WARNING or ERROR"),
     ("warmup_sizes", parse_sizes, 'sizes compiled before serving, e.g. "256,512" ("" = none)'),
     ("xla", parse_bool, "compile the optimization steps with XLA (true/false); `make bench` shows if it helps"),
     (
         "device_profile",
-        _optional_path,
+        optional_path,
         "the cost model's device figures as measured by `make gpu-check` (a JSON file); unset: the built-in ones",
     ),
 )
