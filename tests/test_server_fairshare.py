@@ -97,7 +97,8 @@ def test_bob_gets_the_next_slot_though_alice_holds_every_slot(engine, tmp_path):
 def _need(request: pb.StylizeRequest, engine) -> int:
     head = admission.read_request(request, Limits(max_iterations=5000))
     options = resolve(head.options, Pooling.AVG)
-    return cost.estimate(options, head.shapes, engine.profile, 1 << 61, 1 << 62).device_memory_bytes
+    found = cost.estimate(options, head.shapes, engine.profile, 1 << 61, 1 << 62, terms=engine.term_costs)
+    return found.device_memory_bytes
 
 
 def test_alice_cannot_overtake_bob_while_he_waits_for_memory(engine, tmp_path):
