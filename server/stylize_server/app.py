@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from stylize_server.config import parse_config
 from stylize_server.serving.info import server_version
@@ -35,7 +35,7 @@ WEIGHTS_FIX = (
 __all__ = ["Server", "main"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> type[Server]:
     # `Server` imports the servicer and, through it, TensorFlow's neighbours:
     # loaded on first use, so that `main` can capture fd 2 before TensorFlow loads.
     if name == "Server":

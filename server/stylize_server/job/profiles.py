@@ -17,7 +17,6 @@ import logging
 import math
 import pathlib
 from dataclasses import dataclass
-from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +138,7 @@ class ProfileFileError(ValueError):
     """A profile file that cannot be used; the message names the file and the field."""
 
 
-def profile_document(device: dict[str, Any], profiles: list[Profile], **provenance: Any) -> dict[str, Any]:
+def profile_document(device: dict[str, object], profiles: list[Profile], **provenance: object) -> dict[str, object]:
     """The file's content for `profiles` (all of one device kind)."""
     kinds = {p.kind for p in profiles}
     if len(kinds) != 1 or device.get("kind") not in kinds:
@@ -201,7 +200,7 @@ def load_file(path: str | pathlib.Path) -> dict[tuple[str, str], Profile]:
     return out
 
 
-def _figure(where: str, field: str, value: Any) -> float:
+def _figure(where: str, field: str, value: object) -> float:
     low, high = FIGURES[field.rsplit(".", 1)[1]]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ProfileFileError(f"{where}: {field}: must be a number, got {value!r}")

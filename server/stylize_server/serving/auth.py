@@ -118,7 +118,7 @@ def peer_host(peer: str) -> str:
     return peer or "unknown"
 
 
-async def _deny(request_iterator: Any, context: aio.ServicerContext[Any, Any]) -> None:
+async def _deny(request_iterator: object, context: aio.ServicerContext[object, object]) -> None:
     # Never reads the request: the refusal costs the same whatever the client sends.
     await context.abort_with_status(status_for(Unauthenticated(DENIED)).grpc_status())
 

@@ -37,7 +37,7 @@ from stylize_server.job.errors import (
 from stylize_server.serving import metrics
 
 M = TypeVar("M")
-Context = aio.ServicerContext[Any, Any]
+Context = aio.ServicerContext[object, object]
 
 
 async def receive(context: Context, timeout: float, kind: type[M]) -> M:

@@ -124,7 +124,7 @@ def _consume(future: asyncio.Future[pb.StylizeResponse]) -> None:
 class ProgressMailbox:
     """Engine thread -> event loop: the newest progress, one wake-up at a time."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Any) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[Progress], None]) -> None:
         self._loop = loop
         self._deliver = deliver
         self._lock = threading.Lock()

@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2
@@ -156,7 +156,7 @@ class Server:
     def scheduler(self) -> Scheduler | None:
         return self._service.scheduler
 
-    def _call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    def _call(self, coroutine: Coroutine[object, None, T], timeout: float | None = None) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
     # ------------------------------------------------------------- start

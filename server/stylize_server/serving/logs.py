@@ -28,7 +28,7 @@ import os
 import re
 import sys
 import threading
-from typing import Any, TextIO
+from typing import TextIO
 
 # glog / absl C++ prefixes: "I0101 12:00:00.000000 ..." or "2024-01-01 ... W tensorflow/..."
 _GLOG = re.compile(r"^(?:[0-9-]+ [0-9:.]+: )?([IWEF])[0-9 ]")
@@ -67,7 +67,7 @@ class JsonFormatter(logging.Formatter):
     `fields` (passed as extra={"fields": {...}})."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
+        entry: dict[str, object] = {
             "ts": _now(record.created),
             "level": record.levelname,
             "logger": record.name,

@@ -6,7 +6,6 @@ and the services (StyleTransfer, health, reflection)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import grpc
 from grpc import aio
@@ -22,8 +21,8 @@ from stylize_server.serving.service import SERVICE_NAME, StyleTransferService, a
 FLUSH_SECONDS = 5.0
 
 
-def channel_options(cfg: ServerConfig) -> list[tuple[str, Any]]:
-    options: list[tuple[str, Any]] = [
+def channel_options(cfg: ServerConfig) -> list[tuple[str, int | str]]:
+    options: list[tuple[str, int | str]] = [
         ("grpc.max_receive_message_length", cfg.max_message_bytes),
         ("grpc.max_send_message_length", cfg.max_message_bytes),
         # One connection may not open more streams than this; a gRPC client

@@ -30,7 +30,6 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 from grpc import aio
@@ -116,7 +115,7 @@ class StyleTransferService:
         return self.scheduler, self.engine
 
     # ------------------------------------------------------------ Stylize
-    async def Stylize(self, request_iterator: Any, context: calls.Context) -> None:
+    async def Stylize(self, request_iterator: object, context: calls.Context) -> None:
         t0 = time.monotonic()
         call = CallRecord()
         entered = False
@@ -323,7 +322,7 @@ class StyleTransferService:
         self.registry.finished(job)
 
     # -------------------------------------------------- Cancel, ServerInfo
-    async def Cancel(self, request_iterator: Any, context: calls.Context) -> pb.CancelResponse:
+    async def Cancel(self, request_iterator: object, context: calls.Context) -> pb.CancelResponse:
         try:
             request = await calls.receive(context, self.config.request_receive_seconds, pb.CancelRequest)
             client = self.auth.client_of(context.invocation_metadata(), context.peer())
@@ -342,7 +341,7 @@ class StyleTransferService:
             log.info("job cancelled", extra={"fields": {"client": client, "request_id": request.request_id}})
         return pb.CancelResponse(stopped=stopped)
 
-    async def GetServerInfo(self, request_iterator: Any, context: calls.Context) -> pb.ServerInfo:
+    async def GetServerInfo(self, request_iterator: object, context: calls.Context) -> pb.ServerInfo:
         try:
             await calls.receive(context, self.config.request_receive_seconds, pb.GetServerInfoRequest)
         except StylizeError as exc:
