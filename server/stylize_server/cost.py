@@ -23,8 +23,10 @@ From the images' headers (`InputShapes`) and the options alone, per scale:
     largest piece in flight (the whole image, or one tile with its halo:
     layout.activation_values_per_pixel of that part), times `keep`; plus the
     image-sized state: pixels, gradient, trial point, 2·m L-BFGS history
-    vectors or Adam's 2 moments, the content targets, the region guides and,
-    when cut, the map handed between the parts and its gradient;
+    vectors or Adam's 2 moments, the content targets and, when cut, the
+    map handed between the parts and its gradient; plus the loss side
+    (losscost.py): loss layers' float32 maps beyond `keep`'s fit, the
+    guided Gram's working set, and each mask region's guides and Grams;
   - the style pass: one style image's forward pass (two feature maps at
     once), in the same tiles when the scale is tiled.
 
@@ -36,7 +38,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from . import layout
+from . import layout, losscost
 from .errors import TooLarge
 from .options import InputShapes, JobOptions, Optimizer, Scale, output_shape, plan_scales, style_shape
 from .profiles import GIB, Profile
@@ -144,17 +146,25 @@ def work(height: int, width: int, deepest: str, tiling: Tiling) -> tuple[float, 
 
 def vector_bytes(height: int, width: int, options: JobOptions, history: int, regions: int, tiling: Tiling) -> int:
     """Image-sized state: pixels, gradient, trial point and optimizer state,
-    content targets at their layers, one guide per style region, and when
-    cut, the map between the parts (in the activations' precision, with a
+    content targets at their layers, and when cut, the map between the parts (in the activations' precision, with a
     float32 gradient) and the tiled gradient's accumulator."""
     pixels = height * width
     vectors = 4 + (2 * history if options.optimizer is Optimizer.LBFGS else 2) + (1 if tiling.tile else 0)
     content = sum(layout.channels(n) / layout.stride(n) ** 2 for n, _ in options.content_layers)
-    guides = regions if regions > 1 else 0
     between = 0.0
     if tiling.tile and tiling.split:
         between = layout.pooled_values_per_pixel(tiling.split) * 2  # the map, its gradient (both at most 4 B)
-    return int(pixels * (3 * vectors + content + guides + between) * 4)
+    return int(pixels * (3 * vectors + content + between) * 4)
+
+
+def loss_bytes(height: int, width: int, options: JobOptions, guided: bool, tiling: Tiling) -> int:
+    """The loss side of the largest piece in flight beyond `keep`'s fit: its
+    loss layers' float32 maps and the guided Gram's working set (losscost)."""
+    peak = 0.0
+    for part in parts(deepest_layer(options), tiling):
+        values = losscost.loss_values_per_pixel(options, guided, part.first_block, layout.block_of(part.deepest))
+        peak = max(peak, max(extents(height, width, part.tile, halo_px(part))) * values * losscost.VALUE_BYTES)
+    return int(peak)
 
 
 def style_pass_bytes(style_height: int, style_width: int, deepest: str, profile: Profile, tile: int) -> int:
@@ -184,8 +194,12 @@ def scale_estimate(
         tiling = Tiling(tiling.tile, tiling.split, 0)
     style_sizes = [style_shape(s, (height, width), options.style_scale) for s in shapes.styles]
     lbfgs = history if options.optimizer is Optimizer.LBFGS else 0
-    optimization = activation_bytes(height, width, deepest, profile, tiling) + vector_bytes(
-        height, width, options, lbfgs, regions, tiling
+    guided = regions > 1 or any(m is not None for m in shapes.masks)
+    optimization = (
+        activation_bytes(height, width, deepest, profile, tiling)
+        + vector_bytes(height, width, options, lbfgs, regions, tiling)
+        + loss_bytes(height, width, options, guided, tiling)
+        + losscost.region_bytes(height, width, options, regions, guided)
     )
     styles = max(style_pass_bytes(h, w, deepest, profile, tiling.tile) for h, w in style_sizes)
     memory = max(optimization, styles) + profile.base_bytes
