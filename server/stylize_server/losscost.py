@@ -8,9 +8,11 @@ TF-free; cost.py adds these to the optimization's peak.
   profile's `keep` was fitted with the default layers, so it covers their
   maps; what a job's layers add beyond those is counted here (the early
   layers are the widest: relu1_x holds 64 values per pixel, relu5_1 2).
-* Guided Grams (losses.guided_gram_sums) loop over the regions, one
-  weighted copy T_r²∘F at a time: one more map of the widest style layer in
-  flight, whatever the number of regions.
+* Guided Grams (losses.guided_gram_sums, guided_style_cotangent) loop over
+  the regions, one region at a time: where the unguided gradient holds F M,
+  the guided one holds the accumulator, one region's F M_r, its T_r²-weighted
+  copy and the accumulator's next value at once: three more maps of the
+  widest style layer, whatever the number of regions.
 * Per region: its guide at the output size (the decoded mask resized, the
   scale's plane, and the plane's float32 copy before it is pooled), the
   guide at each style layer's resolution (a tensor per layer), and its
@@ -31,6 +33,7 @@ from .options import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, JobOptions
 
 VALUE_BYTES = 4  # the loss side is float32 in both precisions
 REGION_PLANES = 3.0  # output-size guides per region: the mask resized, the scale's plane, its float32 copy
+GUIDED_MAPS = 3.0  # the guided loop's working set, in maps of the widest style layer
 GRAM_COPIES = 3.0  # per region and style layer: target, sums, multiplier
 FITTED = tuple(n for n, _ in DEFAULT_CONTENT_LAYERS + DEFAULT_STYLE_LAYERS)
 
@@ -52,7 +55,9 @@ def loss_values_per_pixel(options: JobOptions, guided: bool, first_block: int, l
     mine = _maps(style + [n for n, _ in options.content_layers], first_block, last_block)
     extra = max(0.0, mine - _maps(FITTED, first_block, last_block))
     if guided:
-        extra += max((values_per_pixel(n) for n in style if first_block <= block_of(n) <= last_block), default=0.0)
+        extra += GUIDED_MAPS * max(
+            (values_per_pixel(n) for n in style if first_block <= block_of(n) <= last_block), default=0.0
+        )
     return extra
 
 
