@@ -66,15 +66,23 @@ def guided_gram_sums(flat: tf.Tensor, guides: tf.Tensor) -> tf.Tensor:
     made a masked job's memory R times a feature map per style layer). For an
     all-ones guide the product is the unguided FᵀF's, to the bit. Nothing
     differentiates through the loop: the gradient is style_cotangent."""
-    c = flat.shape[1]
-    sums = tf.TensorArray(flat.dtype, size=tf.shape(guides)[0], element_shape=tf.TensorShape([c, c]))
+    c, regions = flat.shape[1], tf.shape(guides)[0]
+    padded = _past_the_end(guides)
+    sums = tf.TensorArray(flat.dtype, size=regions, element_shape=tf.TensorShape([c, c]))
 
     def body(r: tf.Tensor, sums: tf.TensorArray) -> tuple[tf.Tensor, tf.TensorArray]:
-        weighted = tf.square(guides[r])[:, None] * flat
+        weighted = tf.square(padded[r])[:, None] * flat
         return r + 1, sums.write(r, tf.matmul(flat, weighted, transpose_a=True))
 
-    _, sums = tf.while_loop(lambda r, _: r < tf.shape(guides)[0], body, [tf.constant(0), sums], parallel_iterations=1)
+    _, sums = tf.while_loop(lambda r, _: r < regions, body, [tf.constant(0), sums], parallel_iterations=1)
     return sums.stack()
+
+
+def _past_the_end(t: tf.Tensor) -> tf.Tensor:
+    """`t` with one zero row after its last, never read: with --xla the loop
+    body is compiled even for no regions, and slicing row r of an empty
+    dimension does not compile."""
+    return tf.concat([t, tf.zeros(tf.concat([[1], tf.shape(t)[1:]], 0), t.dtype)], 0)
 
 
 def guide_counts(guides: tf.Tensor) -> tf.Tensor:
@@ -124,11 +132,14 @@ def guided_style_cotangent(flat: tf.Tensor, multiplier: tf.Tensor, guides: tf.Te
     one region at a time (as in guided_gram_sums: an [N, C] accumulator and
     one region's product, never R of them)."""
 
+    regions = tf.shape(guides)[0]
+    padded, multipliers = _past_the_end(guides), _past_the_end(multiplier)
+
     def body(r: tf.Tensor, total: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return r + 1, total + tf.square(guides[r])[:, None] * tf.matmul(flat, multiplier[r])
+        return r + 1, total + tf.square(padded[r])[:, None] * tf.matmul(flat, multipliers[r])
 
     _, total = tf.while_loop(
-        lambda r, _: r < tf.shape(guides)[0], body, [tf.constant(0), tf.zeros_like(flat)], parallel_iterations=1
+        lambda r, _: r < regions, body, [tf.constant(0), tf.zeros_like(flat)], parallel_iterations=1
     )
     return total
 
