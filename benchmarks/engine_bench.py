@@ -11,7 +11,8 @@ and writes one JSON file.
               tutorial (Adam lr 0.02, β1 0.99, ε 0.1 on a 0..1 image clipped
               each step, single scale), same images, weights and loss.
 3. precision: float32 against bfloat16 (benchmarks/precision_bench.py).
-4. masks:     2 masked styles against 1 unmasked style (masks_bench.py).
+4. masks:     2 masked styles against 1 unmasked style, and masked jobs' peak
+              memory against the estimate (masks_bench.py).
 5. tiling:    tiled against whole-image evaluation (tiling_bench.py).
 6. cost:      the cost model's estimates against measurement (cost_bench.py).
 
@@ -281,6 +282,7 @@ def main() -> None:
         from benchmarks import masks_bench
 
         report["masks"] = masks_bench.section(args.weights, args.rounds, args.per_round)
+        report["masks_memory"] = masks_bench.memory_section()
     if "tiling" in wanted:
         from benchmarks import tiling_bench
 

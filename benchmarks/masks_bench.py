@@ -1,6 +1,8 @@
 """Masks (issue 11): seconds per iteration of a job with 2 styles on
 complementary masks (guided Gram matrices, 2 regions) against 1 unmasked
 style, at 256 px, side by side in one process, interleaved round by round.
+And (issue 17) masked jobs' peak memory against the cost model's estimate,
+each case in its own process (tests/support/maskmem.py).
 
     python -m benchmarks.masks_bench
 """
@@ -67,6 +69,46 @@ def section(weights: str, rounds: int, per_round: int, size: int = 256) -> list[
     return rows
 
 
+MEMORY_CASES = (
+    "256:8:late:float32:whole",
+    "256:8:early:float32:whole",
+    "512:8:late:float32:whole",
+    "512:8:early:float32:whole",
+    "512:8:early:bfloat16:whole",
+    "512:8:early:float32:tiled",
+)
+
+
+def memory_section(cases: tuple[str, ...] = MEMORY_CASES) -> list[dict[str, Any]]:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from benchmarks.common import ROOT, mib
+
+    print("\nmasks: peak memory (RSS rise of the job) against the estimate; case = side:regions:layers:precision:run")
+    print(f"{'case':>28} {'measured':>10} {'estimated':>10} {'ratio':>6}")
+    rows = []
+    for case in cases:
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+        proc = subprocess.run(
+            [sys.executable, "-m", "tests.support.maskmem", case],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            check=False,
+        )
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            raise SystemExit(f"maskmem {case} failed:\n{proc.stderr[-3000:]}")
+        r = json.loads(lines[-1])
+        print(f"{case:>28} {mib(r['used_bytes']):>10} {mib(r['estimated_bytes']):>10} {r['ratio']:>5.2f}x", flush=True)
+        rows.append(r)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default="random:0")
@@ -80,6 +122,7 @@ def main() -> None:
         emit(worker(int(size), weights, int(rounds), int(per_round), precision))
         return
     section(args.weights, args.rounds, args.per_round, args.size)
+    memory_section()
 
 
 if __name__ == "__main__":

@@ -131,3 +131,29 @@ def test_the_cost_model_tiles_and_halos_are_the_engines() -> None:
             expected = len(cost.extents(1000, 1000, part.tile, cost.halo_px(part)))
             assert len(tile_grid(side, side, tile, stage_halo(stage, "relu5_1"))) == expected
         assert scale.tiles == len(tile_grid(1000, 1000, tiling.tile, 0))
+
+
+def test_masks_are_priced_per_region_and_the_default_layers_are_unchanged() -> None:
+    """Issue 17, item 3: each region's guides and Grams, the guided Gram's
+    working set and the loss maps of layers wider than the default ones;
+    nothing for an unmasked job with the default layers (keep's fit)."""
+    early = (("relu1_1", 1.0), ("relu1_2", 1.0), ("relu2_1", 1.0), ("relu2_2", 1.0))
+    masked = InputShapes((512, 512), ((512, 512),) * 2, ((512, 512),) * 2, (1.0,) * 2)
+
+    def memory(regions: int, masks: InputShapes, **kw) -> int:
+        return cost.scale_estimate(
+            options(512, **kw), masks, Scale(512, 10), regions, F32, cost.Tiling(), 20, TERMS
+        ).device_memory_bytes
+
+    assert cost.loss_bytes(512, 512, options(512), 0, cost.Tiling(), TERMS) == 0
+    unmasked, one, eight = memory(1, shapes(512)), memory(1, masked), memory(8, masked)
+    assert unmasked < one < eight
+    # Per region: a guide per style layer and the image-sized planes, and a Gram per style layer.
+    per_region = (eight - one) / 7
+    assert per_region >= 512 * 512 * 4 * 4 + 3 * 4 * sum(c * c for c in (64, 128, 256, 512, 512))
+    # The early layers' maps are the widest (64 values a pixel at relu1_x):
+    # the guided Gram's working set holds one more.
+    assert memory(1, masked, style_layers=early) - memory(1, shapes(512), style_layers=early) > 64 * 512 * 512 * 4
+    # Tiled, the loss side is a tile's.
+    tiled = cost.loss_bytes(512, 512, options(512, style_layers=early), 1, cost.Tiling(128, 3, 0), TERMS)
+    assert 0 < tiled < cost.loss_bytes(512, 512, options(512, style_layers=early), 1, cost.Tiling(), TERMS) / 4

@@ -157,3 +157,32 @@ def test_content_of_sums_is_the_mean_and_its_gradient(rng: np.random.Generator) 
     loss, coef = losses.content_of_sums(losses.squared_error_sum(tf.constant(f), tf.constant(p)), 60.0, 2.0)
     assert float(loss) == pytest.approx(want_loss, rel=1e-6)
     np.testing.assert_allclose(float(coef) * (f - p), want_grad, rtol=1e-5)
+
+
+@pytest.mark.parametrize("xla", [False, True])
+def test_the_guided_loop_takes_any_number_of_regions_in_one_trace(rng: np.random.Generator, xla: bool) -> None:
+    """Issue 17: the guided Gram loops over the regions (one weighted copy at
+    a time); the region count is a tensor dimension, none included (with XLA
+    the loop body compiles even when it never runs)."""
+    f = rng.normal(size=(1, 6, 5, 3)).astype(np.float32)
+    flat = losses.flatten(tf.constant(f))
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, 3]), tf.TensorSpec([None, None]), tf.TensorSpec([None, 3, 3])],
+        jit_compile=xla,
+    )
+    def both(flat: tf.Tensor, guides: tf.Tensor, mult: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return losses.gram_sums(flat, guides), losses.style_cotangent(flat, mult, guides)
+
+    for regions in (0, 1, 4):
+        guides = rng.uniform(0, 1, size=(regions, 6, 5)).astype(np.float32)
+        mult = rng.normal(size=(regions, 3, 3)).astype(np.float32)
+        sums, cot = both(flat, tf.constant(guides.reshape(regions, 30)), tf.constant(mult))
+        assert sums.shape == (regions, 3, 3)
+        for r in range(regions):
+            want = _masked_gram(tf.constant(f), guides[r]).numpy() * 3 * float(np.sum(guides[r] ** 2))
+            np.testing.assert_allclose(sums[r].numpy(), want, rtol=1e-5)
+        flat64 = f.reshape(-1, 3).astype(np.float64)
+        want_cot = sum((guides[r].reshape(-1, 1) ** 2) * (flat64 @ mult[r]) for r in range(regions))
+        np.testing.assert_allclose(cot.numpy(), np.zeros_like(flat64) + want_cot, rtol=1e-4, atol=1e-6)
+    assert both.experimental_get_tracing_count() == 1

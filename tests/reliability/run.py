@@ -72,6 +72,7 @@ OWN_SERVER: tuple[tuple[str, Callable[[Profile], ScenarioResult | list[ScenarioR
     ("partial", work.run_partial_at_time_limit),
     ("textbomb", imagebombs.run_text_bomb),
     ("decodemem", imagebombs.run_decode_memory),
+    ("masks", memory.run_masked_budget),
 )
 NAMES = [n for n, _ in SHARED] + [n for n, _ in OWN_SERVER]
 
@@ -124,6 +125,7 @@ HEADLINE: dict[str, tuple[str, ...]] = {
         "rss_growth_second_half_mb",
         "rss_per_novel_shape_kb",
     ),
+    "masks under a budget": ("regions", "size", "budget_mb", "estimates_mb", "peak_rss_growth_mb", "peak_over_budget"),
     "no image bytes in logs": ("log_lines", "found"),
     "SIGTERM drain": ("running_completed", "queued_codes", "late_call_code", "exit_code", "exit_after_signal_ms"),
     "SIGKILL and restart": ("killed_stream_code", "retry_attempts", "recovered_after_ms", "retry_code"),

@@ -50,17 +50,39 @@ def gram(features: tf.Tensor) -> tf.Tensor:
 
 def gram_sums(flat: tf.Tensor, guides: tf.Tensor | None = None) -> tf.Tensor:
     """Σ_p f_p f_pᵀ over the positions of `flat` [N, C]: [C, C]; with `guides`
-    [R, N], Σ_p T_rp² f_p f_pᵀ = Fᵀ(T_r²∘F) per region: [R, C, C].
-
-    The regions go side by side into one matmul, Fᵀ[T_1²∘F | ... | T_R²∘F]:
-    one pass over F for any number of regions, and for one all-ones guide the
-    very same product as the unguided FᵀF, to the bit."""
+    [R, N], Σ_p T_rp² f_p f_pᵀ = Fᵀ(T_r²∘F) per region: [R, C, C]
+    (guided_gram_sums)."""
     if guides is None:
         return tf.matmul(flat, flat, transpose_a=True)
-    n, c = tf.shape(flat)[0], tf.shape(flat)[1]
-    weighted = tf.reshape(tf.transpose(tf.square(guides)[:, :, None] * flat[None], [1, 0, 2]), [n, -1])
-    sums = tf.reshape(tf.matmul(flat, weighted, transpose_a=True), [c, -1, c])
-    return tf.transpose(sums, [1, 0, 2])
+    return guided_gram_sums(flat, guides)
+
+
+def guided_gram_sums(flat: tf.Tensor, guides: tf.Tensor) -> tf.Tensor:
+    """Fᵀ(T_r²∘F) for each region r of `guides` [R, N]: [R, C, C].
+
+    One region at a time, in a loop over the region dimension (a tensor, so
+    any number of masks runs the one traced graph): what is held beyond F is
+    one weighted copy T_r²∘F, never R of them side by side (issue 17: that
+    made a masked job's memory R times a feature map per style layer). For an
+    all-ones guide the product is the unguided FᵀF's, to the bit. Nothing
+    differentiates through the loop: the gradient is style_cotangent."""
+    c, regions = flat.shape[1], tf.shape(guides)[0]
+    padded = _past_the_end(guides)
+    sums = tf.TensorArray(flat.dtype, size=regions, element_shape=tf.TensorShape([c, c]))
+
+    def body(r: tf.Tensor, sums: tf.TensorArray) -> tuple[tf.Tensor, tf.TensorArray]:
+        weighted = tf.square(padded[r])[:, None] * flat
+        return r + 1, sums.write(r, tf.matmul(flat, weighted, transpose_a=True))
+
+    _, sums = tf.while_loop(lambda r, _: r < regions, body, [tf.constant(0), sums], parallel_iterations=1)
+    return sums.stack()
+
+
+def _past_the_end(t: tf.Tensor) -> tf.Tensor:
+    """`t` with one zero row after its last, never read: with --xla the loop
+    body is compiled even for no regions, and slicing row r of an empty
+    dimension does not compile."""
+    return tf.concat([t, tf.zeros(tf.concat([[1], tf.shape(t)[1:]], 0), t.dtype)], 0)
 
 
 def guide_counts(guides: tf.Tensor) -> tf.Tensor:
@@ -99,14 +121,27 @@ def style_of_sums(
 
 def style_cotangent(flat: tf.Tensor, multiplier: tf.Tensor, guides: tf.Tensor | None = None) -> tf.Tensor:
     """dL/dF at every position of `flat` [N, C]: F M, or Σ_r T_r² ∘ (F M_r)
-    with `guides` [R, N] (the guided Gram's gradient, written out; the
-    regions' M_r side by side in one matmul, as in gram_sums)."""
+    with `guides` [R, N] (guided_style_cotangent)."""
     if guides is None:
         return tf.matmul(flat, multiplier)
-    n, c = tf.shape(flat)[0], tf.shape(flat)[1]
-    side_by_side = tf.reshape(tf.transpose(multiplier, [1, 0, 2]), [c, -1])
-    per_region = tf.reshape(tf.matmul(flat, side_by_side), [n, -1, c])
-    return tf.reduce_sum(per_region * tf.transpose(tf.square(guides))[:, :, None], axis=1)
+    return guided_style_cotangent(flat, multiplier, guides)
+
+
+def guided_style_cotangent(flat: tf.Tensor, multiplier: tf.Tensor, guides: tf.Tensor) -> tf.Tensor:
+    """Σ_r T_r² ∘ (F M_r): the guided Gram's gradient, written out, summed
+    one region at a time (as in guided_gram_sums: an [N, C] accumulator and
+    one region's product, never R of them)."""
+
+    regions = tf.shape(guides)[0]
+    padded, multipliers = _past_the_end(guides), _past_the_end(multiplier)
+
+    def body(r: tf.Tensor, total: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return r + 1, total + tf.square(padded[r])[:, None] * tf.matmul(flat, multipliers[r])
+
+    _, total = tf.while_loop(
+        lambda r, _: r < regions, body, [tf.constant(0), tf.zeros_like(flat)], parallel_iterations=1
+    )
+    return total
 
 
 def squared_error_sum(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:

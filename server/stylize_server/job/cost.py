@@ -23,8 +23,10 @@ From the images' headers (`InputShapes`) and the options alone, per scale:
     largest piece in flight (the whole image, or one tile with its halo:
     layout.activation_values_per_pixel of that part), times `keep`; plus the
     image-sized state: pixels, gradient, trial point, 2·m L-BFGS history
-    vectors or Adam's 2 moments, the content targets, the region guides and,
-    when cut, the map handed between the parts and its gradient;
+    vectors or Adam's 2 moments, the content targets and, when cut, the
+    map handed between the parts and its gradient; plus the loss side
+    (each term's declared share): loss layers' float32 maps beyond `keep`'s fit, the
+    guided Gram's working set, and each mask region's guides and Grams;
   - the style pass: one style image's forward pass (two feature maps at
     once), in the same tiles when the scale is tiled.
 
@@ -46,15 +48,24 @@ from stylize_server.job.types import Estimate, ScaleEstimate
 
 
 class TermCost(Protocol):
-    """A loss term's share of the cost, as the term declares it (engine/terms):
-    what it keeps at the image's resolution and what it computes beyond the
-    network's passes. The cost model names no term."""
+    """A loss term's share of the cost, as the term declares it (engine/terms),
+    in float32 values: what it keeps at the image's resolution through a job
+    (state), what its layers hold in a piece in flight (working), what it
+    keeps whatever the size (fixed), and what it computes beyond the
+    network's passes (macs). `regions` is the number of mask regions of a
+    guided job, 0 for an unguided one. The cost model names no term."""
 
     def active(self, options: JobOptions) -> bool: ...
 
     def state_values_per_pixel(self, options: JobOptions, regions: int) -> float: ...
 
     def macs_per_pixel(self, options: JobOptions, regions: int) -> float: ...
+
+    def working_values_per_pixel(
+        self, options: JobOptions, regions: int, first_block: int, last_block: int
+    ) -> float: ...
+
+    def fixed_values(self, options: JobOptions, regions: int) -> float: ...
 
 
 Terms = Sequence[TermCost]
@@ -176,6 +187,22 @@ def vector_bytes(
     return int(pixels * (3 * vectors + kept + between) * 4)
 
 
+def loss_bytes(height: int, width: int, options: JobOptions, regions: int, tiling: Tiling, terms: Terms) -> int:
+    """The loss side of the largest piece in flight beyond what `keep` covers
+    (it was fitted with the default job, so the default terms' maps are in
+    it): the float32 maps of the loss terms' layers and their working sets
+    (the guided Grams'), as each term declares them."""
+    default = JobOptions()
+    peak = 0.0
+    for part in parts(deepest_layer(options), tiling):
+        first, last = part.first_block, layout.block_of(part.deepest)
+        mine = sum(t.working_values_per_pixel(options, regions, first, last) for t in terms if t.active(options))
+        fitted = sum(t.working_values_per_pixel(default, 0, first, last) for t in terms if t.active(default))
+        values = max(0.0, mine - fitted)
+        peak = max(peak, max(extents(height, width, part.tile, halo_px(part))) * values * 4)
+    return int(peak)
+
+
 def style_pass_bytes(style_height: int, style_width: int, deepest: str, profile: Profile, tile: int) -> int:
     """One style image's forward pass: the widest two feature maps at once,
     for the whole image or its largest tile."""
@@ -204,14 +231,19 @@ def scale_estimate(
         tiling = Tiling(tiling.tile, tiling.split, 0)
     style_sizes = [style_shape(s, (height, width), options.style_scale) for s in shapes.styles]
     lbfgs = history if options.optimizer is Optimizer.LBFGS else 0
-    optimization = activation_bytes(height, width, deepest, profile, tiling) + vector_bytes(
-        height, width, options, lbfgs, regions, tiling, terms
+    # A guided job's terms work per mask region; an unguided job has none.
+    guided = max(1, regions) if regions > 1 or any(m is not None for m in shapes.masks) else 0
+    optimization = (
+        activation_bytes(height, width, deepest, profile, tiling)
+        + vector_bytes(height, width, options, lbfgs, guided, tiling, terms)
+        + loss_bytes(height, width, options, guided, tiling, terms)
+        + 4 * int(sum(t.fixed_values(options, guided) for t in terms if t.active(options)))
     )
     styles = max(style_pass_bytes(h, w, deepest, profile, tiling.tile) for h, w in style_sizes)
     memory = max(optimization, styles) + profile.base_bytes
     macs, values, calls = work(height, width, deepest, tiling)
     # What the terms compute beyond the network (e.g. the extra regions' Grams).
-    term_macs = height * width * sum(t.macs_per_pixel(options, regions) for t in terms if t.active(options))
+    term_macs = height * width * sum(t.macs_per_pixel(options, guided) for t in terms if t.active(options))
     seconds = (
         (macs + term_macs) / (profile.gmacs_per_second * 1e9)
         + values / (profile.gvalues_per_second * 1e9)

@@ -92,6 +92,12 @@ class _Cost:
     def macs_per_pixel(self, options: JobOptions, regions: int) -> float:
         return self.term.macs_per_pixel(options, regions)
 
+    def working_values_per_pixel(self, options: JobOptions, regions: int, first_block: int, last_block: int) -> float:
+        return self.term.working_values_per_pixel(options, regions, first_block, last_block)
+
+    def fixed_values(self, options: JobOptions, regions: int) -> float:
+        return self.term.fixed_values(options, regions)
+
 
 def costs() -> tuple[TermCost, ...]:
     """Every term's share of the cost model."""

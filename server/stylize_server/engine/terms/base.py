@@ -194,10 +194,29 @@ class Term(abc.ABC):
         own passes: its share of the cost model's time."""
         return 0.0
 
+    @classmethod
+    def working_values_per_pixel(cls, options: JobOptions, regions: int, first_block: int, last_block: int) -> float:
+        """float32 values per pixel of a piece in flight that the term holds
+        at its layers in blocks first..last: each layer's map (float32 in
+        every precision) and its cotangent's working set. By default, the
+        maps of its layers there."""
+        layers = {n for n, _ in cls.layer_weights(options)}
+        return sum(layer_values_per_pixel(n) for n in layers if first_block <= layout.block_of(n) <= last_block)
+
+    @classmethod
+    def fixed_values(cls, options: JobOptions, regions: int) -> float:
+        """float32 values the term keeps whatever the image's size (its [C, C] matrices)."""
+        return 0.0
+
 
 def stride(layer: str) -> int:
     """Image pixels per position of `layer`."""
     return 1 << (layout.block_of(layer) - 1)
+
+
+def layer_values_per_pixel(name: str) -> float:
+    """Values of layer `name`'s feature map per image pixel."""
+    return layout.channels(name) / layout.stride(name) ** 2
 
 
 def weights_tensor(layers: Layers) -> tf.Tensor:

@@ -21,7 +21,15 @@ import tensorflow as tf
 from stylize_server.engine import losses, prepare
 from stylize_server.engine import regions as job_regions
 from stylize_server.engine.terms import register
-from stylize_server.engine.terms.base import TargetContext, TensorList, Term, View, stride, weights_tensor
+from stylize_server.engine.terms.base import (
+    TargetContext,
+    TensorList,
+    Term,
+    View,
+    layer_values_per_pixel,
+    stride,
+    weights_tensor,
+)
 from stylize_server.job import layout
 from stylize_server.job.options import JobOptions, style_shape
 
@@ -141,13 +149,45 @@ class Gram(Term):
         return (*grams, tf.ones([len(self.layers)]))
 
     # ------------------------------------------------------------ cost model
+    # Measured (tests/support/maskmem.py, CPU, a job's peak RSS rise): before
+    # the guided Grams looped over the regions, 8 regions at 256 px used 2.45x
+    # their estimate (early layers 2.98x); with the loop and the figures below,
+    # every case of tests/test_engine_mask_memory.py is at most 0.87x.
 
     @classmethod
     def state_values_per_pixel(cls, options: JobOptions, regions: int) -> float:
-        return float(regions) if regions > 1 else 0.0  # one guide per region, at the image's size
+        """Per region of a guided job: its guide at the output size three times
+        (the decoded mask resized, the scale's plane and its float32 copy)
+        and at each style layer's resolution."""
+        if not regions:
+            return 0.0
+        per_region = REGION_PLANES + sum(1.0 / layout.stride(n) ** 2 for n, _ in options.style_layers)
+        return regions * per_region
+
+    @classmethod
+    def fixed_values(cls, options: JobOptions, regions: int) -> float:
+        """Per region and style layer: the target, the sums and the multiplier [C, C]."""
+        return max(1, regions) * GRAM_COPIES * sum(layout.channels(n) ** 2 for n, _ in options.style_layers)
+
+    @classmethod
+    def working_values_per_pixel(cls, options: JobOptions, regions: int, first_block: int, last_block: int) -> float:
+        """Its layers' maps, and for a guided job the loop's working set: the
+        accumulator, one region's F·M_r, its T_r²-weighted copy and the next
+        accumulator, three maps of the widest style layer whatever the number
+        of regions (losses.guided_style_cotangent)."""
+        maps = super().working_values_per_pixel(options, regions, first_block, last_block)
+        if regions:
+            mine = [n for n, _ in options.style_layers if first_block <= layout.block_of(n) <= last_block]
+            maps += GUIDED_MAPS * max((layer_values_per_pixel(n) for n in mine), default=0.0)
+        return maps
 
     @classmethod
     def macs_per_pixel(cls, options: JobOptions, regions: int) -> float:
         # The Gram sums of the extra regions, forward and backward.
         extra = max(0, regions - 1)
         return 3.0 * extra * sum(layout.channels(n) ** 2 / layout.stride(n) ** 2 for n, _ in options.style_layers)
+
+
+REGION_PLANES = 3.0  # output-size guides per region: the mask resized, the scale's plane, its float32 copy
+GUIDED_MAPS = 3.0  # the guided loop's working set, in maps of the widest style layer
+GRAM_COPIES = 3.0  # per region and style layer: target, sums, multiplier
