@@ -239,7 +239,7 @@ def test_a_stream_whose_job_goes_on_counts_as_detached_not_cancelled(engine, cap
         port = srv.metrics_port
         before = scrape(port)
         request = small_request(size=48, iterations=150, request_id="lost-connection")
-        lost = grpc.insecure_channel(srv.address)
+        lost = srv.channel()  # with the job secret: without auth, only it can reattach
         first = StreamReader(pb_grpc.StyleTransferStub(lost).Stylize(request, timeout=120))
         first.wait_for(is_kind("progress"))
         lost.close()  # the connection drops; the job goes on
