@@ -46,9 +46,7 @@ def test_a_shorter_history_before_tiles_then_the_fastest_tiling_that_fits() -> N
     assert shorter.device_memory_bytes < whole.device_memory_bytes
     chosen = estimate(options(2048), shapes(2048), F32, shorter.device_memory_bytes, 1 << 40).scales[0]
     assert chosen.tile_size == 0 and chosen.lbfgs_history == 5
-    squeezed = estimate(options(2048), shapes(2048), F32, shorter.device_memory_bytes - 1, 1 << 40, terms=TERMS).scales[
-        0
-    ]
+    squeezed = estimate(options(2048), shapes(2048), F32, shorter.device_memory_bytes - 1, 1 << 40).scales[0]
     assert squeezed.tile_size > 0 and squeezed.device_memory_bytes < shorter.device_memory_bytes
     # Among the tilings that fit, the fastest: nothing that fits is faster.
     target = shorter.device_memory_bytes - 1

@@ -104,7 +104,7 @@ def plan(engine: Any, case: Case, side: int) -> Any:
         options, inputs.shapes, Scale(side, ITERATIONS), count, engine.profile, tiling, HISTORY, engine.term_costs
     )
     assert bool(scale.tile_size) == (case.run == "tiled"), scale
-    return JobPlan(options, inputs, Estimate(inputs.shapes.pixels, (scale,), scale.device_memory_bytes, 0.0, 0.0))
+    return JobPlan(options, Estimate(inputs.shapes.pixels, (scale,), scale.device_memory_bytes, 0.0, 0.0), inputs)
 
 
 def measure(engine: Any, case: Case) -> dict[str, Any]:
