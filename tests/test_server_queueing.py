@@ -9,6 +9,7 @@ import pytest
 
 from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.job.options import Limits
+from stylize_server.job.plan import JobPlan
 from stylize_server.job.types import Estimate, Losses, Progress, ScaleEstimate
 from stylize_server.serving import frames
 from stylize_server.serving.fairqueue import FairQueue
@@ -118,14 +119,21 @@ def _job(scales: list[tuple[int, float]]) -> Job:
         reattachable=False,
         fingerprint="",
         head=head,
-        options=head.options,
-        estimate=estimate,
+        plan=JobPlan(head.options, estimate),
         request=pb.StylizeRequest(),
     )
 
 
 def _progress(iteration: int, scale_index: int, elapsed: float) -> Progress:
-    return Progress(iteration, 20, Losses.of(1, 1, 1), elapsed, scale_index, 64, lambda: None)  # type: ignore[arg-type,return-value]
+    return Progress(
+        iteration,
+        20,
+        Losses.of([("content", 1.0), ("style", 1.0), ("tv", 1.0)]),
+        elapsed,
+        scale_index,
+        64,
+        lambda: None,
+    )  # type: ignore[arg-type,return-value]
 
 
 def test_eta_scales_the_model_by_the_measured_speed_across_scales():

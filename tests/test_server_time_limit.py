@@ -14,7 +14,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from stylize_api.v1 import stylize_pb2 as pb
-from stylize_server.job import cost
+from stylize_server.job import cost, timing
 from stylize_server.job.layout import Pooling
 from stylize_server.job.options import JobOptions, Limits, resolve
 from stylize_server.job.types import Estimate
@@ -74,7 +74,7 @@ def test_a_job_over_the_time_limit_is_refused_naming_the_estimate_the_limit_and_
         message = error.details()
         assert f"estimated at {estimate.seconds:.1f} s" in message
         assert "limit of 2 s per job (--max-job-seconds)" in message
-        fits = cost.most_iterations_within(options, request_shapes(request), estimate, LIMIT)
+        fits = timing.most_iterations_within(options, request_shapes(request), estimate, LIMIT)
         assert 0 < fits < 400 and f"iterations {fits} or fewer" in message
         assert "accept_partial" in message
         after = value(scrape(srv.metrics_port), "stylize_refusals_total", reason="OVER_TIME_LIMIT")

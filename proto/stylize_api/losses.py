@@ -2,7 +2,9 @@
 and the CLI, read from and written to the `Losses` message.
 
 `terms` holds every loss term the job has, by the term's name, already
-multiplied by its weight, in the engine's order; `total` is their sum. Nobody
+multiplied by its weight: in the engine's order where the engine made it,
+by name where it came over the wire (a protobuf map has no order); `total`
+is their sum. Nobody
 here knows which terms exist: a new term on the server shows up in every
 client and display by its name.
 """
@@ -62,8 +64,8 @@ class Losses:
 
     @classmethod
     def from_proto(cls, msg: stylize_pb2.Losses) -> Losses:
-        if msg.terms:
-            return cls(MappingProxyType(dict(msg.terms)), msg.total)
+        if msg.terms:  # a protobuf map has no order: by name, so every display shows the same
+            return cls(MappingProxyType(dict(sorted(msg.terms.items()))), msg.total)
         # A server from before `terms`: its terms are the legacy fields.
         return cls(MappingProxyType({name: getattr(msg, name) for name in _LEGACY}), msg.total)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from stylize_api.v1 import stylize_pb2 as pb
-from stylize_server.job import cost, images
+from stylize_server.job import images, timing
 from stylize_server.job.types import ModelInfo, Progress
 from stylize_server.serving.jobs import Job
 from stylize_server.wire import convert
@@ -57,7 +57,7 @@ def eta(job: Job, progress: Progress) -> float:
     in_scale = max(0, progress.iteration - done_before)
     predicted = sum(s.iterations * s.seconds_per_iteration for s in scales[:index])
     predicted += in_scale * scales[index].seconds_per_iteration
-    return cost.eta_seconds(job.estimate, index, in_scale, progress.elapsed_seconds, predicted)
+    return timing.eta_seconds(job.estimate, index, in_scale, progress.elapsed_seconds, predicted)
 
 
 def progress_frame(job: Job, progress: Progress, preview_side: int) -> pb.StylizeResponse:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stylize_api.v1 import stylize_pb2 as pb
-from stylize_server.job import cost, images
+from stylize_server.job import images, timing
 from stylize_server.job.delivery import DeliveryOptions, validate_delivery
 from stylize_server.job.errors import InvalidArgument, OverTimeLimit
 from stylize_server.job.options import (
@@ -98,11 +98,11 @@ def check_time(
     fits: list[str] = []
     field = "size"
     if room > 0:
-        iterations = cost.most_iterations_within(options, head.shapes, estimate, room)
+        iterations = timing.most_iterations_within(options, head.shapes, estimate, room)
         if iterations and not partial:
             fits.append(f"iterations {iterations} or fewer")
             field = "iterations"
-        size = cost.size_within(options, total, limit, lambda o: _seconds(o, price, compiling))
+        size = timing.size_within(options, total, limit, lambda o: _seconds(o, price, compiling))
         if size:
             fits.append(f"size {size} (with {estimate.total_iterations} iterations)")
     if not partial and first <= limit:
