@@ -19,10 +19,10 @@ from stylize_api.schema import OPTIONS, Scope
 from stylize_server.engine import terms
 from stylize_server.engine.runner import Engine
 from stylize_server.engine.spec import LossSpec
-from stylize_server.engine.terms.base import TargetContext, TensorList, Term, View, stride
+from stylize_server.engine.terms.base import TargetContext, TensorList, Term, View
 from stylize_server.engine.tiling import WHOLE, TileLayout
 from stylize_server.job.errors import InvalidArgument
-from stylize_server.job.layout import Pooling, channels
+from stylize_server.job.layout import Pooling, channels, stride
 from stylize_server.job.options import Inputs, JobOptions, StyleSource, style_shape
 from stylize_server.job.precision import Precision
 from stylize_server.wire import convert

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -71,10 +71,6 @@ def by_name(name: str) -> type[Term]:
 def active(options: JobOptions) -> tuple[type[Term], ...]:
     """The terms a job with these options has, in objective order."""
     return tuple(cls for cls in catalogue() if cls.active(options))
-
-
-def names(classes: Sequence[type[Term]]) -> tuple[str, ...]:
-    return tuple(c.name for c in classes)
 
 
 @dataclass(frozen=True)

@@ -209,11 +209,6 @@ class Term(abc.ABC):
         return 0.0
 
 
-def stride(layer: str) -> int:
-    """Image pixels per position of `layer`."""
-    return 1 << (layout.block_of(layer) - 1)
-
-
 def layer_values_per_pixel(name: str) -> float:
     """Values of layer `name`'s feature map per image pixel."""
     return layout.channels(name) / layout.stride(name) ** 2

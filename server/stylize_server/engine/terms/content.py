@@ -16,7 +16,14 @@ import tensorflow as tf
 
 from stylize_server.engine import losses, prepare
 from stylize_server.engine.terms import register
-from stylize_server.engine.terms.base import TargetContext, TensorList, Term, View, weights_tensor
+from stylize_server.engine.terms.base import (
+    TargetContext,
+    TensorList,
+    Term,
+    View,
+    layer_values_per_pixel,
+    weights_tensor,
+)
 from stylize_server.job import layout
 from stylize_server.job.options import JobOptions
 
@@ -70,14 +77,13 @@ class Content(Term):
         return (*maps, weights)
 
     def placeholder_targets(self, height: int, width: int) -> tuple[tf.Tensor, ...]:
-        maps = [tf.zeros([1, height // _k(n), width // _k(n), layout.channels(n)]) for n in self.layers]
+        maps = [
+            tf.zeros([1, height // layout.stride(n), width // layout.stride(n), layout.channels(n)])
+            for n in self.layers
+        ]
         return (*maps, tf.ones([len(self.layers)]))
 
     @classmethod
     def state_values_per_pixel(cls, options: JobOptions, regions: int) -> float:
         # the content's feature maps, kept as targets at every scale
-        return sum(layout.channels(n) / layout.stride(n) ** 2 for n, _ in options.content_layers)
-
-
-def _k(layer: str) -> int:
-    return 1 << (layout.block_of(layer) - 1)
+        return sum(layer_values_per_pixel(n) for n, _ in options.content_layers)

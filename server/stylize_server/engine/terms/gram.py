@@ -27,7 +27,6 @@ from stylize_server.engine.terms.base import (
     Term,
     View,
     layer_values_per_pixel,
-    stride,
     weights_tensor,
 )
 from stylize_server.job import layout
@@ -73,7 +72,7 @@ class Gram(Term):
         layer_weights = targets[-1]
         total, mults = tf.constant(0.0, tf.float32), []
         for j, name in enumerate(self.layers):
-            k = stride(name)
+            k = layout.stride(name)
             if self.guided:
                 counts = losses.guide_counts(targets[n + j])
             else:
@@ -111,7 +110,7 @@ class Gram(Term):
         height, width = int(image.shape[0]), int(image.shape[1])
         grams = []
         for name, sums in zip(self.layers, ctx.image_sums(self, image)):
-            k = stride(name)
+            k = layout.stride(name)
             grams.append(sums[0] / float((height // k) * (width // k) * int(sums[0].shape[-1])))
         return grams
 
