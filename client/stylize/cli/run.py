@@ -10,10 +10,13 @@ saved, reported as such, and ends with its own exit code.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any
 
 from ..errors import Cancelled, StylizeError
@@ -36,6 +39,35 @@ from .paths import (
 
 # What a job can fail with, as opposed to a bug.
 JOB_ERRORS = (StylizeError, ImageError, OSError, ValueError, TypeError, KeyboardInterrupt)
+
+
+class _CtrlC:
+    """Ctrl-C during a batch sets a flag instead of raising.
+
+    A KeyboardInterrupt raised inside `concurrent.futures.wait` can leave a
+    future's lock held (it takes them one by one), and then every worker
+    blocks when it finishes and the batch never ends. The flag is read by the
+    main loop between waits. A second Ctrl-C raises as usual, for a user who
+    will not wait for the cancels.
+    """
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._previous: Any = None
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        self.pressed = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __enter__(self) -> _CtrlC:
+        # Only the main thread may set a handler; elsewhere Ctrl-C never arrives anyway.
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _positive_int(text: str) -> int:
@@ -242,20 +274,19 @@ def _run_batch(ctx: RunContext, specs: list[JobSpec], args: argparse.Namespace) 
             partial=not result.complete,
         )
 
-    interrupted = False
     pool = ThreadPoolExecutor(max_workers=args.parallel, thread_name_prefix="stylize-batch")
     futures = {pool.submit(job, spec): spec for spec in specs}
-    try:
+    with _CtrlC() as ctrl_c:
         pending = set(futures)
-        while pending:
-            # A timeout, so that Ctrl-C reaches this (main) thread promptly.
+        while pending and not ctrl_c.pressed:
+            # A timeout, so that the flag set by Ctrl-C is seen promptly.
             _, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-    except KeyboardInterrupt:
-        interrupted = True
-        ctx.registry.cancel_all()
-        for future in futures:
-            future.cancel()
-    pool.shutdown(wait=True)
+        interrupted = ctrl_c.pressed
+        if interrupted:
+            ctx.registry.cancel_all()
+            for future in futures:
+                future.cancel()
+        pool.shutdown(wait=True)
     jobs = [
         JobSummary(spec.name, False, error="not started (Ctrl-C)", exit_code=EXIT_INTERRUPTED)
         if future.cancelled()
