@@ -4,7 +4,7 @@ more than it breaks the budget's guarantee. Before the guided Gram looped
 over regions, 8 masks at 256 px used 2.45x the estimate (early layers
 2.98x).
 
-A sparse grid that still covers each option both ways: masks 1-8, early
+A sparse grid that still covers each option both ways: masks 4 and 8, early
 (relu1_1..relu2_2) and late (relu1_1..relu5_1) style layers, float32 and
 bfloat16, whole and tiled, 256 and 512 px. Each case runs in its own
 process (tests/support/maskmem.py: peak RSS rise of a real job, history
@@ -24,14 +24,13 @@ import pytest
 
 from tests.support.server import ROOT
 
-# Measured on the 2-core build machine, MiB used / estimated in this order:
-# 699/871, 197/287, 163/211, 78/147 (a small tiled job's estimate is mostly
-# the profile's fixed 64 MiB a job).
+# Two cases, one in each of two processes that run at once, cover every option
+# both ways. Measured on the 2-core build machine, MiB used / estimated:
+# 699/871 for the first; the second is a small tiled job, whose estimate is
+# mostly the profile's fixed 64 MiB a job.
 CASES = (
     "512:8:early:float32:whole",  # the widest maps, the most regions, the larger size: the worst case
-    "512:4:late:bfloat16:tiled",
-    "256:8:early:bfloat16:whole",
-    "256:1:early:float32:tiled",
+    "256:4:late:bfloat16:tiled",
 )
 
 
