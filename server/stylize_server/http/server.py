@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import importlib.resources
 import pathlib
+import ssl
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import Counter
 
+from stylize_server.config import ServerConfig
 from stylize_server.job.errors import Unauthenticated
 from stylize_server.serving import metrics
 from stylize_server.serving.auth import DENIED
@@ -138,6 +140,19 @@ async def _page(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+def tls_context(cfg: ServerConfig) -> ssl.SSLContext | None:
+    """gRPC's certificate (and client CA, for mTLS) on the HTTP port too: a
+    token never crosses the network in the clear where gRPC's would not."""
+    if not cfg.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+    if cfg.tls_client_ca:
+        context.load_verify_locations(cfg.tls_client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 class HttpServer:
     """aiohttp's runner and site for one Server (loop only)."""
 
@@ -159,7 +174,7 @@ class HttpServer:
             shutdown_timeout=SHUTDOWN_SECONDS,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.host, cfg.http_port, backlog=1024)
+        site = web.TCPSite(self._runner, cfg.host, cfg.http_port, backlog=1024, ssl_context=tls_context(cfg))
         try:
             await site.start()
         except OSError as exc:
