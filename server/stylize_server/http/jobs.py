@@ -39,6 +39,7 @@ SECRET_HEADER = "Stylize-Job-Secret"
 _URL_SAFE_ID = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
 KNOWN_IDS = 50_000  # jobs remembered (as hashes) to tell "expired" (410) from "never existed" (404)
 HEARTBEAT_SECONDS = 15.0
+STREAM_BUFFER_BYTES = 16 * 1024
 
 
 class JobRoutes:
@@ -140,6 +141,9 @@ class JobRoutes:
         async def write(frame: object) -> None:
             if not response.prepared:
                 await response.prepare(request)
+                if request.transport is not None:
+                    # What an unread stream may hold here: frames beyond it wait for the send timeout.
+                    request.transport.set_write_buffer_limits(high=STREAM_BUFFER_BYTES)
             await sink(frame)
 
         call = self.call(request, None, sink=write)
@@ -153,10 +157,16 @@ class JobRoutes:
         except Aborted as exc:
             if not response.prepared:
                 return errors.response(exc.status)
-            if exc.status.details:  # not a send timeout: the client is reading
+            told = False
+            if exc.status.details:  # not a send timeout: the client may be reading
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(1.0):
                         await response.write(sse.error_event(json_format.MessageToDict(exc.status)))
+                        told = True
+            if not told and request.transport is not None:
+                # Its buffer is full and it reads nothing: drop the connection (and
+                # what waits in its buffer) rather than wait on it for ever.
+                request.transport.abort()
         finally:
             task.cancel()
         if not response.prepared:
