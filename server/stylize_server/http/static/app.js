@@ -200,6 +200,12 @@ async function watch(current) {
       await new Promise((r) => setTimeout(r, 1000 * (attempt + 1)));
       continue;
     }
+    if (response.status === 429 || response.status === 503) {
+      // A stream of ours the server has not yet seen closed, or a busy pod: try again shortly.
+      const wait = Number(response.headers.get("Retry-After") || 1);
+      await new Promise((r) => setTimeout(r, 1000 * wait));
+      continue;
+    }
     if (!response.ok) {
       finish(await errorText(response), true);
       return;
