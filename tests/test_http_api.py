@@ -134,6 +134,21 @@ def test_bad_options_are_400_naming_the_field(
     assert error["message"].startswith(field), error["message"]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not multipart at all",
+        f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=content\r\n\r\ncut short".encode(),
+        f"--{BOUNDARY}\r\nX-Long: {'a' * 100_000}\r\n\r\nx\r\n--{BOUNDARY}--\r\n".encode(),
+    ],
+    ids=["no-boundary", "truncated", "part-header-too-long"],
+)
+def test_a_malformed_body_is_400_malformed_request(open_server: tuple[ServerHandle, HttpApi], body: bytes) -> None:
+    _, api = open_server
+    status, error, _ = api.json("POST", "/v1/stylize", body=body, headers=MULTIPART)
+    assert status == 400 and reason(error) == "MALFORMED_REQUEST", error
+
+
 def test_an_option_out_of_range_is_admissions_error(open_server: tuple[ServerHandle, HttpApi]) -> None:
     _, api = open_server
     status, error, _ = api.post_job(CONTENT, [STYLE], {"size": 100_000})

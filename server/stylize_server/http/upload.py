@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from google.protobuf import json_format
 
 from stylize_api.schema import OPTIONS, Scope
@@ -91,8 +92,9 @@ async def read_request(request: web.Request, limits: UploadLimits) -> pb.Stylize
         raise ReceiveTimeout(
             f"the request body did not arrive within {limits.receive_seconds:g} s (--request-receive-seconds)"
         ) from None
-    except ValueError as exc:  # aiohttp's multipart parser: a bad boundary, a header line too long
-        raise MalformedRequest(f"the multipart body cannot be read ({exc})") from None
+    except (ValueError, HttpProcessingError) as exc:  # aiohttp's parser: a bad boundary, a part header too long
+        why = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
+        raise MalformedRequest(f"the multipart body cannot be read ({why[:200]})") from None
 
 
 async def _read(request: web.Request, limits: UploadLimits) -> pb.StylizeRequest:
