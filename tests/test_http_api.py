@@ -8,9 +8,13 @@ options, slowloris headers), each followed by a request that still works."""
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import socket
+import ssl
+import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,7 +25,7 @@ from PIL import Image
 from tests.support.http import BOUNDARY, HttpApi, job_parts, multipart, reason
 from tests.support.images import bomb_png, png_bytes
 from tests.support.metrics import scrape, value
-from tests.support.server import ServerHandle, free_port, running_server
+from tests.support.server import ServerHandle, free_port, running_server, shared_engine
 
 CONTENT = png_bytes(40, 32, seed=1)
 STYLE = png_bytes(32, 32, seed=2)
@@ -294,3 +298,61 @@ def test_the_page_is_served_with_its_policy(open_server: tuple[ServerHandle, Htt
     for asset in ("/static/app.js", "/static/style.css"):
         with urllib.request.urlopen(f"http://127.0.0.1:{api.port}{asset}", timeout=10) as response:
             assert response.status == 200 and len(response.read()) > 100
+
+
+def test_a_client_over_its_quota_gets_429_with_retry_after(
+    token_server: tuple[ServerHandle, dict[str, HttpApi]],
+) -> None:
+    srv, apis = token_server
+    bob = apis["bob"]
+    quota = srv.server.config.max_jobs_per_client
+    posted = []
+    try:
+        for i in range(quota):
+            status, job, _ = bob.post_job(CONTENT, [STYLE], {**SMALL, "iterations": 4000, "requestId": f"bob-q{i}"})
+            assert status == 202, job
+            posted.append(job["request_id"])
+        status, error, headers = bob.post_job(CONTENT, [STYLE], {**SMALL, "requestId": "bob-over"})
+        assert status == 429 and reason(error) == "CLIENT_QUOTA", error
+        assert int(headers["Retry-After"]) >= 1
+        assert any(d["@type"].endswith("google.rpc.RetryInfo") for d in error["details"])
+    finally:
+        for request_id in posted:
+            bob.json("DELETE", f"/v1/jobs/{request_id}")
+
+
+def test_with_tls_the_http_port_speaks_tls(tmp_path_factory: pytest.TempPathFactory) -> None:
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    with running_server(http_port=free_port(), tls_cert=str(cert), tls_key=str(key)) as srv:
+        url = f"https://127.0.0.1:{srv.server.http_port}/v1/info"
+        context = ssl.create_default_context(cafile=str(cert))
+        with urllib.request.urlopen(url, context=context, timeout=10) as response:
+            assert response.status == 200 and "limits" in json.loads(response.read())
+        plain = HttpApi(srv.server.http_port, timeout=5)
+        with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+            plain.request("GET", "/v1/info")
+
+
+def test_while_the_model_loads_a_post_is_503_loading() -> None:
+    release = threading.Event()
+
+    def slow_loader(config: object) -> object:
+        release.wait(60)
+        return shared_engine()
+
+    with running_server(http_port=free_port(), engine_loader=slow_loader, wait_ready=False) as srv:
+        api = HttpApi(srv.server.http_port)
+        try:
+            status, error, _ = api.post_job(CONTENT, [STYLE], SMALL)
+        finally:
+            release.set()
+        assert status == 503 and reason(error) == "LOADING", error
+        srv.server.wait_ready(60)
+        status, job, _ = api.post_job(CONTENT, [STYLE], SMALL, headers={"Stylize-Job-Secret": "after-loading-secret"})
+        assert status == 202, job
