@@ -174,7 +174,7 @@ def test_runs_as_the_non_root_user_the_manifests_expect() -> None:
 def test_exposes_the_ports_and_starts_the_server() -> None:
     stage = final_stage(parse(DOCKERFILE))
     exposed = {p for ins in stage if ins.keyword == "EXPOSE" for p in ins.args.split()}
-    assert exposed == {"50051", "9090"}
+    assert exposed == {"50051", "8080", "9090"}
     entrypoints = [ins.args for ins in stage if ins.keyword == "ENTRYPOINT"]
     assert entrypoints == ['["stylize-entrypoint"]'], "exec form, so SIGTERM reaches the server"
     copies = [ins.args for ins in stage if ins.keyword == "COPY" and "entrypoint" in ins.args]

@@ -23,6 +23,7 @@ import stylize_server.config as server_config_module
 from tests.support.k8s import (
     GPU_OVERLAYS,
     GRPC_PORT,
+    HTTP_PORT,
     K8S,
     METRICS_PORT,
     OVERLAYS,
@@ -68,8 +69,9 @@ def test_probes_use_grpc_on_the_server_port(overlay: str) -> None:
     config = server_config(objs)
     assert int(config["STYLIZE_PORT"]) == GRPC_PORT
     assert int(config["STYLIZE_METRICS_PORT"]) == METRICS_PORT
+    assert int(config["STYLIZE_HTTP_PORT"]) == HTTP_PORT
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"grpc": GRPC_PORT, "metrics": METRICS_PORT}
+    assert ports == {"grpc": GRPC_PORT, "http": HTTP_PORT, "metrics": METRICS_PORT}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         spec = container[probe]
         assert spec["grpc"]["port"] == GRPC_PORT, probe
@@ -184,7 +186,11 @@ def test_services_pdb_and_monitor_select_the_server_pods(overlay: str) -> None:
 
     cluster_ip = only(objs, "Service", "stylize")
     assert cluster_ip["spec"].get("type", "ClusterIP") == "ClusterIP"
-    assert {p["name"]: p["port"] for p in cluster_ip["spec"]["ports"]} == {"grpc": GRPC_PORT, "metrics": METRICS_PORT}
+    assert {p["name"]: p["port"] for p in cluster_ip["spec"]["ports"]} == {
+        "grpc": GRPC_PORT,
+        "http": HTTP_PORT,
+        "metrics": METRICS_PORT,
+    }
     headless = only(objs, "Service", "stylize-headless")
     assert headless["spec"]["clusterIP"] == "None"
     assert not headless["spec"].get("publishNotReadyAddresses", False)
@@ -220,8 +226,9 @@ def test_network_policy_limits_grpc_to_clients_and_metrics_to_monitoring(overlay
         assert rule.get("from"), "an ingress rule without peers admits everyone"
         for port in rule["ports"]:
             by_port.setdefault(port["port"], []).extend(rule["from"])
-    assert set(by_port) == {GRPC_PORT, METRICS_PORT}
-    assert all(peer["podSelector"]["matchLabels"] == {"stylize-client": "true"} for peer in by_port[GRPC_PORT])
+    assert set(by_port) == {GRPC_PORT, HTTP_PORT, METRICS_PORT}
+    for port in (GRPC_PORT, HTTP_PORT):  # the page and the JSON API: the same clients as gRPC
+        assert all(peer["podSelector"]["matchLabels"] == {"stylize-client": "true"} for peer in by_port[port])
     assert all(
         peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
         and "podSelector" not in peer

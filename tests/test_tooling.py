@@ -113,3 +113,42 @@ def test_ci_stops_at_once_when_it_cannot_install_promtool() -> None:
     assert "promtool is missing" in proc.stderr and "apt-get install prometheus" in proc.stderr, proc.stderr
     assert "PROMTOOL=" in proc.stderr
     assert proc.stdout == "", "it must stop before `make setup`"
+
+
+def test_ci_stops_at_once_when_it_cannot_install_chromium() -> None:
+    """The page's browser tests need Debian's chromium and chromedriver: without
+    them, root or password-less sudo, CI fails before setup and says what to do."""
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv: cannot run CI as an unprivileged user")
+        as_user = [str(shutil.which("setpriv")), "--reuid=65534", "--regid=65534", "--clear-groups"]
+    else:
+        if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
+            pytest.skip("this user has password-less sudo: CI would install chromium")
+        as_user = []
+    scratch = Path(tempfile.mkdtemp(prefix="stylize-ci-"))
+    try:
+        (scratch / ".ci").mkdir()
+        (scratch / "bin").mkdir()
+        shutil.copy(CI, scratch / ".ci" / "run")
+        promtool = scratch / "bin" / "promtool"  # present, so CI gets as far as chromium
+        promtool.write_text("#!/bin/sh\necho 'promtool, version 2.0 (fake)'\n")
+        for tool in ("dirname", "id", "head", "tail"):  # and nothing else: no chromium, no sudo, no apt-get
+            (scratch / "bin" / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+        for path in (scratch, scratch / ".ci", scratch / "bin", scratch / ".ci" / "run", promtool):
+            path.chmod(0o755)
+        env = dict(os.environ, PATH=str(scratch / "bin"), PROMTOOL=str(promtool), HOME=str(scratch))
+        proc = subprocess.run(
+            [*as_user, shutil.which("bash") or "/bin/bash", str(scratch / ".ci" / "run")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(scratch)
+    assert proc.returncode == 1, proc.stderr
+    assert "chromium or chromedriver is missing" in proc.stderr, proc.stderr
+    assert "apt-get install chromium chromium-driver" in proc.stderr
+    assert "make" not in proc.stdout, "it must stop before `make setup`"

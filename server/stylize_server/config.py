@@ -59,6 +59,8 @@ class ServerConfig:
     host: str = "0.0.0.0"
     port: int = 50051
     metrics_port: int = 9090
+    http_port: int = 0  # 0: no HTTP/JSON API (docs/http.md)
+    http_allow_origin: str | None = None  # CORS for this one origin; None: no CORS
     weights: str = "imagenet"
     pooling: str = "avg"
     precision: str = "auto"  # of the convolutions: measured at start-up (bfloat16 where >= 1.3x faster)
@@ -122,6 +124,7 @@ class ServerConfig:
         """Raise ConfigError naming the first flag that cannot work."""
         _port("--port", self.port)
         _port("--metrics-port", self.metrics_port)
+        _port("--http-port", self.http_port)
         if self.pooling not in ("avg", "max"):
             raise ConfigError(f"--pooling: must be avg or max, got {self.pooling!r}")
         if self.precision not in PRECISIONS:
@@ -219,6 +222,8 @@ _SERVER_FLAGS: tuple[tuple[str, Parser, str], ...] = (
     ("host", str, "address to listen on"),
     ("port", int, "gRPC port (0 = any free port)"),
     ("metrics_port", int, "Prometheus /metrics HTTP port (0 = any free port)"),
+    ("http_port", int, "HTTP/JSON API and web page port (0 = off); same auth, limits and queue as gRPC"),
+    ("http_allow_origin", optional_path, "the one origin the HTTP API allows cross-origin (CORS); unset: none"),
     ("weights", str, "VGG-19 weights: imagenet, a path to the Keras notop .h5 file, or random:SEED"),
     ("pooling", str, "default pooling of the network: avg (the paper) or max"),
     (

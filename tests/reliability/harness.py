@@ -92,6 +92,9 @@ class Profile:
     # takes seconds. Inside `make test` the bound leaves room for a shared CI
     # runner (200-300 ms measured with other test processes on the 2 cores).
     health_p99_seconds: float = 0.1
+    # the HTTP front door (issue 20)
+    sse_streams: int = 200
+    slowloris_connections: int = 100
 
 
 FAST = Profile(name="fast", health_p99_seconds=0.5)
@@ -118,6 +121,8 @@ FULL = Profile(
     preview_side=256,
     preview_iterations=30,
     preview_rounds=2,
+    sse_streams=1000,
+    slowloris_connections=300,
 )
 PROFILES = {"fast": FAST, "full": FULL}
 

@@ -33,6 +33,7 @@ from tests.reliability import (  # noqa: E402
     faults,
     frontdoor,
     fuzz,
+    httpfront,
     imagebombs,
     load,
     memory,
@@ -73,6 +74,8 @@ OWN_SERVER: tuple[tuple[str, Callable[[Profile], ScenarioResult | list[ScenarioR
     ("textbomb", imagebombs.run_text_bomb),
     ("decodemem", imagebombs.run_decode_memory),
     ("masks", memory.run_masked_budget),
+    ("http-sse", httpfront.run_unread_sse),
+    ("http-slowloris", httpfront.run_slowloris),
 )
 NAMES = [n for n, _ in SHARED] + [n for n, _ in OWN_SERVER]
 
@@ -234,6 +237,14 @@ HEADLINE: dict[str, tuple[str, ...]] = {
         "iterations",
         "iterations_requested",
     ),
+    "unread SSE streams": (
+        "streams",
+        "health_p99_ms_(1000 unread streams)",
+        "rss_growth_mb",
+        "rss_growth_while_held_mb",
+        "calls_closed_after_ms",
+    ),
+    "slowloris headers (HTTP)": ("connections", "closed", "closed_after_max_s", "health_p99_ms_(300 slow connections)"),
     "reattach": (
         "dropped_at_iteration",
         "iterations_run",

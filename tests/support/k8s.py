@@ -48,6 +48,7 @@ CRD_SCHEMAS = {
 }
 GRPC_PORT = 50051
 METRICS_PORT = 9090
+HTTP_PORT = 8080
 
 # Every STYLIZE_* variable the server reads: the env form of each field of its
 # configuration. A ConfigMap key outside this set is a typo the server ignores.

@@ -96,7 +96,8 @@ def server_process(
     *args: str, env: dict[str, str] | None = None, ready_timeout: float = 120, command: list[str] | None = None
 ) -> Iterator[ServerProcess]:
     """Run `stylize-server --host 127.0.0.1 --port 0 --metrics-port 0
-    --log-format json --weights random:0 *args`, wait until it logs "serving"
+    --http-port 0 --log-format json --weights random:0 *args` (HTTP off: a
+    ConfigMap's fixed port would collide), wait until it logs "serving"
     (ports are read from that line), yield it, and kill it on exit if it is
     still running. Extra `args` come last and so win over those flags (e.g.
     "--weights", path); the fixed flags win over `env` (a rendered ConfigMap
@@ -113,6 +114,8 @@ def server_process(
         "--port",
         "0",
         "--metrics-port",
+        "0",
+        "--http-port",
         "0",
         "--log-format",
         "json",

@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2
@@ -34,6 +34,9 @@ from stylize_server.serving.auth import Authenticator, load_tokens
 from stylize_server.serving.info import server_version
 from stylize_server.serving.scheduler import Scheduler
 from stylize_server.serving.service import SERVICE_NAME, Pools, StyleTransferService
+
+if TYPE_CHECKING:
+    from stylize_server.http.server import HttpServer
 
 log = logging.getLogger("stylize.server")
 
@@ -106,6 +109,7 @@ class Server:
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, name="grpc-loop", daemon=True)
         self._grpc: aio.Server | None = None
+        self._http: HttpServer | None = None
         self._health: health.aio.HealthServicer | None = None
         self._metrics: metrics.MetricsEndpoint | None = None
         self._port: int | None = None
@@ -125,6 +129,12 @@ class Server:
         if self._port is None:
             raise RuntimeError("server not started")
         return self._port
+
+    @property
+    def http_port(self) -> int:
+        if self._http is None:
+            raise RuntimeError("no HTTP server (--http-port 0)")
+        return self._http.port
 
     @property
     def metrics_port(self) -> int:
@@ -173,6 +183,7 @@ class Server:
         fields = {
             "port": self._port,
             "metrics_port": self._metrics.port,
+            "http_port": self._http.port if self._http is not None else 0,
             "tls": cfg.tls,
             "mtls": bool(cfg.tls_client_ca),
             "auth": self._authenticator.enabled,
@@ -198,6 +209,11 @@ class Server:
         server, port = rpc.build(self.config, self._service, self._health, self._authenticator, self._count_denied)
         await server.start()
         self._grpc = server
+        if self.config.http_port:
+            from stylize_server.http.server import HttpServer  # aiohttp only where HTTP is on
+
+            self._http = HttpServer(self._service)
+            await self._http.start()
         return port
 
     def _count_denied(self, method: str) -> None:
@@ -319,6 +335,8 @@ class Server:
                 # A stopped job ends within one iteration (or one style pass).
                 await asyncio.wait({idle}, timeout=60)
             idle.cancel()
+        if self._http is not None:
+            await self._http.stop()
         if self._grpc is not None:
             # Jobs are over: give their streams a moment to send the last frames.
             await self._grpc.stop(rpc.FLUSH_SECONDS)
