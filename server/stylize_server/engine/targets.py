@@ -18,10 +18,10 @@ from stylize_server.engine import terms
 from stylize_server.engine.spec import LossSpec, Targets
 from stylize_server.engine.terms.base import Term
 from stylize_server.engine.tiling import Evaluator, Stopped
-from stylize_server.job.temporal import Temporal
 from stylize_server.job.layout import layer_index
 from stylize_server.job.options import JobOptions, Layers
 from stylize_server.job.precision import Precision
+from stylize_server.job.temporal import Temporal
 
 Phase = Callable[[str], None]
 

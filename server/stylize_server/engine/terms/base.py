@@ -32,8 +32,8 @@ import tensorflow as tf
 
 from stylize_server.engine import regions as region_plan
 from stylize_server.job import layout
-from stylize_server.job.temporal import Temporal
 from stylize_server.job.options import JobOptions, Layers
+from stylize_server.job.temporal import Temporal
 
 TensorList = list[tf.Tensor]
 
