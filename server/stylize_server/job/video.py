@@ -19,7 +19,7 @@ import numpy as np
 
 from stylize_api.schema import ErrorReason
 from stylize_server.job.checks import check_finite, check_range
-from stylize_server.job.errors import InvalidArgument, StylizeError, TooLarge
+from stylize_server.job.errors import InvalidArgument, TooLarge
 from stylize_server.job.options import Init, InputShapes, JobOptions
 
 DEFAULT_TEMPORAL_WEIGHT = 1000.0  # Ruder et al.: 1e3 against style 1e2, our scale too (terms/temporal.py)
@@ -43,8 +43,8 @@ class VideoTooLong(TooLarge):
     reason = ErrorReason.VIDEO_TOO_LONG
 
 
-class VideoResume(StylizeError):
-    """A resume from a frame this request_id's video cannot continue at."""
+class VideoResume(InvalidArgument):
+    """A resume (first_frame) from a frame this request_id's video cannot continue at."""
 
     reason = ErrorReason.VIDEO_RESUME
 

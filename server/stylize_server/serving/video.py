@@ -17,18 +17,14 @@ with a request_id, in the `VideoStore` after the call, for a resume.
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
 import logging
 import time
 from typing import TYPE_CHECKING
 
 import numpy as np
-from grpc import aio
 
 from stylize_api.v1 import stylize_pb2 as pb
-from stylize_server.config import ServerConfig
-from stylize_server.job import cost, flow
+from stylize_server.job import flow
 from stylize_server.job.errors import (
     ClientQuota,
     Draining,
@@ -39,10 +35,9 @@ from stylize_server.job.errors import (
     Stopped,
     StylizeError,
 )
-from stylize_server.job.options import Inputs, InputShapes, JobOptions, StyleSource
-from stylize_server.job.plan import JobPlan, make_plan
-from stylize_server.job.port import EnginePort
-from stylize_server.job.types import Estimate, Result, StopReason
+from stylize_server.job.options import Inputs, InputShapes, StyleSource
+from stylize_server.job.plan import JobPlan
+from stylize_server.job.types import Result, StopReason
 from stylize_server.job.video import VideoFrameOrder, VideoOptions, VideoResume, VideoState
 from stylize_server.serving import calls, frames, ownership, videoinput
 from stylize_server.serving.jobs import Job
@@ -50,6 +45,7 @@ from stylize_server.serving.stream import gone
 from stylize_server.wire import admission
 from stylize_server.wire.output import Output, result_frames
 from stylize_server.wire.status import status_for
+from stylize_server.wire.video import frame_request, header_fingerprint, plan_frames, video_options
 
 if TYPE_CHECKING:
     from stylize_server.serving.service import StyleTransferService
@@ -57,24 +53,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("stylize.video")
 
 ADMIT_RETRY_SECONDS = 120.0  # a later frame refused for capacity waits this long for room, then the call ends
-
-
-def header_fingerprint(header: pb.VideoHeader) -> str:
-    """What makes two calls the same video (a resume needs the same)."""
-    same = pb.VideoHeader()
-    same.CopyFrom(header)
-    same.first_frame, same.frame_count = 0, 0
-    same.options.progress_interval, same.options.preview_max_side = 0, 0
-    return hashlib.sha256(same.SerializeToString(deterministic=True)).hexdigest()
-
-
-def video_options(header: pb.VideoHeader) -> VideoOptions:
-    return VideoOptions(
-        temporal_weight=header.temporal_weight if header.HasField("temporal_weight") else 1000.0,
-        frame_iterations=header.frame_iterations if header.HasField("frame_iterations") else None,
-        frame_count=header.frame_count,
-        first_frame=header.first_frame,
-    )
 
 
 async def _send(context: calls.Context, timeout: float, index: int, **frame: object) -> None:
@@ -96,9 +74,9 @@ class VideoCall:
         self.shapes: tuple[InputShapes, InputShapes] | None = None
         self.head: admission.RequestHead | None = None
         self.out_hw: tuple[int, int] = (0, 0)
-        self.next_expected = 0
         self.styles: tuple[StyleSource, ...] = ()
         self.regions: tuple[int, ...] = ()
+        self.reader: videoinput.Reader | None = None
 
     async def run(self) -> None:
         service, context, cfg = self.service, self.context, self.config
@@ -116,26 +94,15 @@ class VideoCall:
         key = (owner, request_id) if request_id and owner else None
         state = self._state(key, header_fingerprint(header), wanted.first_frame)
         state.busy = True
-        queue: asyncio.Queue[videoinput.Item] = asyncio.Queue(maxsize=1)
         reader_task: asyncio.Task[None] | None = None
         stop, message = StopReason.NONE, ""
         try:
             # The first frame tells the options' and styles' checks the content's size.
             item = await self._first_item(state, header, wanted, client, key)
             assert self.plans is not None
-            assert isinstance(item, videoinput.Prepared)
-            reader = videoinput.Reader(
-                context,
-                state,
-                item.content,
-                self.next_expected,
-                cfg.max_video_frames - 1,
-                cfg.limits.max_input_pixels,
-                self.out_hw,
-                service.pools.decode,
-                queue,
-            )
-            reader_task = asyncio.ensure_future(reader.run())
+            assert self.reader is not None
+            queue = self.reader.queue
+            reader_task = asyncio.ensure_future(self.reader.run())
             deadline = self.t0 + cfg.max_job_seconds
             while item is not None:
                 if isinstance(item, videoinput.End):
@@ -159,9 +126,10 @@ class VideoCall:
                     item = await asyncio.wait_for(queue.get(), cfg.request_receive_seconds)
                 except TimeoutError:
                     raise ReceiveTimeout(
-                        f"frames[{state.next_frame}]: no frame {state.next_frame} (and no end of the video) within "
-                        f"{cfg.request_receive_seconds:g} s (--request-receive-seconds); frames before it were "
-                        "delivered" + (f": resume with first_frame {state.next_frame}" if key else "")
+                        f"no frame {state.next_frame} (and no end of the video) within "
+                        f"{cfg.request_receive_seconds:g} s (--request-receive-seconds); the frames before it were "
+                        "delivered" + (f": resume with first_frame {state.next_frame}" if key else ""),
+                        field=f"frames[{state.next_frame}]",
                     ) from None
             summary = pb.VideoSummary(
                 frames=self.delivered,
@@ -189,17 +157,17 @@ class VideoCall:
         if key is None:
             if first_frame:
                 raise VideoResume(
+                    "first_frame",
                     "a video resumes by its request_id (with the job secret or token of the call that began it)",
-                    field="first_frame",
                 )
             return VideoState(fingerprint)
         found = self.service.videos.get(key)
         if found is None:
             if first_frame:
                 raise VideoResume(
+                    "first_frame",
                     f"request_id {key[1]!r} has no video to resume (none began, or it is older than "
                     f"{self.config.result_retention_seconds:g} s); send it from frame 0",
-                    field="first_frame",
                 )
             return VideoState(fingerprint)
         if found.fingerprint != fingerprint:
@@ -210,9 +178,9 @@ class VideoCall:
             return VideoState(fingerprint)  # from the start again
         if first_frame != found.next_frame:
             raise VideoResume(
+                "first_frame",
                 f"the video of request_id {key[1]!r} continues at frame {found.next_frame}, not {first_frame}; "
                 f"send first_frame {found.next_frame} and the frames from there",
-                field="first_frame",
             )
         self.resumed = True
         return found
@@ -225,7 +193,6 @@ class VideoCall:
         cfg, engine = self.config, self.service.engine
         scheduler = self.service.scheduler
         assert engine is not None and scheduler is not None
-        self.next_expected = wanted.first_frame
         message = await calls.receive(self.context, cfg.request_receive_seconds, pb.VideoRequest)
         if message.WhichOneof("message") != "frame":
             raise InvalidArgument(f"frames[{wanted.first_frame}]", "expected the first frame after the header")
@@ -234,43 +201,17 @@ class VideoCall:
             raise VideoFrameOrder(
                 f"frames[{frame.index}].index", f"the first frame must have index first_frame = {wanted.first_frame}"
             )
-        request = pb.StylizeRequest()
-        request.CopyFrom(header.options)
-        request.content.data = frame.image.data
+        request = frame_request(header, frame)
         head = admission.read_request(request, cfg.limits)  # options, styles, the frame's header: every limit
         options = head.options
         wanted.check(options, cfg.max_video_frames, cfg.limits.max_iterations)
         engine.check_options(wanted.frame_options(options, later=False))
         self.regions = admission.style_regions(request)
-        share = scheduler.budget_bytes // cfg.max_concurrent_jobs
-        plans, shape_list = [], []
-        for later in (False, True):
-            frame_options = wanted.frame_options(options, later)
-            shapes = wanted.frame_shapes(head.shapes, later)
-            plan = make_plan(
-                frame_options,
-                shapes,
-                default_pooling=engine.default_pooling,
-                profile=engine.profile,
-                regions=len(set(self.regions)) or 1,
-                target_bytes=share,
-                budget_bytes=scheduler.budget_bytes,
-                tile_setting=cfg.tile_size,
-                term_costs=engine.term_costs,
-                term_defaults=engine.term_defaults,
-            )
-            guided = any(mask is not None for mask in shapes.masks)
-            compiling = functools.partial(engine.compile_seconds, guided=guided)
-            price = functools.partial(
-                _price, shapes=shapes, engine=engine, share=share, budget=scheduler.budget_bytes, cfg=cfg
-            )
-            admission.check_time(head, plan.options, plan.estimate, cfg.max_job_seconds, price, compiling)
-            plans.append(plan)
-            shape_list.append(shapes)
-        self.plans = (plans[0], plans[1])
-        self.shapes = (shape_list[0], shape_list[1])
+        self.plans, self.shapes = plan_frames(
+            head, wanted, engine, len(set(self.regions)) or 1, scheduler.budget_bytes, cfg
+        )
         self.head = head
-        self.out_hw = plans[0].output_shape
+        self.out_hw = self.plans[0].output_shape
         loop = asyncio.get_running_loop()
         decoded = await loop.run_in_executor(
             self.service.pools.decode, admission.decode_inputs, request, head, cfg.limits
@@ -280,10 +221,8 @@ class VideoCall:
         self.styles = inputs.styles
         del request, inputs, decoded
         # The first frame goes through the same reader as the others (checks, flow from a resumed state).
-        first_queue: asyncio.Queue[videoinput.Item] = asyncio.Queue()  # the frame and the end
-        one = _OneMessage(self.context, message)
-        reader = videoinput.Reader(
-            one,  # type: ignore[arg-type]
+        self.reader = videoinput.Reader(
+            self.context,
             state,
             state.content,
             wanted.first_frame,
@@ -291,12 +230,9 @@ class VideoCall:
             cfg.limits.max_input_pixels,
             self.out_hw,
             self.service.pools.decode,
-            first_queue,
+            asyncio.Queue(maxsize=1),
         )
-        await reader.run()
-        item = first_queue.get_nowait()
-        self.next_expected = wanted.first_frame + 1
-        return item
+        return await self.reader.prepare(message)
 
     async def _frame(
         self, item: videoinput.Prepared, state: VideoState, client: str, key: tuple[str, str] | None
@@ -406,32 +342,6 @@ class VideoCall:
                 await asyncio.sleep(exc.retry_after or 1.0)
             except Draining:
                 raise Stopped(StopReason.SHUTDOWN) from None
-
-
-class _OneMessage:
-    """A context whose read() gives one message, then the end (the first frame)."""
-
-    def __init__(self, context: calls.Context, message: pb.VideoRequest) -> None:
-        self._data: bytes | None = message.SerializeToString()
-
-    async def read(self) -> object:
-        data, self._data = self._data, None
-        return aio.EOF if data is None else data
-
-
-def _price(
-    options: JobOptions, *, shapes: InputShapes, engine: EnginePort, share: int, budget: int, cfg: ServerConfig
-) -> Estimate:
-    return cost.estimate(
-        options,
-        shapes=shapes,
-        profile=engine.profile,
-        target_bytes=share,
-        budget_bytes=budget,
-        tile_setting=cfg.tile_size,
-        regions=1,
-        terms=engine.term_costs,
-    )
 
 
 async def stylize_video(service: StyleTransferService, context: calls.Context) -> None:

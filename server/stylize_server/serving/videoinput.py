@@ -84,6 +84,7 @@ class Reader:
     out_hw: tuple[int, int]
     decode: concurrent.futures.Executor
     queue: asyncio.Queue[Item]
+    count: int = 0  # frames prepared
 
     async def run(self) -> None:
         """Never raises: a bad frame (or a failed read) is queued after the good ones before it."""
@@ -95,54 +96,55 @@ class Reader:
             await self.queue.put(exc)
 
     async def _read(self) -> None:
-        loop = asyncio.get_running_loop()
-        expected, count = self.first_frame, 0
-        previous = self.previous
         while True:
             message = await _next_message(self.context)
             if message is None:
-                await self.queue.put(End(count))
+                await self.queue.put(End(self.count))
                 return
-            kind = message.WhichOneof("message")
-            if kind != "frame":
-                raise VideoFrameOrder(
-                    f"frames[{expected}]", f"expected frame {expected}, got a {kind or 'empty'} message"
-                )
-            frame = message.frame
-            if frame.index != expected:
-                raise VideoFrameOrder(
-                    f"frames[{frame.index}].index",
-                    f"frame {frame.index} came where frame {expected} was expected: indices are consecutive from "
-                    f"first_frame {self.first_frame}, without repeats",
-                )
-            if count >= self.max_frames:
-                raise VideoTooLong(
-                    f"frames[{frame.index}]",
-                    f"frame {frame.index} is past this server's limit of {self.max_frames} frames per call "
-                    "(--max-video-frames); the frames before it were delivered: resume from it by request_id",
-                )
-            field = f"frames[{frame.index}].image"
-            shape = images.probe(frame.image.data, field, self.max_pixels).shape
-            if self.state.frame_shape is None:
-                self.state.frame_shape = shape
-            elif shape != self.state.frame_shape:
-                h, w = self.state.frame_shape
-                raise VideoFrameSize(
-                    field, f"frame {frame.index} is {shape[1]}x{shape[0]}, not {w}x{h} as the video's first frame"
-                )
-            data = frame.image.data
-            del message, frame
-            content = await loop.run_in_executor(self.decode, decode_frame, data, field, self.max_pixels, self.out_hw)
-            del data
-            found, span = None, None
-            if previous is not None:
-                start = time.monotonic()
-                found = await loop.run_in_executor(self.decode, flow.between, previous, content)
-                span = (start, time.monotonic())
-                FLOW_SECONDS.inc(found.seconds)
-            await self.queue.put(Prepared(expected, content, found, span))
-            previous = content
-            expected, count = expected + 1, count + 1
+            await self.queue.put(await self.prepare(message))
+
+    async def prepare(self, message: pb.VideoRequest) -> Prepared:
+        """Check a frame message, decode it, compute its flow from the previous frame."""
+        loop = asyncio.get_running_loop()
+        expected = self.first_frame + self.count
+        kind = message.WhichOneof("message")
+        if kind != "frame":
+            raise VideoFrameOrder(f"frames[{expected}]", f"expected frame {expected}, got a {kind or 'empty'} message")
+        frame = message.frame
+        if frame.index != expected:
+            raise VideoFrameOrder(
+                f"frames[{frame.index}].index",
+                f"frame {frame.index} came where frame {expected} was expected: indices are consecutive from "
+                f"first_frame {self.first_frame}, without repeats",
+            )
+        if self.count >= self.max_frames:
+            raise VideoTooLong(
+                f"frames[{frame.index}]",
+                f"frame {frame.index} is past this server's limit of {self.max_frames} frames per call "
+                "(--max-video-frames); the frames before it were delivered: resume from it by request_id",
+            )
+        field = f"frames[{frame.index}].image"
+        shape = images.probe(frame.image.data, field, self.max_pixels).shape
+        if self.state.frame_shape is None:
+            self.state.frame_shape = shape
+        elif shape != self.state.frame_shape:
+            h, w = self.state.frame_shape
+            raise VideoFrameSize(
+                field, f"frame {frame.index} is {shape[1]}x{shape[0]}, not {w}x{h} as the video's first frame"
+            )
+        data = frame.image.data
+        del message, frame
+        content = await loop.run_in_executor(self.decode, decode_frame, data, field, self.max_pixels, self.out_hw)
+        del data
+        found, span = None, None
+        if self.previous is not None:
+            start = time.monotonic()
+            found = await loop.run_in_executor(self.decode, flow.between, self.previous, content)
+            span = (start, time.monotonic())
+            FLOW_SECONDS.inc(found.seconds)
+        self.previous = content
+        self.count += 1
+        return Prepared(expected, content, found, span)
 
 
 def overlap(span: tuple[float, float], busy: list[tuple[float, float]]) -> float:
