@@ -158,7 +158,7 @@ def test_a_client_that_stops_sending_times_out_naming_the_frame_then_resumes_fro
     assert first.losses.terms["temporal"] > 0 and first.iterations == 2  # a later frame, not a new video
     # A resume from a frame the video is not at names the one it is at.
     head = header(request_id="stalled", frame_iterations=2, first_frame=1)
-    delivered, error = _fails(srv, head, [frame(1, frames[1])])
+    _, error = _fails(srv, head, [frame(1, frames[1])])
     assert error_reason(error) == "VIDEO_RESUME" and "first_frame 3" in (error.details() or "")
 
 
