@@ -96,6 +96,15 @@ def test_every_frame_comes_back_in_order_with_the_temporal_term_and_a_summary(sr
     assert value(after, "stylize_video_calls_in_progress") == 0
 
 
+def test_temporal_weight_0_stylizes_every_frame_alone(srv) -> None:  # type: ignore[no-untyped-def]
+    frames = [frame(i, f) for i, f in enumerate(scene(2))]
+    out, error = collect(srv.stub().StylizeVideo(messages(header(temporal_weight=0.0), frames), timeout=60))
+    assert error is None, error
+    results = [r.stylized.result for r in out if r.WhichOneof("frame") == "stylized"]
+    assert [r.iterations for r in results] == [4, 4] and all("temporal" not in r.losses.terms for r in results)
+    assert out[-1].summary.flow_seconds == 0.0
+
+
 def _fails(srv, head: pb.VideoRequest, frames: list[pb.VideoRequest]) -> tuple[list[int], grpc.RpcError]:  # type: ignore[no-untyped-def]
     out, error = collect(srv.stub().StylizeVideo(messages(head, frames), timeout=120))
     assert error is not None, [r.WhichOneof("frame") for r in out]

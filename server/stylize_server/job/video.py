@@ -8,6 +8,8 @@ by default: Ruder et al. give the first frame about twice the others) from
 the previous stylized frame warped into it (init = image), with the
 temporal term weighted by `temporal_weight`. Every frame, the first too,
 carries the term, so that the whole video compiles to one objective.
+With temporal_weight 0 every frame is stylized alone, like the first: no
+flow, no warped start (the baseline the temporal term is measured against).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from stylize_api.schema import ErrorReason
+from stylize_server.job import flow
 from stylize_server.job.checks import check_finite, check_range
 from stylize_server.job.errors import InvalidArgument, TooLarge
-from stylize_server.job.options import Init, InputShapes, JobOptions
+from stylize_server.job.options import Init, Inputs, InputShapes, JobOptions, StyleSource
 
 DEFAULT_TEMPORAL_WEIGHT = 1000.0  # Ruder et al.: 1e3 against style 1e2, our scale too (terms/temporal.py)
 
@@ -71,6 +74,11 @@ class VideoOptions:
         if not 0 <= self.first_frame < 2**31 - 1:
             raise InvalidArgument("first_frame", f"must be >= 0, got {self.first_frame}")
 
+    @property
+    def alone(self) -> bool:
+        """temporal_weight 0: every frame is stylized alone, as the first (no flow, no warped start)."""
+        return self.temporal_weight == 0.0
+
     def later_iterations(self, options: JobOptions) -> int:
         if self.frame_iterations is not None:
             return self.frame_iterations
@@ -79,7 +87,7 @@ class VideoOptions:
     def frame_options(self, options: JobOptions, later: bool) -> JobOptions:
         """The options of the first frame (later=False) or of any later one."""
         options = options.with_value("temporal_weight", self.temporal_weight)
-        if not later:
+        if not later or self.alone:
             return options
         return options.replace(iterations=self.later_iterations(options), init=Init.IMAGE)
 
@@ -87,6 +95,9 @@ class VideoOptions:
     def frame_shapes(shapes: InputShapes, later: bool) -> InputShapes:
         """A later frame starts from an image the size of the content (the warped previous frame)."""
         return dataclasses.replace(shapes, init_image=shapes.content) if later else shapes
+
+    def later_shapes(self, shapes: InputShapes) -> InputShapes:
+        return self.frame_shapes(shapes, later=not self.alone)
 
 
 @dataclass
@@ -105,3 +116,18 @@ class VideoState:
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.content, self.output) if a is not None)
+
+
+def frame_inputs(
+    content: np.ndarray,
+    styles: tuple[StyleSource, ...],
+    previous_output: np.ndarray | None,
+    found: flow.Flow | None,
+) -> Inputs:
+    """A frame's inputs: alone (the first frame), or starting from the
+    previous stylized frame warped into it (the content where the warp is
+    unreliable) with that warp as the temporal term's target."""
+    if previous_output is None or found is None:
+        return Inputs(content, styles)
+    temporal = flow.warp(previous_output, found)
+    return Inputs(content, styles, flow.start_image(temporal, content), temporal)

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stylize_api.v1 import stylize_pb2 as pb
-from stylize_server.job import flow
 from stylize_server.job.errors import (
     ClientQuota,
     Draining,
@@ -35,10 +34,10 @@ from stylize_server.job.errors import (
     Stopped,
     StylizeError,
 )
-from stylize_server.job.options import Inputs, InputShapes, StyleSource
+from stylize_server.job.options import InputShapes, StyleSource
 from stylize_server.job.plan import JobPlan
 from stylize_server.job.types import Result, StopReason
-from stylize_server.job.video import VideoFrameOrder, VideoOptions, VideoResume, VideoState
+from stylize_server.job.video import VideoFrameOrder, VideoOptions, VideoResume, VideoState, frame_inputs
 from stylize_server.serving import calls, frames, ownership, videoinput
 from stylize_server.serving.jobs import Job
 from stylize_server.serving.stream import gone
@@ -231,6 +230,7 @@ class VideoCall:
             self.out_hw,
             self.service.pools.decode,
             asyncio.Queue(maxsize=1),
+            with_flow=not wanted.alone,
         )
         return await self.reader.prepare(message)
 
@@ -242,13 +242,7 @@ class VideoCall:
         scheduler = service.scheduler
         assert scheduler is not None and self.plans is not None and self.head is not None
         later = state.output is not None and item.flow is not None
-        temporal = None
-        if later:
-            assert item.flow is not None and state.output is not None
-            temporal = flow.warp(state.output, item.flow)
-            inputs = Inputs(item.content, self.styles, flow.start_image(temporal, item.content), temporal)
-        else:
-            inputs = Inputs(item.content, self.styles)
+        inputs = frame_inputs(item.content, self.styles, state.output, item.flow)
         plan = self.plans[1 if later else 0]
         kept: list[np.ndarray] = []
 

@@ -84,6 +84,7 @@ class Reader:
     out_hw: tuple[int, int]
     decode: concurrent.futures.Executor
     queue: asyncio.Queue[Item]
+    with_flow: bool = True  # False for frames stylized alone (temporal_weight 0)
     count: int = 0  # frames prepared
 
     async def run(self) -> None:
@@ -137,7 +138,7 @@ class Reader:
         content = await loop.run_in_executor(self.decode, decode_frame, data, field, self.max_pixels, self.out_hw)
         del data
         found, span = None, None
-        if self.previous is not None:
+        if self.previous is not None and self.with_flow:
             start = time.monotonic()
             found = await loop.run_in_executor(self.decode, flow.between, self.previous, content)
             span = (start, time.monotonic())

@@ -71,7 +71,7 @@ def plan_frames(
     plans, shapes_of = [], []
     for later in (False, True):
         options = wanted.frame_options(head.options, later)
-        shapes = wanted.frame_shapes(head.shapes, later)
+        shapes = wanted.later_shapes(head.shapes) if later else head.shapes
         plan = make_plan(
             options,
             shapes,
