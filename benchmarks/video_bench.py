@@ -44,24 +44,47 @@ def warping_error(outputs: list[np.ndarray], motion: list[np.ndarray]) -> float:
 
 def run_frames(engine: Any, frames: list[np.ndarray], style: np.ndarray, weight: float, warm: bool, its: int) -> Any:
     from stylize_server.job import flow
-    from stylize_server.job.options import JobOptions, StyleSource
-    from stylize_server.job.video import VideoOptions, frame_inputs
+    from stylize_server.job.options import Init, JobOptions, StyleSource
+    from stylize_server.job.video import frame_inputs
 
-    video = VideoOptions(temporal_weight=weight, frame_iterations=its // 2)
     base = JobOptions(size=max(frames[0].shape[:2]), iterations=its, multiscale=False)
+    base = base.with_value("temporal_weight", weight)
     outputs: list[np.ndarray] = []
     previous = None
     for t, content in enumerate(frames):
         found = flow.between(frames[t - 1], content) if t and warm else None
         inputs = frame_inputs(content, (StyleSource(style),), previous if warm else None, found)
-        options = video.frame_options(base, later=inputs.temporal is not None)
+        # A warm frame after the first runs half the iterations from its warped start (the server's
+        # default); "alone" frames run them all from the content, as the server's temporal_weight 0.
+        later = inputs.temporal is not None
+        options = base.replace(iterations=its // 2, init=Init.IMAGE) if later else base
         result = engine.run(engine.plan(options, inputs))
         previous = result.pixels
         outputs.append(result.pixels)
     return outputs
 
 
-def worker_consistency(size: int, weights: str, count: int, iterations: int) -> dict[str, Any]:
+def figure(path: str, rows: dict[str, list[np.ndarray]], frames: int = 4) -> None:
+    """A grid: one row per label (content, alone, temporal), the first frames left to right,
+    and under each row after the first its flicker |out_t − warp(out_{t−1})| (brighter = more)."""
+    from PIL import Image, ImageDraw
+
+    h, w = rows["content"][0].shape[:2]
+    pad, label_w = 4, 150
+    lines = list(rows)
+    canvas = Image.new("RGB", (label_w + frames * (w + pad), len(lines) * (h + pad) + 24), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, name in enumerate(lines):
+        draw.text((4, r * (h + pad) + h // 2 - 6), name, fill="black")
+        for t in range(frames):
+            tile = np.clip(rows[name][t], 0, 255).astype(np.uint8)
+            canvas.paste(Image.fromarray(tile), (label_w + t * (w + pad), r * (h + pad)))
+    note = "RANDOM VGG-19 weights: textures, not paintings; the flicker is what to compare"
+    draw.text((4, len(lines) * (h + pad) + 6), note, fill="red")
+    canvas.save(path)
+
+
+def worker_consistency(size: int, weights: str, count: int, iterations: int, figure_path: str = "") -> dict[str, Any]:
     from stylize_server.engine.runner import Engine
     from tests.support.images import image_array
     from tests.support.scenes import moving_square, pan
@@ -75,8 +98,13 @@ def worker_consistency(size: int, weights: str, count: int, iterations: int) -> 
     rows = []
     for name, (frames, motion) in scenes.items():
         row: dict[str, Any] = {"scene": name}
+        pictures: dict[str, list[np.ndarray]] = {"content": [f.astype(np.float32) for f in frames]}
         for label, weight, warm in (("temporal", 1000.0, True), ("init_only", 0.0, True), ("alone", 0.0, False)):
-            row[label] = warping_error(run_frames(engine, frames, style, weight, warm, iterations), motion)
+            outputs = run_frames(engine, frames, style, weight, warm, iterations)
+            row[label] = warping_error(outputs, motion)
+            pictures[label] = outputs
+        if figure_path and name == "pan":
+            figure(figure_path, {k: pictures[k] for k in ("content", "alone", "init_only", "temporal")})
         row["temporal_over_alone"] = row["temporal"] / row["alone"]
         row["temporal_over_init_only"] = row["temporal"] / row["init_only"]
         rows.append(row)
@@ -92,21 +120,21 @@ def _serve(frames: list[np.ndarray], size: int, iterations: int, every: int = 0)
     style = image_array(size, size, seed=11)
     times, rss = [], []
     summary: Any = None
-    with running_server(max_job_seconds=3600.0, max_pixels=512 * 512, max_video_frames=100000) as srv:
-        with StyleTransferClient(srv.address) as client:
-            last = time.monotonic()
-            events = client.stylize_video(
-                frames, style, size=size, iterations=iterations, multiscale=False, progress_interval=1000
-            )
-            for event in events:
-                if isinstance(event, VideoFrame):
-                    now = time.monotonic()
-                    times.append(now - last)
-                    last = now
-                    if every and (event.index + 1) % every == 0:
-                        rss.append((event.index + 1, rss_bytes()))
-                elif isinstance(event, VideoSummary):
-                    summary = event
+    server = running_server(max_job_seconds=3600.0, max_pixels=512 * 512, max_video_frames=100000)
+    with server as srv, StyleTransferClient(srv.address) as client:
+        last = time.monotonic()
+        events = client.stylize_video(
+            frames, style, size=size, iterations=iterations, multiscale=False, progress_interval=1000
+        )
+        for event in events:
+            if isinstance(event, VideoFrame):
+                now = time.monotonic()
+                times.append(now - last)
+                last = now
+                if every and (event.index + 1) % every == 0:
+                    rss.append((event.index + 1, rss_bytes()))
+            elif isinstance(event, VideoSummary):
+                summary = event
     return {"times": times, "rss": rss, "summary": summary}
 
 
@@ -163,18 +191,20 @@ def main() -> None:
     parser.add_argument("--speed-frames", type=int, default=6)
     parser.add_argument("--frames-rss", type=int, default=300)
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--figure", default="", help="write the pan's first frames (alone vs temporal) here")
     args = parser.parse_args()
     if args.worker:
         kind, *rest = args.worker
         if kind == "consistency":
-            emit(worker_consistency(int(rest[0]), rest[1], int(rest[2]), int(rest[3])))
+            emit(worker_consistency(int(rest[0]), rest[1], int(rest[2]), int(rest[3]), *rest[4:]))
         elif kind == "speed":
             emit(worker_speed(int(rest[0]), int(rest[1]), int(rest[2])))
         elif kind == "rss":
             emit(worker_rss(int(rest[0]), int(rest[1]), int(rest[2])))
         return
     report: dict[str, Any] = {}
-    c = run_worker("video_bench", ["consistency", str(args.size), args.weights, str(args.frames), str(args.iterations)])
+    sizes = [str(args.size), args.weights, str(args.frames), str(args.iterations), args.figure]
+    c = run_worker("video_bench", ["consistency", *sizes])
     report["consistency"] = c
     print(f"\nwarping error at {c['size']} px, {c['frames']} frames, {c['iterations']} iterations (later: half)")
     print(f"{'scene':>8} {'temporal':>9} {'init only':>10} {'alone':>8} {'temporal/alone':>15}")

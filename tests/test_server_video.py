@@ -105,6 +105,17 @@ def test_temporal_weight_0_stylizes_every_frame_alone(srv) -> None:  # type: ign
     assert out[-1].summary.flow_seconds == 0.0
 
 
+def test_early_stop_ends_a_later_frame_once_its_loss_settles(srv) -> None:  # type: ignore[no-untyped-def]
+    frames = [frame(i, f) for i, f in enumerate(scene(2))]
+    head = header(frame_iterations=200, early_stop=0.5)  # any change under 50% per iteration counts as settled
+    out, error = collect(srv.stub().StylizeVideo(messages(head, frames), timeout=60))
+    assert error is None, error
+    first, later = [r.stylized.result for r in out if r.WhichOneof("frame") == "stylized"]
+    assert first.iterations == 4 and first.complete  # the first frame runs all of its iterations
+    assert 2 <= later.iterations < 200 and not later.complete and later.stop_reason == pb.STOP_REASON_NONE
+    assert out[-1].summary.stop_reason == pb.STOP_REASON_NONE and out[-1].summary.frames == 2
+
+
 def _fails(srv, head: pb.VideoRequest, frames: list[pb.VideoRequest]) -> tuple[list[int], grpc.RpcError]:  # type: ignore[no-untyped-def]
     out, error = collect(srv.stub().StylizeVideo(messages(head, frames), timeout=120))
     assert error is not None, [r.WhichOneof("frame") for r in out]

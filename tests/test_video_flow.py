@@ -70,3 +70,16 @@ def test_the_start_is_the_warped_frame_where_reliable_and_the_content_elsewhere(
 def test_frames_of_different_shapes_are_refused() -> None:
     with pytest.raises(ValueError, match="different shapes"):
         flow.between(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9, 3), np.uint8))
+
+
+def test_early_stop_needs_two_calm_reports_in_a_row() -> None:
+    from stylize_server.job.video import EarlyStop
+
+    stop = EarlyStop(0.01)
+    assert not stop.converged(1, 100.0)
+    assert not stop.converged(2, 50.0)  # halved: far from settled
+    assert not stop.converged(3, 49.9)  # calm once
+    assert not stop.converged(5, 40.0)  # moved again: starts over
+    assert not stop.converged(6, 39.99)
+    assert stop.converged(8, 39.98)  # 0.01% per iteration, twice in a row
+    assert not EarlyStop(0.0).converged(2, 1.0)

@@ -73,6 +73,7 @@ def build_header(
     frame_iterations: int | None = None,
     frame_count: int = 0,
     first_frame: int = 0,
+    early_stop: float | None = None,
     **options: Any,
 ) -> stylize_pb2.VideoRequest:
     """The header message: the Stylize options (by name, as `build_request`)
@@ -84,6 +85,8 @@ def build_header(
         header.temporal_weight = float(temporal_weight)
     if frame_iterations is not None:
         header.frame_iterations = int(frame_iterations)
+    if early_stop is not None:
+        header.early_stop = float(early_stop)
     return stylize_pb2.VideoRequest(header=header)
 
 

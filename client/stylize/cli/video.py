@@ -66,6 +66,9 @@ def register(sub: Any) -> None:
         metavar="N",
         help="iterations per frame after the first [iterations/2]",
     )
+    g.add_argument(
+        "--early-stop", type=float, metavar="F", help="end a later frame once the loss changes < F per iteration"
+    )
     g.add_argument("--fps", type=float, metavar="FPS", help="frame rate of the output (default: the input's, or 12)")
     g.add_argument("--resume", action="store_true", help="continue into the existing OUTPUT folder")
     # For `run`'s helpers, which read them.
@@ -176,6 +179,7 @@ def _run(
                 styles,
                 temporal_weight=args.temporal_weight,
                 frame_iterations=args.frame_iterations,
+                early_stop=args.early_stop,
                 frame_count=max(0, source.count - start),
                 first_frame=first,
                 **options,

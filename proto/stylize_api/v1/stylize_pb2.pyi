@@ -591,18 +591,20 @@ class VideoRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[VideoHeader, _Mapping]] = ..., frame: _Optional[_Union[VideoFrame, _Mapping]] = ...) -> None: ...
 
 class VideoHeader(_message.Message):
-    __slots__ = ("options", "temporal_weight", "frame_iterations", "frame_count", "first_frame")
+    __slots__ = ("options", "temporal_weight", "frame_iterations", "frame_count", "first_frame", "early_stop")
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     TEMPORAL_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     FRAME_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
     FRAME_COUNT_FIELD_NUMBER: _ClassVar[int]
     FIRST_FRAME_FIELD_NUMBER: _ClassVar[int]
+    EARLY_STOP_FIELD_NUMBER: _ClassVar[int]
     options: StylizeRequest
     temporal_weight: float
     frame_iterations: int
     frame_count: int
     first_frame: int
-    def __init__(self, options: _Optional[_Union[StylizeRequest, _Mapping]] = ..., temporal_weight: _Optional[float] = ..., frame_iterations: _Optional[int] = ..., frame_count: _Optional[int] = ..., first_frame: _Optional[int] = ...) -> None: ...
+    early_stop: float
+    def __init__(self, options: _Optional[_Union[StylizeRequest, _Mapping]] = ..., temporal_weight: _Optional[float] = ..., frame_iterations: _Optional[int] = ..., frame_count: _Optional[int] = ..., first_frame: _Optional[int] = ..., early_stop: _Optional[float] = ...) -> None: ...
 
 class VideoFrame(_message.Message):
     __slots__ = ("index", "image")

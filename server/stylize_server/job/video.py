@@ -58,6 +58,7 @@ class VideoOptions:
     frame_iterations: int | None = None  # None: half of the first frame's iterations
     frame_count: int = 0  # 0: unknown
     first_frame: int = 0
+    early_stop: float = 0.0  # relative loss change per iteration below which a later frame stops; 0: never
 
     def check(self, options: JobOptions, max_frames: int, max_iterations: int) -> None:
         check_finite("temporal_weight", self.temporal_weight, 0.0, 1e12)
@@ -71,6 +72,7 @@ class VideoOptions:
                 f"{self.frame_count} frames exceed this server's limit of {max_frames} frames per call "
                 "(--max-video-frames); send the video in parts, resuming by request_id",
             )
+        check_finite("early_stop", self.early_stop, 0.0, 1.0)
         if not 0 <= self.first_frame < 2**31 - 1:
             raise InvalidArgument("first_frame", f"must be >= 0, got {self.first_frame}")
 
@@ -98,6 +100,26 @@ class VideoOptions:
 
     def later_shapes(self, shapes: InputShapes) -> InputShapes:
         return self.frame_shapes(shapes, later=not self.alone)
+
+
+@dataclass
+class EarlyStop:
+    """Whether a frame's optimization has settled: the loss changed by less
+    than `tolerance` (relative, per iteration) at two reports in a row."""
+
+    tolerance: float
+    last: tuple[int, float] | None = None
+    calm: int = 0
+
+    def converged(self, iteration: int, total: float) -> bool:
+        if self.tolerance <= 0:
+            return False
+        if self.last is not None and iteration > self.last[0]:
+            before, value = self.last
+            change = abs(value - total) / max(abs(value), 1e-12) / (iteration - before)
+            self.calm = self.calm + 1 if change < self.tolerance else 0
+        self.last = (iteration, total)
+        return self.calm >= 2
 
 
 @dataclass

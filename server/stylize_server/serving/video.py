@@ -37,7 +37,14 @@ from stylize_server.job.errors import (
 from stylize_server.job.options import InputShapes, StyleSource
 from stylize_server.job.plan import JobPlan
 from stylize_server.job.types import Result, StopReason
-from stylize_server.job.video import VideoFrameOrder, VideoOptions, VideoResume, VideoState, frame_inputs
+from stylize_server.job.video import (
+    EarlyStop,
+    VideoFrameOrder,
+    VideoOptions,
+    VideoResume,
+    VideoState,
+    frame_inputs,
+)
 from stylize_server.serving import calls, frames, ownership, videoinput
 from stylize_server.serving.jobs import Job
 from stylize_server.serving.stream import gone
@@ -76,6 +83,7 @@ class VideoCall:
         self.styles: tuple[StyleSource, ...] = ()
         self.regions: tuple[int, ...] = ()
         self.reader: videoinput.Reader | None = None
+        self.early_stop = 0.0
 
     async def run(self) -> None:
         service, context, cfg = self.service, self.context, self.config
@@ -204,6 +212,7 @@ class VideoCall:
         head = admission.read_request(request, cfg.limits)  # options, styles, the frame's header: every limit
         options = head.options
         wanted.check(options, cfg.max_video_frames, cfg.limits.max_iterations)
+        self.early_stop = wanted.early_stop
         engine.check_options(wanted.frame_options(options, later=False))
         self.regions = admission.style_regions(request)
         self.plans, self.shapes = plan_frames(
@@ -271,6 +280,7 @@ class VideoCall:
         await self._admit(job, first=state.next_frame == 0 or not self.delivered)
         self.job = job
         timeout = cfg.send_timeout_seconds
+        early = EarlyStop(self.early_stop)
         try:
             while True:
                 event = await subscriber.get()
@@ -284,6 +294,8 @@ class VideoCall:
                     await _send(context, timeout, item.index, started=started.started)
                 elif event.kind == "progress":
                     progress = event.payload
+                    if later and early.converged(progress.iteration, progress.losses.total):
+                        job.request_stop(StopReason.NONE)  # settled: the engine returns it as it is
                     last = progress.iteration == progress.total_iterations
                     if progress.iteration % self.head.delivery.progress_interval and not last:
                         continue

@@ -42,6 +42,7 @@ def video_options(header: pb.VideoHeader) -> VideoOptions:
         frame_iterations=header.frame_iterations if header.HasField("frame_iterations") else None,
         frame_count=header.frame_count,
         first_frame=header.first_frame,
+        early_stop=header.early_stop if header.HasField("early_stop") else 0.0,
     )
 
 
