@@ -5,8 +5,6 @@ warp is reliable. Real TensorFlow, float32, random weights, 48-64 px."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -23,11 +21,6 @@ from stylize_server.job.temporal import Temporal
 from tests.support.images import image_array
 
 SPEC = LossSpec(terms=(("content", ("relu2_1",)), ("temporal", ())), pooling=Pooling.AVG, precision=Precision.FLOAT32)
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Engine]:
-    yield Engine(weights="random:0", precision="float32", max_compiled=2)
 
 
 def _targets(engine: Engine, h: int, w: int, weights: list[float], seed: int) -> tuple[Targets, np.ndarray, np.ndarray]:
