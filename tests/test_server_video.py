@@ -243,3 +243,34 @@ def test_another_job_runs_between_two_frames_of_a_video(engine) -> None:  # type
     assert other_started < frame2_started, kinds  # one slot: the other job ran between frames 1 and 2
     assert ("video", "queued", 2) in kinds  # frame 2 waited in the fair queue for it
     assert [i for s, k, i in kinds if k == "stylized"] == [0, 1, 2, 3]
+
+
+def test_a_drain_ends_the_call_ok_with_shutdown_after_the_finished_frames(engine) -> None:  # type: ignore[no-untyped-def]
+    frames = scene(3)
+    first_done = threading.Event()
+
+    def video_messages() -> Iterator[pb.VideoRequest]:
+        yield header(frame_iterations=2)
+        yield frame(0, frames[0])
+        first_done.wait(30)
+        yield frame(1, frames[1])
+        yield frame(2, frames[2])
+
+    out: list[pb.VideoResponse] = []
+    with running_server(engine=engine, grace_seconds=30.0) as srv:
+        stub = srv.stub()
+
+        def read() -> None:
+            for response in stub.StylizeVideo(video_messages(), timeout=60):
+                out.append(response)
+                if response.WhichOneof("frame") == "stylized":
+                    first_done.set()
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        assert first_done.wait(60)
+        srv.server.stop(grace=30)  # drains: the call sees it before its next frame
+        reader.join(30)
+    summary = out[-1].summary
+    assert out[-1].WhichOneof("frame") == "summary" and summary.stop_reason == pb.STOP_REASON_SHUTDOWN
+    assert stylized(out) == list(range(summary.frames)) and summary.frames >= 1

@@ -125,7 +125,10 @@ class VideoCall:
                         f"the call reached the server's time limit of {cfg.max_job_seconds:g} s (--max-job-seconds)"
                     )
                     break
-                frame_stop = await self._frame(item, state, client, key)
+                try:
+                    frame_stop = await self._frame(item, state, client, key)
+                except Stopped as exc:  # its job ended before it ran (a drain closed the queue)
+                    frame_stop = exc.stop_reason
                 if frame_stop is not StopReason.NONE:
                     stop, message = frame_stop, f"frame {item.index} was stopped ({frame_stop.value})"
                     break
