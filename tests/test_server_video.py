@@ -94,6 +94,7 @@ def test_every_frame_comes_back_in_order_with_the_temporal_term_and_a_summary(sr
     after = scrape(srv.metrics_port)
     assert value(after, "stylize_video_frames_total") - before == 3
     assert value(after, "stylize_video_calls_in_progress") == 0
+    assert srv.stub().GetServerInfo(pb.GetServerInfoRequest()).limits.max_video_frames == 3
 
 
 def test_temporal_weight_0_stylizes_every_frame_alone(srv) -> None:  # type: ignore[no-untyped-def]

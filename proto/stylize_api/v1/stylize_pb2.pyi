@@ -519,7 +519,7 @@ class DeviceInfo(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("max_pixels", "max_side", "max_iterations", "max_styles", "max_message_bytes", "max_input_pixels", "max_request_pixels", "max_job_seconds", "max_jobs_per_client", "request_receive_seconds", "result_retention_seconds")
+    __slots__ = ("max_pixels", "max_side", "max_iterations", "max_styles", "max_message_bytes", "max_input_pixels", "max_request_pixels", "max_job_seconds", "max_jobs_per_client", "request_receive_seconds", "result_retention_seconds", "max_video_frames")
     MAX_PIXELS_FIELD_NUMBER: _ClassVar[int]
     MAX_SIDE_FIELD_NUMBER: _ClassVar[int]
     MAX_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -531,6 +531,7 @@ class Limits(_message.Message):
     MAX_JOBS_PER_CLIENT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_RECEIVE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RESULT_RETENTION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_VIDEO_FRAMES_FIELD_NUMBER: _ClassVar[int]
     max_pixels: int
     max_side: int
     max_iterations: int
@@ -542,7 +543,8 @@ class Limits(_message.Message):
     max_jobs_per_client: int
     request_receive_seconds: float
     result_retention_seconds: float
-    def __init__(self, max_pixels: _Optional[int] = ..., max_side: _Optional[int] = ..., max_iterations: _Optional[int] = ..., max_styles: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_input_pixels: _Optional[int] = ..., max_request_pixels: _Optional[int] = ..., max_job_seconds: _Optional[float] = ..., max_jobs_per_client: _Optional[int] = ..., request_receive_seconds: _Optional[float] = ..., result_retention_seconds: _Optional[float] = ...) -> None: ...
+    max_video_frames: int
+    def __init__(self, max_pixels: _Optional[int] = ..., max_side: _Optional[int] = ..., max_iterations: _Optional[int] = ..., max_styles: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_input_pixels: _Optional[int] = ..., max_request_pixels: _Optional[int] = ..., max_job_seconds: _Optional[float] = ..., max_jobs_per_client: _Optional[int] = ..., request_receive_seconds: _Optional[float] = ..., result_retention_seconds: _Optional[float] = ..., max_video_frames: _Optional[int] = ...) -> None: ...
 
 class Budget(_message.Message):
     __slots__ = ("device_memory_budget_bytes", "reserved_bytes", "tile_size")
