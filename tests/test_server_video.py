@@ -166,8 +166,12 @@ def test_a_client_that_stops_sending_times_out_naming_the_frame_then_resumes_fro
     assert stylized(out) == [0]
     assert error is not None and error_reason(error) == "RECEIVE_TIMEOUT"
     assert "frames[1]" in (error.details() or "") and "first_frame 1" in (error.details() or "")
-    # Resume: the same header from frame 1; the server kept frame 0's content and output for the flow.
+    # Another job secret sees no such video (the same answer as for an id never used).
     head = header(request_id="stalled", frame_iterations=2, first_frame=1)
+    stranger = srv.stub(srv.channel(job_secret="another-callers-secret-0123"))
+    _, error = collect(stranger.StylizeVideo(messages(head, [frame(1, frames[1])]), timeout=60))
+    assert error is not None and error_reason(error) == "VIDEO_RESUME" and "no video" in (error.details() or "")
+    # Resume: the same header from frame 1; the server kept frame 0's content and output for the flow.
     out, error = collect(
         srv.stub().StylizeVideo(messages(head, [frame(1, frames[1]), frame(2, frames[2])]), timeout=60)
     )
