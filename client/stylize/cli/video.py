@@ -154,7 +154,8 @@ def cmd_video(args: argparse.Namespace) -> int:
             writer.close()  # what arrived is a playable video, even after an error
         client.close()
     if summary is not None and not summary.complete:
-        say_error(f"the server stopped the video after frame {summary.next_frame - 1}: {summary.message}")
+        hint = " (run again with --resume to go on)" if folder is not None else ""
+        say_error(f"the server stopped the video after frame {summary.next_frame - 1}: {summary.message}{hint}")
         return EXIT_PARTIAL
     return EXIT_OK
 
