@@ -94,6 +94,19 @@ def figure(path: str, rows: dict[str, list[np.ndarray]], frames: int = 4) -> Non
     canvas.save(path)
 
 
+def animation(path: str, left: list[np.ndarray], right: list[np.ndarray], fps: float = 4.0) -> None:
+    """An animated GIF: every frame alone (left) beside the same frame with the temporal term (right)."""
+    from PIL import Image
+
+    tiles = [
+        Image.fromarray(
+            np.concatenate([a, np.full((a.shape[0], 4, 3), 255.0), b], axis=1).clip(0, 255).astype(np.uint8)
+        )
+        for a, b in zip(left, right)
+    ]
+    tiles[0].save(path, save_all=True, append_images=tiles[1:], duration=int(1000 / fps), loop=0)
+
+
 def worker_consistency(size: int, weights: str, count: int, iterations: int, figure_path: str = "") -> dict[str, Any]:
     from stylize_server.engine.runner import Engine
     from tests.support.images import image_array
@@ -118,6 +131,7 @@ def worker_consistency(size: int, weights: str, count: int, iterations: int, fig
             shown["alone: flicker x8"] = flicker(pictures["alone"], motion)
             shown["temporal: flicker x8"] = flicker(pictures["temporal"], motion)
             figure(figure_path, shown)
+            animation(str(Path(figure_path).with_suffix(".gif")), pictures["alone"], pictures["temporal"])
         row["temporal_over_alone"] = row["temporal"] / row["alone"]
         row["temporal_over_init_only"] = row["temporal"] / row["init_only"]
         rows.append(row)
