@@ -47,10 +47,11 @@ demo: $(VENV)/.installed ## start a server, stylize the sample pair into out/, s
 test: $(VENV)/.installed ## run the whole test suite
 	$(PY) -m pytest
 
-bench: $(VENV)/.installed ## engine and serving benchmarks: step vs floor, quality, precision, masks, tiling, cost model; served step and refusals vs the foundation build (tables + JSON)
+bench: $(VENV)/.installed ## engine and serving benchmarks: step vs floor, quality, precision, masks, tiling, cost model; served step and refusals vs the foundation build; HTTP over gRPC; video consistency, speed, RSS (tables + JSON)
 	$(PY) -m benchmarks.engine_bench --out benchmarks/results
 	$(PY) -m benchmarks.serving_bench --out benchmarks/results
 	$(PY) -m benchmarks.http_bench --out benchmarks/results
+	$(PY) -m benchmarks.video_bench --out benchmarks/results
 
 gpu-check: $(VENV)/.installed ## on a GPU (< 8 min, fails at once without one): the GPU tests, s/it at 512 and 1024 px in float32/bfloat16 with XLA off/on, memory per MP, the cost model against each (one table); writes the measured profile benchmarks/results/device_profile.json
 	$(PY) -m benchmarks.gpu_check --out benchmarks/results

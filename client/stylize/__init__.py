@@ -38,6 +38,7 @@ from .errors import (
 )
 from .events import Estimate, Event, Losses, Progress, Queued, Result, ScaleEstimate, Started
 from .request import Style, build_request
+from .video import FrameEvent, VideoFrame, VideoSummary
 
 DISTRIBUTION = "stylize-grpc"  # the name on PyPI ("stylize" there is an unrelated project)
 
@@ -61,6 +62,7 @@ __all__ = [
     "ErrorReason",
     "Estimate",
     "Event",
+    "FrameEvent",
     "InvalidArgument",
     "Losses",
     "NotFound",
@@ -83,6 +85,8 @@ __all__ = [
     "TooLarge",
     "Unauthenticated",
     "Unavailable",
+    "VideoFrame",
+    "VideoSummary",
     "build_request",
     "version",
 ]

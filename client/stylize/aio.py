@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -27,10 +27,12 @@ from . import health as _health
 from .calls import CANCEL_TIMEOUT, StylizeCall, UnaryCall
 from .client import DEFAULT_UNARY_TIMEOUT
 from .connection import ClientChannel, RetryPolicy
-from .errors import Failure, NotFound
+from .errors import Failure, NotFound, error_for
 from .events import Event, Result
 from .images import ImageInput
 from .request import StyleInput, build_request, output_format_for
+from .video import VideoEvent, VideoEvents, build_header
+from .video import messages as video_messages
 
 T = TypeVar("T")
 
@@ -123,6 +125,48 @@ class AsyncStyleTransferClient(ClientChannel):
                     await self._stop(call, state.request_id)
             yield state.finish()
             return
+
+    async def stylize_video(
+        self,
+        frames: Iterable[ImageInput],
+        styles: StyleInput | Sequence[StyleInput],
+        *,
+        temporal_weight: float | None = None,
+        frame_iterations: int | None = None,
+        frame_count: int = 0,
+        first_frame: int = 0,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> AsyncIterator[VideoEvent]:
+        """Async iterator of a video's events (see the sync client's `stylize_video`)."""
+        header = build_header(
+            styles,
+            temporal_weight=temporal_weight,
+            frame_iterations=frame_iterations,
+            frame_count=frame_count,
+            first_frame=first_frame,
+            **options,
+        )
+        call = self._stub.StylizeVideo(
+            video_messages(header, frames, first_frame),
+            timeout=timeout if timeout is not None else self.timeout,
+            metadata=self._metadata,
+        )
+        events = VideoEvents()
+        ended = False
+        try:
+            while (message := await _read(call)) is not grpc.aio.EOF:
+                event = events.on_message(message)
+                if event is not None:
+                    yield event
+            ended = True
+        except grpc.RpcError as exc:
+            ended = True
+            raise error_for(await failure_of(call, exc), self.target) from exc
+        finally:
+            if not ended:
+                call.cancel()
+        events.finish()
 
     async def _stop(self, call: Any, request_id: str) -> None:
         """The Cancel RPC (best effort: a job with a request_id outlives its

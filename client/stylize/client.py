@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
 import grpc
@@ -29,10 +29,12 @@ from stylize_api.v1 import stylize_pb2, stylize_pb2_grpc
 from . import health as _health
 from .calls import CANCEL_TIMEOUT, StylizeCall, UnaryCall
 from .connection import ClientChannel, RetryPolicy
-from .errors import Cancelled, Failure, NotFound
+from .errors import Cancelled, Failure, NotFound, error_for
 from .events import Event, Result
 from .images import ImageInput
 from .request import StyleInput, build_request, output_format_for
+from .video import VideoEvent, VideoEvents, build_header
+from .video import messages as video_messages
 
 # Unary calls (info, health) get this deadline when the client has none.
 DEFAULT_UNARY_TIMEOUT = 10.0
@@ -260,6 +262,53 @@ class StyleTransferClient(ClientChannel):
         assert result is not None  # the stream raises unless it ends with a result
         result.save(output)
         return result
+
+    def stylize_video(
+        self,
+        frames: Iterable[ImageInput],
+        styles: StyleInput | Sequence[StyleInput],
+        *,
+        temporal_weight: float | None = None,
+        frame_iterations: int | None = None,
+        frame_count: int = 0,
+        first_frame: int = 0,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> Iterator[VideoEvent]:
+        """Stylize a video: yields each frame's `FrameEvent`s, its `VideoFrame`
+        as soon as it is stylized (in order), then the `VideoSummary`
+        (`stylize.video`). `frames` is read lazily, as the server takes them;
+        `first_frame` resumes the video of the `request_id` option there.
+        A failure raises the exceptions of `stylize.errors` after the frames
+        before it were yielded. No automatic retry: resume with first_frame."""
+        header = build_header(
+            styles,
+            temporal_weight=temporal_weight,
+            frame_iterations=frame_iterations,
+            frame_count=frame_count,
+            first_frame=first_frame,
+            **options,
+        )
+        call = self._stub.StylizeVideo(
+            video_messages(header, frames, first_frame),
+            timeout=timeout if timeout is not None else self.timeout,
+            metadata=self._metadata,
+        )
+        events = VideoEvents()
+        ended = False
+        try:
+            for message in call:
+                event = events.on_message(message)
+                if event is not None:
+                    yield event
+            ended = True
+        except grpc.RpcError as exc:
+            ended = True
+            raise error_for(failure_of(call), self.target) from exc
+        finally:
+            if not ended:  # the consumer stopped early: end the call (the server stops the frame)
+                call.cancel()
+        events.finish()
 
     def server_info(self, *, timeout: float | None = None) -> stylize_pb2.ServerInfo:
         """The server's version, model, device, limits, budget, queue and defaults."""

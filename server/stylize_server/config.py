@@ -73,6 +73,7 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     max_message_mb: float = 32.0
     max_job_seconds: float = 300.0
+    max_video_frames: int = 1000  # frames of one StylizeVideo call (resume by request_id for more)
     grace_seconds: float = 315.0
     max_concurrent_decodes: int = 2
     max_open_calls: int = 64
@@ -143,6 +144,7 @@ class ServerConfig:
             ("--max-calls-per-client", self.max_calls_per_client, 1),
             ("--reserved-calls", self.reserved_calls, -1),
             ("--max-streams-per-job", self.max_streams_per_job, 1),
+            ("--max-video-frames", self.max_video_frames, 1),
             ("--max-streams-per-connection", self.max_streams_per_connection, 1),
             ("--max-side", self.limits.max_side, 16),
             ("--max-pixels", self.limits.max_pixels, 16 * 16),
@@ -243,6 +245,11 @@ _SERVER_FLAGS: tuple[tuple[str, Parser, str], ...] = (
     ("tile_size", int, "-1: tile a job only when the whole image would not fit its share; 0: never; N: tiles of N px"),
     ("max_message_mb", float, "largest request or response message in MiB (larger results come in chunks)"),
     ("max_job_seconds", float, "a job running longer is stopped and returns its best image (complete=false)"),
+    (
+        "max_video_frames",
+        int,
+        "frames one StylizeVideo call may send (VIDEO_TOO_LONG beyond; a video with a request_id resumes)",
+    ),
     ("grace_seconds", float, "on SIGTERM, how long running jobs may take to finish"),
     ("max_concurrent_decodes", int, "images decoded at once, all calls together"),
     ("max_open_calls", int, "open Stylize calls per pod; beyond: RESOURCE_EXHAUSTED (CALL_LIMIT)"),

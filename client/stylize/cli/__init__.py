@@ -1,4 +1,4 @@
-"""The `stylize` command line: `run` (one image or a batch), `info`, `health`.
+"""The `stylize` command line: `run` (one image or a batch), `video`, `info`, `health`.
 
 One module per concern: `exits` (the exit-code table), `common` (connection
 and display flags, errors as one line), `flags` (option flags generated from
@@ -22,7 +22,7 @@ from typing import NoReturn
 
 from .. import DISTRIBUTION, version
 from ..errors import StylizeError
-from . import info, run
+from . import info, run, video
 from .artifacts import MissingExtra
 from .common import describe, say_error
 from .exits import (
@@ -71,6 +71,7 @@ EXAMPLES = """examples:
   stylize run photo.jpg starry.jpg -o out.png --color-control luminance
   stylize run photo.jpg starry.jpg -o out.png --save-every 20 --frames-dir frames --timelapse out.gif
   stylize run 'photos/*.jpg' starry.jpg -o outdir/ --parallel 4
+  stylize video clip.mp4 starry.jpg -o out.mp4 --size 256 --iterations 200
   stylize info --server stylize.example.com:443 --tls
 """
 
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     run.register(sub)
+    video.register(sub)
     info.register(sub)
     return parser
 

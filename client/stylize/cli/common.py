@@ -106,7 +106,7 @@ def display_parser() -> argparse.ArgumentParser:
     return p
 
 
-def make_client(args: argparse.Namespace) -> StyleTransferClient:
+def make_client(args: argparse.Namespace, job_secret: str | None = None) -> StyleTransferClient:
     token = None
     if args.token_file:
         try:
@@ -126,4 +126,6 @@ def make_client(args: argparse.Namespace) -> StyleTransferClient:
     if args.retries < 0:
         raise UsageError("--retries must be >= 0")
     retry = RetryPolicy(max_attempts=args.retries + 1, initial_backoff=max(0.0, args.retry_backoff))
-    return StyleTransferClient(args.server, token=token, tls=tls, timeout=args.timeout, retry=retry)
+    return StyleTransferClient(
+        args.server, token=token, tls=tls, timeout=args.timeout, retry=retry, job_secret=job_secret
+    )

@@ -31,6 +31,10 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_MALFORMED_REQUEST: _ClassVar[ErrorReason]
     ERROR_REASON_CLIENT_CALL_LIMIT: _ClassVar[ErrorReason]
     ERROR_REASON_JOB_STREAM_LIMIT: _ClassVar[ErrorReason]
+    ERROR_REASON_VIDEO_FRAME_SIZE: _ClassVar[ErrorReason]
+    ERROR_REASON_VIDEO_FRAME_ORDER: _ClassVar[ErrorReason]
+    ERROR_REASON_VIDEO_TOO_LONG: _ClassVar[ErrorReason]
+    ERROR_REASON_VIDEO_RESUME: _ClassVar[ErrorReason]
 
 class StopReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -107,6 +111,10 @@ ERROR_REASON_OVER_TIME_LIMIT: ErrorReason
 ERROR_REASON_MALFORMED_REQUEST: ErrorReason
 ERROR_REASON_CLIENT_CALL_LIMIT: ErrorReason
 ERROR_REASON_JOB_STREAM_LIMIT: ErrorReason
+ERROR_REASON_VIDEO_FRAME_SIZE: ErrorReason
+ERROR_REASON_VIDEO_FRAME_ORDER: ErrorReason
+ERROR_REASON_VIDEO_TOO_LONG: ErrorReason
+ERROR_REASON_VIDEO_RESUME: ErrorReason
 STOP_REASON_NONE: StopReason
 STOP_REASON_CLIENT: StopReason
 STOP_REASON_DEADLINE: StopReason
@@ -511,7 +519,7 @@ class DeviceInfo(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("max_pixels", "max_side", "max_iterations", "max_styles", "max_message_bytes", "max_input_pixels", "max_request_pixels", "max_job_seconds", "max_jobs_per_client", "request_receive_seconds", "result_retention_seconds")
+    __slots__ = ("max_pixels", "max_side", "max_iterations", "max_styles", "max_message_bytes", "max_input_pixels", "max_request_pixels", "max_job_seconds", "max_jobs_per_client", "request_receive_seconds", "result_retention_seconds", "max_video_frames")
     MAX_PIXELS_FIELD_NUMBER: _ClassVar[int]
     MAX_SIDE_FIELD_NUMBER: _ClassVar[int]
     MAX_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -523,6 +531,7 @@ class Limits(_message.Message):
     MAX_JOBS_PER_CLIENT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_RECEIVE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RESULT_RETENTION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_VIDEO_FRAMES_FIELD_NUMBER: _ClassVar[int]
     max_pixels: int
     max_side: int
     max_iterations: int
@@ -534,7 +543,8 @@ class Limits(_message.Message):
     max_jobs_per_client: int
     request_receive_seconds: float
     result_retention_seconds: float
-    def __init__(self, max_pixels: _Optional[int] = ..., max_side: _Optional[int] = ..., max_iterations: _Optional[int] = ..., max_styles: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_input_pixels: _Optional[int] = ..., max_request_pixels: _Optional[int] = ..., max_job_seconds: _Optional[float] = ..., max_jobs_per_client: _Optional[int] = ..., request_receive_seconds: _Optional[float] = ..., result_retention_seconds: _Optional[float] = ...) -> None: ...
+    max_video_frames: int
+    def __init__(self, max_pixels: _Optional[int] = ..., max_side: _Optional[int] = ..., max_iterations: _Optional[int] = ..., max_styles: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_input_pixels: _Optional[int] = ..., max_request_pixels: _Optional[int] = ..., max_job_seconds: _Optional[float] = ..., max_jobs_per_client: _Optional[int] = ..., request_receive_seconds: _Optional[float] = ..., result_retention_seconds: _Optional[float] = ..., max_video_frames: _Optional[int] = ...) -> None: ...
 
 class Budget(_message.Message):
     __slots__ = ("device_memory_budget_bytes", "reserved_bytes", "tile_size")
@@ -573,3 +583,81 @@ class CancelResponse(_message.Message):
     STOPPED_FIELD_NUMBER: _ClassVar[int]
     stopped: bool
     def __init__(self, stopped: _Optional[bool] = ...) -> None: ...
+
+class VideoRequest(_message.Message):
+    __slots__ = ("header", "frame")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    header: VideoHeader
+    frame: VideoFrame
+    def __init__(self, header: _Optional[_Union[VideoHeader, _Mapping]] = ..., frame: _Optional[_Union[VideoFrame, _Mapping]] = ...) -> None: ...
+
+class VideoHeader(_message.Message):
+    __slots__ = ("options", "temporal_weight", "frame_iterations", "frame_count", "first_frame", "early_stop")
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    TEMPORAL_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FRAME_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    FRAME_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_FRAME_FIELD_NUMBER: _ClassVar[int]
+    EARLY_STOP_FIELD_NUMBER: _ClassVar[int]
+    options: StylizeRequest
+    temporal_weight: float
+    frame_iterations: int
+    frame_count: int
+    first_frame: int
+    early_stop: float
+    def __init__(self, options: _Optional[_Union[StylizeRequest, _Mapping]] = ..., temporal_weight: _Optional[float] = ..., frame_iterations: _Optional[int] = ..., frame_count: _Optional[int] = ..., first_frame: _Optional[int] = ..., early_stop: _Optional[float] = ...) -> None: ...
+
+class VideoFrame(_message.Message):
+    __slots__ = ("index", "image")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    image: Image
+    def __init__(self, index: _Optional[int] = ..., image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
+
+class VideoResponse(_message.Message):
+    __slots__ = ("queued", "started", "progress", "stylized", "summary", "index")
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    STYLIZED_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    queued: Queued
+    started: Started
+    progress: Progress
+    stylized: StylizedFrame
+    summary: VideoSummary
+    index: int
+    def __init__(self, queued: _Optional[_Union[Queued, _Mapping]] = ..., started: _Optional[_Union[Started, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., stylized: _Optional[_Union[StylizedFrame, _Mapping]] = ..., summary: _Optional[_Union[VideoSummary, _Mapping]] = ..., index: _Optional[int] = ...) -> None: ...
+
+class StylizedFrame(_message.Message):
+    __slots__ = ("index", "result", "flow_seconds")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    FLOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    result: Result
+    flow_seconds: float
+    def __init__(self, index: _Optional[int] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., flow_seconds: _Optional[float] = ...) -> None: ...
+
+class VideoSummary(_message.Message):
+    __slots__ = ("frames", "next_frame", "stop_reason", "message", "seconds", "flow_seconds", "flow_hidden_seconds", "resumed")
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FRAME_FIELD_NUMBER: _ClassVar[int]
+    STOP_REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FLOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FLOW_HIDDEN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
+    frames: int
+    next_frame: int
+    stop_reason: StopReason
+    message: str
+    seconds: float
+    flow_seconds: float
+    flow_hidden_seconds: float
+    resumed: bool
+    def __init__(self, frames: _Optional[int] = ..., next_frame: _Optional[int] = ..., stop_reason: _Optional[_Union[StopReason, str]] = ..., message: _Optional[str] = ..., seconds: _Optional[float] = ..., flow_seconds: _Optional[float] = ..., flow_hidden_seconds: _Optional[float] = ..., resumed: _Optional[bool] = ...) -> None: ...

@@ -49,6 +49,11 @@ class StyleTransferStub:
                 request_serializer=stylize_dot_v1_dot_stylize__pb2.CancelRequest.SerializeToString,
                 response_deserializer=stylize_dot_v1_dot_stylize__pb2.CancelResponse.FromString,
                 _registered_method=True)
+        self.StylizeVideo = channel.stream_stream(
+                '/stylize.v1.StyleTransfer/StylizeVideo',
+                request_serializer=stylize_dot_v1_dot_stylize__pb2.VideoRequest.SerializeToString,
+                response_deserializer=stylize_dot_v1_dot_stylize__pb2.VideoResponse.FromString,
+                _registered_method=True)
 
 
 class StyleTransferServicer:
@@ -105,6 +110,36 @@ class StyleTransferServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StylizeVideo(self, request_iterator, context):
+        """Stylize a video, frame by frame, with temporal consistency (Ruder,
+        Dosovitskiy & Brox 2016: each frame after the first starts from the
+        previous stylized frame warped by the optical flow, and a temporal loss
+        term keeps it there where the flow is reliable). The client sends a
+        `header` first, then `frame`s with consecutive indices (from
+        header.first_frame), then closes its side. The server reads a frame only
+        when it can use it, so gRPC's flow control keeps a fast sender waiting.
+
+        Each frame is a job of its own in the fair queue, priced by the cost
+        model, under the same limits and quotas as a Stylize call: a long video
+        never holds a slot for more than one frame while another client waits.
+        The stream carries, per frame, `queued`, `started` and `progress` frames
+        as Stylize's, then its `frame` (in order, as each one finishes); then one
+        `summary`. A call the server ends early (--max-video-frames,
+        --max-job-seconds, a drain) ends OK after a summary with its stop reason:
+        every finished frame has been delivered. Bad input (a frame of another
+        size, an index out of order, a frame that does not decode, a client that
+        sends nothing for --request-receive-seconds) ends the call with an error
+        that names the frame; the frames before it have been delivered.
+
+        With a request_id (and the same credentials or job secret as Stylize),
+        a call that ended early can be resumed within the result retention: send
+        the same header with `first_frame` = the first frame not received (the
+        `summary.next_frame`), then the frames from there on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StyleTransferServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -122,6 +157,11 @@ def add_StyleTransferServicer_to_server(servicer, server):
                     servicer.Cancel,
                     request_deserializer=stylize_dot_v1_dot_stylize__pb2.CancelRequest.FromString,
                     response_serializer=stylize_dot_v1_dot_stylize__pb2.CancelResponse.SerializeToString,
+            ),
+            'StylizeVideo': grpc.stream_stream_rpc_method_handler(
+                    servicer.StylizeVideo,
+                    request_deserializer=stylize_dot_v1_dot_stylize__pb2.VideoRequest.FromString,
+                    response_serializer=stylize_dot_v1_dot_stylize__pb2.VideoResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -205,6 +245,33 @@ class StyleTransfer:
             '/stylize.v1.StyleTransfer/Cancel',
             stylize_dot_v1_dot_stylize__pb2.CancelRequest.SerializeToString,
             stylize_dot_v1_dot_stylize__pb2.CancelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StylizeVideo(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/stylize.v1.StyleTransfer/StylizeVideo',
+            stylize_dot_v1_dot_stylize__pb2.VideoRequest.SerializeToString,
+            stylize_dot_v1_dot_stylize__pb2.VideoResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -270,7 +270,7 @@ class Engine:
             content = images.resize(inputs.content, shape)
             evaluator = steps.evaluator(layout_of(scale))
             scale_targets = targets.build(
-                evaluator, options, content, styles, job_regions, stop_requested, hooks.on_phase
+                evaluator, options, content, styles, job_regions, stop_requested, hooks.on_phase, inputs.temporal
             )
             if scale_targets is None:
                 break

@@ -21,6 +21,7 @@ from stylize_server.engine.tiling import Evaluator, Stopped
 from stylize_server.job.layout import layer_index
 from stylize_server.job.options import JobOptions, Layers
 from stylize_server.job.precision import Precision
+from stylize_server.job.temporal import Temporal
 
 Phase = Callable[[str], None]
 
@@ -65,6 +66,7 @@ class ScaleContext:
     guided: bool
     should_stop: Callable[[], bool]
     on_phase: Phase | None = None
+    temporal: Temporal | None = None  # a video frame's warped previous output (terms/temporal.py)
 
     def phase(self, name: str) -> bool:
         if self.on_phase is not None:
@@ -87,6 +89,7 @@ def build(
     job_regions: Sequence[region_plan.Region],
     should_stop: Callable[[], bool],
     on_phase: Phase | None = None,
+    temporal: Temporal | None = None,
 ) -> Targets | None:
     """The scale's Targets (`content` is the content resized to the scale,
     `styles` the colour-controlled style images); None when a stop was asked
@@ -94,7 +97,7 @@ def build(
     objective = evaluator.objective
     shape = (int(content.shape[0]), int(content.shape[1]))
     ctx = ScaleContext(
-        evaluator, options, shape, content, styles, job_regions, objective.spec.guided, should_stop, on_phase
+        evaluator, options, shape, content, styles, job_regions, objective.spec.guided, should_stop, on_phase, temporal
     )
     per_term = []
     try:

@@ -32,6 +32,7 @@ from stylize_server.job.checks import check_finite as _finite
 from stylize_server.job.checks import check_range as _int_range
 from stylize_server.job.errors import InvalidArgument, TooLarge
 from stylize_server.job.layout import LOSS_LAYERS, MIN_SIDE, Pooling
+from stylize_server.job.temporal import Temporal
 
 
 class Optimizer(str, enum.Enum):
@@ -101,6 +102,9 @@ class Inputs:
     content: np.ndarray  # H×W×3 uint8 RGB
     styles: tuple[StyleSource, ...]
     init_image: np.ndarray | None = None
+    # A video frame after the first: the previous stylized frame warped into
+    # this one and its reliability (job.flow.Temporal), for the temporal term.
+    temporal: Temporal | None = None
 
     @property
     def shapes(self) -> InputShapes:

@@ -45,6 +45,7 @@ def server_info(
             max_jobs_per_client=config.max_jobs_per_client,
             request_receive_seconds=config.request_receive_seconds,
             result_retention_seconds=config.result_retention_seconds,
+            max_video_frames=config.max_video_frames,
         ),
         defaults=convert.resolved_to_proto(
             resolve(JobOptions(), pooling),

@@ -30,9 +30,9 @@ import numpy as np
 from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.job.delivery import DeliveryOptions
 from stylize_server.job.errors import JobStreamLimit, StylizeError
-from stylize_server.job.options import JobOptions
+from stylize_server.job.options import Inputs, JobOptions
 from stylize_server.job.plan import JobPlan
-from stylize_server.job.types import Estimate, Progress, StopReason
+from stylize_server.job.types import Estimate, Progress, Result, StopReason
 from stylize_server.wire.admission import RequestHead
 from stylize_server.wire.output import Output
 
@@ -177,6 +177,10 @@ class Job:
     frames: SharedFrames = field(default_factory=SharedFrames)
     detach_timer: asyncio.TimerHandle | None = None
     owner: str = ""  # whose request_ids it is among (`ownership`); "" is `client`
+    # A video frame (serving/video.py): its images are decoded already, and
+    # its stylized pixels are handed on before they are encoded.
+    inputs: Inputs | None = None
+    on_result: Callable[[Result], None] | None = None
     _stop: StopReason | None = None
     _stop_lock: threading.Lock = field(default_factory=threading.Lock)
 

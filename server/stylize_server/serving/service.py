@@ -41,7 +41,7 @@ from stylize_server.job.errors import Draining, InternalError, Loading, NotFound
 from stylize_server.job.plan import JobPlan, make_plan
 from stylize_server.job.port import EnginePort
 from stylize_server.job.types import Result, StopReason
-from stylize_server.serving import calllog, calls, metrics, ownership, stream
+from stylize_server.serving import calllog, calls, metrics, ownership, stream, video, videoinput
 from stylize_server.serving.auth import Authenticator
 from stylize_server.serving.calllog import CallRecord
 from stylize_server.serving.info import server_info
@@ -77,6 +77,7 @@ class StyleTransferService:
         self.auth = authenticator
         self.gate = calls.CallGate(config.max_open_calls, config.max_calls_per_client, config.call_reserve)
         self.registry = Registry(config.result_store_bytes, config.result_retention_seconds)
+        self.videos = videoinput.VideoStore(config.result_store_bytes, config.result_retention_seconds)
         self.engine: EnginePort | None = None
         self.scheduler: Scheduler | None = None
         self.draining = False
@@ -283,6 +284,9 @@ class StyleTransferService:
     # ------------------------------------------------------ job callbacks
     async def _prepare(self, job: Job) -> JobPlan:
         """Decode the job's images (decode executor), stopping between images if asked."""
+        if job.inputs is not None:  # a video frame, decoded by its call (serving/video.py)
+            inputs, job.inputs = job.inputs, None
+            return job.plan.with_inputs(inputs)
         request = job.request
         assert request is not None
         loop = asyncio.get_running_loop()
@@ -309,6 +313,8 @@ class StyleTransferService:
             outcome = error if isinstance(error, StylizeError) else InternalError(error)
         else:
             assert result is not None
+            if job.on_result is not None:
+                job.on_result(result)
             loop = asyncio.get_running_loop()
             try:
                 outcome = await loop.run_in_executor(self.pools.encode, encode_output, result, job.alpha, job.delivery)
@@ -320,6 +326,10 @@ class StyleTransferService:
         job.plan = job.plan.with_inputs(None)
         job.publish("finished", outcome)
         self.registry.finished(job)
+
+    # -------------------------------------------------------- StylizeVideo
+    async def StylizeVideo(self, request_iterator: object, context: calls.Context) -> None:
+        await video.stylize_video(self, context)
 
     # -------------------------------------------------- Cancel, ServerInfo
     async def Cancel(self, request_iterator: object, context: calls.Context) -> pb.CancelResponse:
@@ -358,6 +368,7 @@ def add_to_server(service: StyleTransferService, server: aio.Server) -> None:
             service.GetServerInfo, pb.GetServerInfoRequest, pb.ServerInfo, stream=False
         ),
         "Cancel": calls.unary_request(service.Cancel, pb.CancelRequest, pb.CancelResponse, stream=False),
+        "StylizeVideo": calls.unary_request(service.StylizeVideo, pb.VideoRequest, pb.VideoResponse, stream=True),
     }
     declared = set(pb.DESCRIPTOR.services_by_name["StyleTransfer"].methods_by_name)
     if set(handlers) != declared:

@@ -33,6 +33,7 @@ import tensorflow as tf
 from stylize_server.engine import regions as region_plan
 from stylize_server.job import layout
 from stylize_server.job.options import JobOptions, Layers
+from stylize_server.job.temporal import Temporal
 
 TensorList = list[tf.Tensor]
 
@@ -66,6 +67,7 @@ class TargetContext(Protocol):
     styles: Sequence[np.ndarray]  # the colour-controlled style images, full size
     regions: Sequence[region_plan.Region]
     guided: bool
+    temporal: Temporal | None  # a video frame's warped previous output, else None
 
     def phase(self, name: str) -> bool:
         """Announce a piece of work; True when a stop was asked for."""

@@ -1,0 +1,106 @@
+"""A StylizeVideo header on the wire -> the video's values (job/video.py)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from typing import Protocol
+
+from stylize_api.v1 import stylize_pb2 as pb
+from stylize_server.job import cost
+from stylize_server.job.options import InputShapes, JobOptions
+from stylize_server.job.plan import JobPlan, make_plan
+from stylize_server.job.port import EnginePort
+from stylize_server.job.types import Estimate
+from stylize_server.job.video import DEFAULT_TEMPORAL_WEIGHT, VideoOptions
+from stylize_server.wire import admission
+
+
+class Settings(Protocol):
+    """The server settings a video's plan reads (config.ServerConfig)."""
+
+    @property
+    def max_concurrent_jobs(self) -> int: ...
+    @property
+    def max_job_seconds(self) -> float: ...
+    @property
+    def tile_size(self) -> int: ...
+
+
+def header_fingerprint(header: pb.VideoHeader) -> str:
+    """What makes two calls the same video (a resume needs the same)."""
+    same = pb.VideoHeader()
+    same.CopyFrom(header)
+    same.first_frame, same.frame_count = 0, 0
+    same.options.progress_interval, same.options.preview_max_side = 0, 0
+    return hashlib.sha256(same.SerializeToString(deterministic=True)).hexdigest()
+
+
+def video_options(header: pb.VideoHeader) -> VideoOptions:
+    return VideoOptions(
+        temporal_weight=header.temporal_weight if header.HasField("temporal_weight") else DEFAULT_TEMPORAL_WEIGHT,
+        frame_iterations=header.frame_iterations if header.HasField("frame_iterations") else None,
+        frame_count=header.frame_count,
+        first_frame=header.first_frame,
+        early_stop=header.early_stop if header.HasField("early_stop") else 0.0,
+    )
+
+
+def frame_request(header: pb.VideoHeader, frame: pb.VideoFrame) -> pb.StylizeRequest:
+    """The Stylize request of one frame: the header's options and styles, the frame as its content."""
+    request = pb.StylizeRequest()
+    request.CopyFrom(header.options)
+    request.content.data = frame.image.data
+    return request
+
+
+Plans = tuple[tuple[JobPlan, JobPlan], tuple[InputShapes, InputShapes]]
+
+
+def plan_frames(
+    head: admission.RequestHead,
+    wanted: VideoOptions,
+    engine: EnginePort,
+    regions: int,
+    budget_bytes: int,
+    cfg: Settings,
+) -> Plans:
+    """The plans (and input shapes) of the first frame and of every later
+    one, each priced by the cost model and checked against the time per job
+    as a Stylize job would be (admission.check_time)."""
+    share = budget_bytes // cfg.max_concurrent_jobs
+    plans, shapes_of = [], []
+    for later in (False, True):
+        options = wanted.frame_options(head.options, later)
+        shapes = wanted.later_shapes(head.shapes) if later else head.shapes
+        plan = make_plan(
+            options,
+            shapes,
+            default_pooling=engine.default_pooling,
+            profile=engine.profile,
+            regions=regions,
+            target_bytes=share,
+            budget_bytes=budget_bytes,
+            tile_setting=cfg.tile_size,
+            term_costs=engine.term_costs,
+            term_defaults=engine.term_defaults,
+        )
+        guided = any(mask is not None for mask in shapes.masks)
+        compiling = functools.partial(engine.compile_seconds, guided=guided)
+
+        def price(o: JobOptions, _shapes: InputShapes = shapes) -> Estimate:
+            return cost.estimate(
+                o,
+                shapes=_shapes,
+                profile=engine.profile,
+                target_bytes=share,
+                budget_bytes=budget_bytes,
+                tile_setting=cfg.tile_size,
+                regions=regions,
+                terms=engine.term_costs,
+            )
+
+        admission.check_time(head, plan.options, plan.estimate, cfg.max_job_seconds, price, compiling)
+        plans.append(plan)
+        shapes_of.append(shapes)
+    return (plans[0], plans[1]), (shapes_of[0], shapes_of[1])
