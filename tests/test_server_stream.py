@@ -7,13 +7,17 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+import numpy as np
 import pytest
 from google.rpc import error_details_pb2
 
+from stylize_api.losses import Losses
 from stylize_api.schema import ErrorReason, StopReason
 from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.job import errors
-from stylize_server.serving.jobs import Event, Subscriber
+from stylize_server.job.errors import StylizeError
+from stylize_server.job.types import Progress
+from stylize_server.serving.jobs import Event, Finished, InQueue, OnDevice, Subscriber
 from stylize_server.wire.status import status_for
 from tests.support.images import decode
 from tests.support.metrics import scrape, value, wait_for_value
@@ -106,28 +110,30 @@ def test_server_info(server):
     assert info.defaults.iterations == 500 and info.defaults.size == 512
 
 
+def _progress(i: int) -> Progress:
+    return Progress(i, 1000, Losses.of([("style", 1.0)]), 0.0, 0, 32, lambda: np.zeros((1, 1, 3), np.uint8))
+
+
 def test_subscriber_coalesces_progress_but_keeps_the_rest():
     async def scenario() -> tuple[list[Event], Subscriber]:
         frames = Subscriber(reattached=False)
-        frames.put(Event("queued", (2, 2)))
-        frames.put(Event("queued", (1, 1)))
-        frames.put(Event("started", 0.5))
+        frames.put(InQueue(2, 2))
+        frames.put(InQueue(1, 1))
+        frames.put(OnDevice(0.5))
         for i in range(1000):
-            frames.put(Event("progress", i))
-        frames.put(Event("finished", "result"))
+            frames.put(_progress(i))
+        frames.put(Finished(StylizeError("the end")))
         got = [await frames.get() for _ in range(4)]
-        assert not frames.newer_waiting("progress")
+        assert not frames.newer_waiting(Progress)
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(frames.get(), 0.05)  # nothing more
         return got, frames
 
     got, frames = asyncio.run(scenario())
-    assert [(e.kind, e.payload) for e in got] == [
-        ("queued", (1, 1)),
-        ("started", 0.5),
-        ("progress", 999),
-        ("finished", "result"),
-    ]
+    queued, started, progress, finished = got
+    assert queued == InQueue(1, 1) and started == OnDevice(0.5)
+    assert isinstance(progress, Progress) and progress.iteration == 999
+    assert isinstance(finished, Finished) and str(finished.outcome) == "the end"
     assert frames.coalesced == 1 + 999
 
 

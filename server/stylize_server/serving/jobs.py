@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -48,15 +47,34 @@ class JobState(str, enum.Enum):
 
 
 @dataclass(frozen=True)
-class Event:
-    kind: str  # "queued", "started", "progress" or "finished"
-    payload: Any
+class InQueue:
+    """The job's place in the fair queue changed."""
+
+    position: int
+    depth: int
+
+
+@dataclass(frozen=True)
+class OnDevice:
+    """The job has its slot and runs, after `queue_wait` seconds in the queue."""
+
+    queue_wait: float
+
+
+@dataclass(frozen=True)
+class Finished:
+    outcome: Outcome
+
+
+# What a job tells its streams, in this order: InQueue*, OnDevice, Progress*, Finished.
+Event = InQueue | OnDevice | Progress | Finished
 
 
 class Subscriber:
     """One attached stream's view of a job (loop only)."""
 
-    _COALESCE = frozenset({"queued", "progress"})
+    # Only the newest of a run of these matters to a stream that is behind.
+    _COALESCE = (InQueue, Progress)
 
     def __init__(self, reattached: bool) -> None:
         self.reattached = reattached
@@ -65,7 +83,7 @@ class Subscriber:
         self.coalesced = 0
 
     def put(self, event: Event) -> None:
-        if event.kind in self._COALESCE and self._items and self._items[-1].kind == event.kind:
+        if isinstance(event, self._COALESCE) and self._items and type(self._items[-1]) is type(event):
             self._items[-1] = event
             self.coalesced += 1
         else:
@@ -78,8 +96,8 @@ class Subscriber:
             await self._ready.wait()
         return self._items.popleft()
 
-    def newer_waiting(self, kind: str) -> bool:
-        return any(e.kind == kind for e in self._items)
+    def newer_waiting(self, kind: type[Event]) -> bool:
+        return any(isinstance(e, kind) for e in self._items)
 
 
 class SharedFrames:
@@ -243,14 +261,14 @@ class Job:
         subscriber = Subscriber(reattached)
         if self.outcome is not None:
             if self.started_at is not None:
-                subscriber.put(Event("started", self.queue_wait))
-            subscriber.put(Event("finished", self.outcome))
+                subscriber.put(OnDevice(self.queue_wait))
+            subscriber.put(Finished(self.outcome))
         elif self.state in (JobState.RUNNING, JobState.DONE):
-            subscriber.put(Event("started", self.queue_wait))
+            subscriber.put(OnDevice(self.queue_wait))
             if self.latest is not None:
-                subscriber.put(Event("progress", self.latest))
+                subscriber.put(self.latest)
         elif self.position is not None:
-            subscriber.put(Event("queued", self.position))
+            subscriber.put(InQueue(*self.position))
         self.subscribers.append(subscriber)
         if self.detach_timer is not None:
             self.detach_timer.cancel()
@@ -261,15 +279,14 @@ class Job:
         if subscriber in self.subscribers:
             self.subscribers.remove(subscriber)
 
-    def publish(self, kind: str, payload: Any) -> None:
-        if kind == "queued":
-            self.position = payload
-        elif kind == "progress":
-            self.latest = payload
-        elif kind == "finished":
-            self.outcome = payload
+    def publish(self, event: Event) -> None:
+        if isinstance(event, InQueue):
+            self.position = (event.position, event.depth)
+        elif isinstance(event, Progress):
+            self.latest = event
+        elif isinstance(event, Finished):
+            self.outcome = event.outcome
             self.latest = None  # it holds the engine's last image
             self.frames.clear()
-        event = Event(kind, payload)
         for subscriber in self.subscribers:
             subscriber.put(event)

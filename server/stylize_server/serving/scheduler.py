@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -34,7 +33,7 @@ from stylize_server.job.port import EnginePort, RunHooks
 from stylize_server.job.types import Result, StopReason
 from stylize_server.serving import metrics
 from stylize_server.serving.fairqueue import FairQueue
-from stylize_server.serving.jobs import Job, JobState, ProgressMailbox
+from stylize_server.serving.jobs import InQueue, Job, JobState, OnDevice, ProgressMailbox
 
 log = logging.getLogger("stylize.scheduler")
 
@@ -218,7 +217,7 @@ class Scheduler:
         for index, job in enumerate(order):
             position = (index + 1, depth)
             if job.position is None or job.position[0] != position[0]:
-                job.publish("queued", position)
+                job.publish(InQueue(*position))
             else:
                 job.position = position
 
@@ -270,7 +269,7 @@ class Scheduler:
             job.plan = plan
             if job.stop_reason is None:
                 job.state = JobState.RUNNING
-                job.publish("started", job.queue_wait)
+                job.publish(OnDevice(job.queue_wait))
                 result = await self._execute(job, plan, started)
         except Exception as exc:  # the job's own failure; the server goes on
             if not isinstance(exc, StylizeError):
@@ -293,7 +292,7 @@ class Scheduler:
     async def _execute(self, job: Job, plan: JobPlan, started: float) -> Result:
         time_limit = started + self.max_job_seconds
         loop = asyncio.get_running_loop()
-        mailbox = ProgressMailbox(loop, functools.partial(job.publish, "progress"))
+        mailbox = ProgressMailbox(loop, job.publish)
 
         def stop() -> StopReason | None:  # engine thread
             if job.stop_reason is None:

@@ -45,7 +45,7 @@ from stylize_server.serving import calllog, calls, metrics, ownership, stream, v
 from stylize_server.serving.auth import Authenticator
 from stylize_server.serving.calllog import CallRecord
 from stylize_server.serving.info import server_info
-from stylize_server.serving.jobs import Job, JobState, Outcome
+from stylize_server.serving.jobs import Finished, Job, JobState, Outcome
 from stylize_server.serving.registry import Registry
 from stylize_server.serving.scheduler import Scheduler
 from stylize_server.wire import admission
@@ -324,7 +324,7 @@ class StyleTransferService:
                 outcome = InternalError(exc)
         job.request, job.alpha = None, None  # the images are no longer needed
         job.plan = job.plan.with_inputs(None)
-        job.publish("finished", outcome)
+        job.publish(Finished(outcome))
         self.registry.finished(job)
 
     # -------------------------------------------------------- StylizeVideo

@@ -18,7 +18,7 @@ from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.job.errors import Stopped
 from stylize_server.job.types import ModelInfo, Progress, StopReason
 from stylize_server.serving import calllog, calls, frames, metrics
-from stylize_server.serving.jobs import Job, Outcome, Subscriber
+from stylize_server.serving.jobs import InQueue, Job, OnDevice, Subscriber
 from stylize_server.wire import admission
 from stylize_server.wire.output import Output, result_frames
 
@@ -41,22 +41,21 @@ async def send_frames(
     loop = asyncio.get_running_loop()
     while True:
         event = await subscriber.get()
-        if event.kind == "queued":
-            position, depth = event.payload
-            queued = pb.Queued(position=position, queue_depth=depth)
+        if isinstance(event, InQueue):
+            queued = pb.Queued(position=event.position, queue_depth=event.depth)
             await calls.send(context, pb.StylizeResponse(queued=queued), timeout)
-        elif event.kind == "started":
+        elif isinstance(event, OnDevice):
             if not subscriber.reattached:
                 calllog.log_start(job)
-            started = frames.started_frame(job, settings.model(), event.payload, subscriber.reattached)
+            started = frames.started_frame(job, settings.model(), event.queue_wait, subscriber.reattached)
             await calls.send(context, started, timeout)
-        elif event.kind == "progress":
-            progress: Progress = event.payload
+        elif isinstance(event, Progress):
+            progress = event
             last = progress.iteration == progress.total_iterations
             if progress.iteration % delivery.progress_interval and not last:
                 continue
             # A preview that a newer one already supersedes is not worth encoding.
-            side = 0 if subscriber.newer_waiting("progress") else delivery.preview_max_side
+            side = 0 if subscriber.newer_waiting(Progress) else delivery.preview_max_side
             if side:  # rendering and encoding the image is the only costly part: once per job
                 render = functools.partial(_render, settings.encode, loop, job, progress, side)
                 frame = await asyncio.shield(job.frames.frame(progress, side, render))
@@ -64,7 +63,7 @@ async def send_frames(
                 frame = frames.progress_frame(job, progress, 0)
             await calls.send(context, frame, timeout)
         else:
-            outcome: Outcome = event.payload
+            outcome = event.outcome
             if not isinstance(outcome, Output):
                 raise outcome
             for chunk in result_frames(outcome, job.request_id, job.queue_wait, settings.max_message_bytes):

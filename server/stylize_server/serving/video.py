@@ -36,7 +36,7 @@ from stylize_server.job.errors import (
 )
 from stylize_server.job.options import InputShapes, StyleSource
 from stylize_server.job.plan import JobPlan
-from stylize_server.job.types import Result, StopReason
+from stylize_server.job.types import Progress, Result, StopReason
 from stylize_server.job.video import (
     EarlyStop,
     VideoFrameOrder,
@@ -46,7 +46,7 @@ from stylize_server.job.video import (
     frame_inputs,
 )
 from stylize_server.serving import calls, frames, ownership, videoinput
-from stylize_server.serving.jobs import Job
+from stylize_server.serving.jobs import InQueue, Job, OnDevice
 from stylize_server.serving.stream import gone
 from stylize_server.wire import admission
 from stylize_server.wire.output import Output, result_frames
@@ -287,16 +287,16 @@ class VideoCall:
         try:
             while True:
                 event = await subscriber.get()
-                if event.kind == "queued":
-                    position, depth = event.payload
-                    await _send(context, timeout, item.index, queued=pb.Queued(position=position, queue_depth=depth))
-                elif event.kind == "started":
+                if isinstance(event, InQueue):
+                    queued = pb.Queued(position=event.position, queue_depth=event.depth)
+                    await _send(context, timeout, item.index, queued=queued)
+                elif isinstance(event, OnDevice):
                     started = frames.started_frame(
-                        job, service.engine.model_info if service.engine else None, event.payload, False
+                        job, service.engine.model_info if service.engine else None, event.queue_wait, False
                     )
                     await _send(context, timeout, item.index, started=started.started)
-                elif event.kind == "progress":
-                    progress = event.payload
+                elif isinstance(event, Progress):
+                    progress = event
                     if later and early.converged(progress.iteration, progress.losses.total):
                         job.request_stop(StopReason.NONE)  # settled: the engine returns it as it is
                     last = progress.iteration == progress.total_iterations
@@ -304,7 +304,7 @@ class VideoCall:
                         continue
                     await _send(context, timeout, item.index, progress=frames.progress_frame(job, progress, 0).progress)
                 else:
-                    outcome = event.payload
+                    outcome = event.outcome
                     break
         finally:
             job.unsubscribe(subscriber)
