@@ -335,7 +335,7 @@ def _flags() -> tuple[tuple[str, Parser, str], ...]:
     return _SERVER_FLAGS + tuple((name, int, _LIMIT_HELP[name]) for name in LIMIT_FIELDS)
 
 
-def _default(name: str) -> Any:
+def _default(name: str) -> object:
     defaults = ServerConfig()
     return getattr(defaults.limits, name) if name in LIMIT_FIELDS else getattr(defaults, name)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 import json
-from typing import Any
+from collections.abc import Mapping
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -75,7 +75,7 @@ def encode_event(frame: pb.StylizeResponse) -> bytes:
     return f"id: {event_id(frame)}\nevent: {kind}\ndata: {data}\n\n".encode()
 
 
-def error_event(status: dict[str, Any]) -> bytes:
+def error_event(status: Mapping[str, object]) -> bytes:
     return f"event: error\ndata: {json.dumps(status, separators=(',', ':'))}\n\n".encode()
 
 
