@@ -49,10 +49,9 @@ from stylize_server.job.types import Estimate, ScaleEstimate
 class TermCost(Protocol):
     """A loss term's share of the cost, as the term declares it (engine/terms),
     in float32 values: what it keeps at the image's resolution through a job
-    (state), what its layers hold in a piece in flight (working), what it
-    keeps whatever the size (fixed), and what it computes beyond the
-    network's passes (macs). `regions` is the number of mask regions of a
-    guided job, 0 for an unguided one. The cost model names no term."""
+    (state), what its layers hold in a piece in flight (working), what it keeps
+    and computes whatever the size (fixed), and what it computes per pixel beyond
+    the network's passes (macs). `regions`: mask regions of a guided job, else 0."""
 
     def active(self, options: JobOptions) -> bool: ...
 
@@ -65,6 +64,8 @@ class TermCost(Protocol):
     ) -> float: ...
 
     def fixed_values(self, options: JobOptions, regions: int) -> float: ...
+
+    def fixed_macs(self, options: JobOptions, regions: int) -> float: ...
 
 
 Terms = Sequence[TermCost]
@@ -232,17 +233,18 @@ def scale_estimate(
     lbfgs = history if options.optimizer is Optimizer.LBFGS else 0
     # A guided job's terms work per mask region; an unguided job has none.
     guided = max(1, regions) if regions > 1 or any(m is not None for m in shapes.masks) else 0
+    mine = [t for t in terms if t.active(options)]
     optimization = (
         activation_bytes(height, width, deepest, profile, tiling)
         + vector_bytes(height, width, options, lbfgs, guided, tiling, terms)
         + loss_bytes(height, width, options, guided, tiling, terms)
-        + 4 * int(sum(t.fixed_values(options, guided) for t in terms if t.active(options)))
+        + 4 * int(sum(t.fixed_values(options, guided) for t in mine))
     )
     styles = max(style_pass_bytes(h, w, deepest, profile, tiling.tile) for h, w in style_sizes)
     memory = max(optimization, styles) + profile.base_bytes
     macs, values, calls = work(height, width, deepest, tiling)
-    # What the terms compute beyond the network (e.g. the extra regions' Grams).
-    term_macs = height * width * sum(t.macs_per_pixel(options, guided) for t in terms if t.active(options))
+    # What the terms compute beyond the network (the extra regions' Grams, the W2's matrix work).
+    term_macs = sum(height * width * t.macs_per_pixel(options, guided) + t.fixed_macs(options, guided) for t in mine)
     seconds = (
         (macs + term_macs) / (profile.gmacs_per_second * 1e9)
         + values / (profile.gvalues_per_second * 1e9)

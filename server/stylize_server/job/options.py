@@ -57,6 +57,11 @@ class UnmaskedRegion(str, enum.Enum):
     CONTENT = "content"
 
 
+class IterateAverage(str, enum.Enum):
+    NONE = "none"
+    EMA = "ema"
+
+
 Layers = tuple[tuple[str, float], ...]
 TermValue = float | int | bool | str | Layers
 
@@ -161,6 +166,8 @@ class JobOptions:
     multiscale_min_size: int = 256
     color_control: ColorControl = ColorControl.NONE
     unmasked_region: UnmaskedRegion = UnmaskedRegion.STYLES
+    iterate_average: IterateAverage = IterateAverage.NONE
+    ema_decay: float = 0.99  # of the iterate EMA: crowsonkb's
     lbfgs_history: int = 20  # engine setting, not in the API; the cost model may lower it
     # The options of loss terms that own them (proto scope TERM), by name, in
     # name order: a new term's options need no field here (engine/terms).
@@ -207,6 +214,7 @@ _ENUM_FIELDS: dict[str, type[enum.Enum]] = {
     "init": Init,
     "color_control": ColorControl,
     "unmasked_region": UnmaskedRegion,
+    "iterate_average": IterateAverage,
 }
 
 
@@ -384,3 +392,8 @@ def validate(options: JobOptions, shapes: InputShapes, limits: Limits) -> None:
     # Above `size` it only means "one scale", so it is not tied to max_side.
     _int_range("multiscale_min_size", options.multiscale_min_size, 32, 65536)
     _int_range("lbfgs_history", options.lbfgs_history, 1, 100)
+    _finite("ema_decay", options.ema_decay, 0.0, 1.0)
+    if options.ema_decay >= 1.0:
+        raise InvalidArgument(
+            "ema_decay", f"must be in [0, 1), got {options.ema_decay:g}: at 1 the average never moves"
+        )
