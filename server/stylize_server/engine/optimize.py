@@ -216,6 +216,25 @@ Optimizer = LBFGS | Adam
 Stepped = tuple[tf.Tensor, tuple[Any, ...], tf.Tensor, tf.Tensor]
 
 
+class IterateAverage:
+    """The bias-corrected exponential moving average of the iterates
+    (crowsonkb/style-transfer-pytorch; Polyak averaging): a_t = d·a_(t−1) +
+    (1 − d)·x_t from a_0 = 0, reported as a_t / (1 − d^t), so the first is
+    x_1 itself. It smooths the iteration-to-iteration flicker of the pixels
+    (Adam's above all) at no evaluation: one image-sized state on the device."""
+
+    def __init__(self, decay: float) -> None:
+        self.decay = decay
+        self.steps = 0
+        self.total: tf.Tensor | None = None
+
+    def update(self, x: tf.Tensor) -> tf.Tensor:
+        self.steps += 1
+        d = self.decay
+        self.total = (1.0 - d) * x if self.total is None else d * self.total + (1.0 - d) * x
+        return self.total / (1.0 - d**self.steps)
+
+
 @dataclasses.dataclass
 class LoopHooks:
     on_report: Callable[[int, Losses, tf.Tensor], None] | None = None
@@ -232,9 +251,15 @@ def run_scale(
     iterations: int,
     first_iteration: int,
     hooks: LoopHooks,
+    average: float | None = None,
 ) -> tuple[tf.Tensor, int]:
     """Run up to `iterations` steps from `x`; return the image to keep and how
     many iterations ran (fewer when `hooks.should_stop` said so).
+
+    With `average` (a decay in [0, 1)), the image reported at each iteration
+    and kept at the end is the bias-corrected EMA of the reported points
+    (IterateAverage), restarted at each scale; the losses reported stay the
+    evaluated point's (the average is never evaluated inside the loop).
 
     The image kept is the last one reported, an evaluated point whose losses
     the caller already has: L-BFGS's best accepted point, Adam's last
@@ -253,6 +278,7 @@ def run_scale(
     last_time = time.perf_counter()
     fused = evaluator.layout.whole
     names = evaluator.objective.names
+    ema = IterateAverage(average) if average is not None else None
 
     def settle(item: tuple[int, tf.Tensor, tf.Tensor]) -> None:
         nonlocal last_time
@@ -279,6 +305,8 @@ def run_scale(
             except Stopped:
                 break
             x, state, terms, x_reported = optimizer.update(x, value, grad, state, lr)
+        if ema is not None:
+            x_reported = ema.update(x_reported)
         if pending is not None:
             settle(pending)
         pending = (first_iteration + k, terms, x_reported)

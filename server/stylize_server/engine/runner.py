@@ -259,6 +259,7 @@ class Engine:
                 hooks.on_phase(name)
 
         styles = prepare.styles(options, inputs)
+        ema = options.iterate_average.value == "ema"
         x: tf.Tensor | None = None
         content = inputs.content
         done = 0
@@ -312,8 +313,12 @@ class Engine:
                 scale.iterations,
                 done + 1,
                 LoopHooks(on_report=report, should_stop=stop_requested, on_iteration=on_iteration),
+                average=options.ema_decay if ema else None,
             )
             done += ran
+            if ran and ema:
+                # The losses reported were the iterates'; the image kept is their average.
+                latest[0] = Losses.of(zip(steps.objective.names, evaluator.terms(x, scale_targets).numpy().tolist()))
             if ran < scale.iterations:
                 break
 

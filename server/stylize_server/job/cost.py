@@ -86,8 +86,7 @@ SPLITS = (3, 2)
 @dataclass(frozen=True)
 class Tiling:
     """How one scale runs: tiles of `tile` px (0: the whole image); cut after
-    block `split` (0: not cut), the part after the cut in tiles of
-    `deep_tile` px (0: whole)."""
+    block `split` (0: not cut), the part after the cut in tiles of `deep_tile` px (0: whole)."""
 
     tile: int = 0
     split: int = 0
@@ -174,12 +173,13 @@ def work(height: int, width: int, deepest: str, tiling: Tiling) -> tuple[float, 
 def vector_bytes(
     height: int, width: int, options: JobOptions, history: int, regions: int, tiling: Tiling, terms: Terms
 ) -> int:
-    """Image-sized state: pixels, gradient, trial point and optimizer state,
-    what the loss terms keep (content targets, region guides, ...), and when
-    cut, the map between the parts (in the activations' precision, with a
+    """Image-sized state: pixels, gradient, trial point, optimizer state, the
+    iterate average, what the loss terms keep (content targets, guides, ...), and
+    when cut, the map between the parts (in the activations' precision, with a
     float32 gradient) and the tiled gradient's accumulator."""
     pixels = height * width
     vectors = 4 + (2 * history if options.optimizer is Optimizer.LBFGS else 2) + (1 if tiling.tile else 0)
+    vectors += 1 if options.iterate_average.value == "ema" else 0
     kept = sum(t.state_values_per_pixel(options, regions) for t in terms if t.active(options))
     between = 0.0
     if tiling.tile and tiling.split:
