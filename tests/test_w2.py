@@ -11,14 +11,25 @@ import pytest
 import tensorflow as tf
 
 from stylize_server.engine import prepare, regions, targets
-from stylize_server.engine.optimize import IterateAverage
+from stylize_server.engine.optimize import Carry, IterateAverage
 from stylize_server.engine.runner import Engine
 from stylize_server.engine.spec import LossSpec, Targets
 from stylize_server.engine.terms import meancov
 from stylize_server.engine.tiling import WHOLE, TileLayout
 from stylize_server.job.errors import InvalidArgument
 from stylize_server.job.layout import Pooling, block_of, channels, stride
-from stylize_server.job.options import Inputs, JobOptions, StyleSource, resolve, style_shape
+from stylize_server.job.options import (
+    Inputs,
+    InputShapes,
+    JobOptions,
+    Limits,
+    Optimizer,
+    StyleSource,
+    plan_scales,
+    resolve,
+    style_shape,
+    validate,
+)
 from stylize_server.job.precision import Precision
 from tests.support.images import image_array
 from tests.support.server import shared_engine
@@ -175,3 +186,32 @@ def test_the_iterate_average_is_bias_corrected() -> None:
     want = (0.9 * 0.1 * 10.0 + 0.1 * 20.0) / (1 - 0.9**2)
     assert float(average.update(x2)[0, 0, 0, 0]) == pytest.approx(want, rel=1e-6)
     assert float(IterateAverage(0.0).update(x2)[0, 0, 0, 0]) == 20.0  # decay 0: no average
+
+
+def test_the_scale_schedule_climbs_a_sqrt2_ladder_and_keeps_today_at_ratio_2() -> None:
+    ladder = JobOptions(size=512, iterations=3000, multiscale=True, multiscale_min_size=128, scale_ratio=2**0.5)
+    assert [s.size for s in plan_scales(ladder, (512, 512))] == [128, 181, 256, 362, 512]  # crowsonkb's
+    its = [s.iterations for s in plan_scales(ladder, (512, 512))]
+    assert its == [1000, 500, 500, 500, 500] and sum(its) == 3000  # the first scale gets twice a later one's
+    flat = [s.iterations for s in plan_scales(ladder.replace(first_scale_share=1.0), (512, 512))]
+    assert flat == [600] * 5
+    today = JobOptions(size=1031, iterations=100, multiscale_min_size=64)
+    assert [s.size for s in plan_scales(today, (1031, 1031))] == [64, 128, 257, 515, 1031]  # size // 2**k
+    shapes = InputShapes(content=(64, 64), styles=((64, 64),), masks=(None,), weights=(1.0,))
+    for name, value in (("scale_ratio", 1.1), ("scale_ratio", 5.0), ("first_scale_share", 0.0)):
+        with pytest.raises(InvalidArgument) as caught:
+            validate(JobOptions(size=64, **{name: value}), shapes, Limits())
+        assert caught.value.field == name
+
+
+def test_adam_carries_its_moments_resized_and_lbfgs_starts_afresh(engine: Engine) -> None:
+    steps = engine.compiled(_spec())
+    x_small, x_big = tf.zeros([1, 8, 8, 3]), tf.zeros([1, 16, 12, 3])
+    adam = steps.optimizer(Optimizer.ADAM, 0)
+    carry = Carry((tf.fill([1, 8, 8, 3], 2.0), tf.fill([1, 8, 8, 3], 3.0), tf.constant(7.0)))
+    m, v, t = carry.start(adam, x_big)
+    assert m.shape == v.shape == x_big.shape and float(t) == 7.0
+    assert np.allclose(m.numpy(), 2.0) and np.allclose(v.numpy(), 3.0)
+    lbfgs = steps.optimizer(Optimizer.LBFGS, 5)
+    fresh = Carry(lbfgs.init(x_small)).start(lbfgs, x_big)
+    assert fresh[0].shape == x_big.shape and bool(fresh[-1])  # a first step again

@@ -186,6 +186,14 @@ class Adam:
     def init(self, x: tf.Tensor) -> tuple[Any, ...]:
         return tf.zeros_like(x), tf.zeros_like(x), tf.constant(0.0)
 
+    @staticmethod
+    def resized(state: tuple[Any, ...], shape: tuple[int, int]) -> tuple[Any, ...]:
+        """The moments carried to the next scale's size (crowsonkb), bilinear
+        so that the second moment stays non-negative; the step count carries
+        on, so the bias correction does not restart."""
+        m, v, t = state
+        return tf.image.resize(m, shape, method="bilinear"), tf.image.resize(v, shape, method="bilinear"), t
+
     def step(self, x: tf.Tensor, state: tuple[Any, ...], lr: tf.Tensor, targets: Targets) -> Stepped:
         """-> (next point, state, terms at `x`, `x`)."""
         m, v, t = state
@@ -236,6 +244,20 @@ class IterateAverage:
 
 
 @dataclasses.dataclass
+class Carry:
+    """Optimizer state handed from one scale to the next: Adam's moments,
+    resized (Adam.resized); L-BFGS's history is not carried (its pairs are
+    vectors of the old size), so each scale starts it afresh."""
+
+    state: tuple[Any, ...] | None = None
+
+    def start(self, optimizer: Optimizer, x: tf.Tensor) -> tuple[Any, ...]:
+        if isinstance(optimizer, Adam) and self.state is not None:
+            return Adam.resized(self.state, (int(x.shape[1]), int(x.shape[2])))
+        return optimizer.init(x)
+
+
+@dataclasses.dataclass
 class LoopHooks:
     on_report: Callable[[int, Losses, tf.Tensor], None] | None = None
     should_stop: Callable[[], bool] | None = None
@@ -252,6 +274,7 @@ def run_scale(
     first_iteration: int,
     hooks: LoopHooks,
     average: float | None = None,
+    carry: Carry | None = None,
 ) -> tuple[tf.Tensor, int]:
     """Run up to `iterations` steps from `x`; return the image to keep and how
     many iterations ran (fewer when `hooks.should_stop` said so).
@@ -260,6 +283,8 @@ def run_scale(
     and kept at the end is the bias-corrected EMA of the reported points
     (IterateAverage), restarted at each scale; the losses reported stay the
     evaluated point's (the average is never evaluated inside the loop).
+    With `carry`, the optimizer starts from its state (Carry.start) and leaves
+    its last state there.
 
     The image kept is the last one reported, an evaluated point whose losses
     the caller already has: L-BFGS's best accepted point, Adam's last
@@ -273,7 +298,7 @@ def run_scale(
     within one iteration.
     """
     lr = tf.constant(learning_rate, tf.float32)
-    state = optimizer.init(x)
+    state = carry.start(optimizer, x) if carry is not None else optimizer.init(x)
     pending: tuple[int, tf.Tensor, tf.Tensor] | None = None
     last_time = time.perf_counter()
     fused = evaluator.layout.whole
@@ -311,6 +336,8 @@ def run_scale(
             settle(pending)
         pending = (first_iteration + k, terms, x_reported)
         done = k + 1
+    if carry is not None:
+        carry.state = state
     if pending is None:
         return x, 0
     settle(pending)

@@ -23,7 +23,7 @@ import tensorflow as tf
 from stylize_server.engine import prepare, regions, targets, terms
 from stylize_server.engine.device import describe_device, enable_memory_growth, gpu_total_memory, measure_precisions
 from stylize_server.engine.objective import LossSpec, Objective
-from stylize_server.engine.optimize import LoopHooks, run_scale
+from stylize_server.engine.optimize import Carry, LoopHooks, run_scale
 from stylize_server.engine.stepcache import CompiledSteps, StepCache
 from stylize_server.engine.tiling import WHOLE, TileLayout
 from stylize_server.engine.vgg import VGG19Features
@@ -260,6 +260,7 @@ class Engine:
 
         styles = prepare.styles(options, inputs)
         ema = options.iterate_average.value == "ema"
+        carry = Carry()  # Adam's moments from scale to scale
         x: tf.Tensor | None = None
         content = inputs.content
         done = 0
@@ -314,6 +315,7 @@ class Engine:
                 done + 1,
                 LoopHooks(on_report=report, should_stop=stop_requested, on_iteration=on_iteration),
                 average=options.ema_decay if ema else None,
+                carry=carry,
             )
             done += ran
             if ran and ema:
