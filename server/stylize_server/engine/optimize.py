@@ -336,8 +336,8 @@ def run_scale(
             settle(pending)
         pending = (first_iteration + k, terms, x_reported)
         done = k + 1
-    if carry is not None:
-        carry.state = state
+    if carry is not None:  # L-BFGS's history is dropped now, not held beside the next scale's
+        carry.state = state if isinstance(optimizer, Adam) else None
     if pending is None:
         return x, 0
     settle(pending)
