@@ -35,10 +35,9 @@ def test_every_request_field_is_an_option_with_help_and_scope() -> None:
 
 
 def test_every_engine_and_delivery_option_has_its_dataclass_field() -> None:
+    from stylize_server.engine import terms
     from stylize_server.job.delivery import DeliveryOptions
     from stylize_server.job.options import JobOptions
-
-    from stylize_server.engine import terms
 
     fields = {Scope.ENGINE: typing.get_type_hints(JobOptions), Scope.DELIVERY: typing.get_type_hints(DeliveryOptions)}
     owned = set(terms.option_defaults())  # a loss term's own option (style_loss) has no JobOptions field
