@@ -6,16 +6,18 @@ TensorFlow functions with the gradient written out:
 
 μ and Σ are the (guide-weighted) mean and covariance of a layer's feature
 vectors. Both are functions of two sums over positions, Σ w_p g_p and
-Σ w_p g_p g_pᵀ, so the term is additive over tile interiors like the Gram
-term: per tile `moment_sums`, once `w2_of_sums`, per tile `cotangent`. The
-features are centred on the style's mean (g_p = f_p − μ_s) before they are
-summed: the covariance is then s2/n − ddᵀ with d = μ_o − μ_s small, instead of
-the difference of two large raw moments (float32 keeps its digits).
+Σ w_p g_p g_pᵀ (g_p = f_p − μ_s), so the term is additive over tile interiors
+like the Gram term: per tile `moment_sums`, once `w2_of_sums`, per tile
+`cotangent`. The products over positions are the Gram term's own (FᵀF in
+float32; a centred copy of each map measured 1.26x the Gram step at 512 px);
+the centring on the style's mean is C×C work in float64, and the covariance
+s2/n − ddᵀ then has d = μ_o − μ_s, small near the style.
 
 Gradient, with M = Σ_s^½ Σ_o Σ_s^½ = V diag(λ) Vᵀ and S = M^½:
     d tr(S) = ½ tr(S⁻¹ dM)  =>  dW2/dΣ_o = G = I − Σ_s^½ S⁻¹ Σ_s^½
     dW2/dd = 2d − 2Gd (Σ_o = s2/n − ddᵀ),  dW2/ds1 = dW2/dd / n,  dW2/ds2 = G / n
-and at a position dL/df_p = w_p (a + B g_p) with a = dL/ds1, B = 2 dL/ds2.
+and at a position dL/df_p = w_p (a + B g_p) with a = dL/ds1, B = 2 dL/ds2,
+computed as w_p ((a − B μ_s) + B f_p).
 
 Regularized: ε·I is added to both covariances (ε from the style's mean
 variance, targets), so that flat styles, tiny masks and the rank-deficient
@@ -43,22 +45,33 @@ from __future__ import annotations
 import tensorflow as tf
 
 
+def _centred(raw: tf.Tensor, total: tf.Tensor, n: tf.Tensor, centre: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(Σ w g, Σ w g gᵀ) with g = f − μ, in float64, from the float32 raw sums
+    Σ w f fᵀ, Σ w f and Σ w: Σ w g gᵀ = Σ w f fᵀ − μ sᵀ − s μᵀ + n μ μᵀ."""
+    raw, s, n, mu = (tf.cast(t, tf.float64) for t in (raw, total, n, centre))
+    outer = mu[:, None] * s[None, :]
+    return s - n * mu, raw - outer - tf.transpose(outer) + n * mu[:, None] * mu[None, :]
+
+
 def moment_sums(flat: tf.Tensor, centre: tf.Tensor, guides: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
-    """(Σ w_p g_p, Σ w_p g_p g_pᵀ), g_p = f_p − centre, over `flat` [N, C]:
-    unguided w = 1, centre [C] -> ([C], [C, C]); with `guides` [R, N],
-    w = T_r², centre [R, C] -> ([R, C], [R, C, C]), one region at a time."""
+    """(Σ w_p g_p, Σ w_p g_p g_pᵀ) in float64, g_p = f_p − centre, over `flat`
+    [N, C]: unguided w = 1, centre [C] -> ([C], [C, C]); with `guides` [R, N],
+    w = T_r², centre [R, C] -> ([R, C], [R, C, C]), one region at a time. The
+    products over positions are the Gram term's, FᵀF (Fᵀ(T_r²∘F)), in float32;
+    the centring is C×C work in float64 (no centred copy of the map)."""
     if guides is None:
-        g = flat - centre
-        return tf.reduce_sum(g, axis=0), tf.matmul(g, g, transpose_a=True)
+        n = tf.cast(tf.shape(flat)[0], tf.float32)
+        return _centred(tf.matmul(flat, flat, transpose_a=True), tf.reduce_sum(flat, axis=0), n, centre)
     c, regions = flat.shape[1], tf.shape(guides)[0]
     padded, centres = _past_the_end(guides), _past_the_end(centre)
-    firsts = tf.TensorArray(flat.dtype, size=regions, element_shape=tf.TensorShape([c]))
-    seconds = tf.TensorArray(flat.dtype, size=regions, element_shape=tf.TensorShape([c, c]))
+    firsts = tf.TensorArray(tf.float64, size=regions, element_shape=tf.TensorShape([c]))
+    seconds = tf.TensorArray(tf.float64, size=regions, element_shape=tf.TensorShape([c, c]))
 
     def body(r: tf.Tensor, firsts: tf.TensorArray, seconds: tf.TensorArray) -> tuple[tf.Tensor, ...]:
-        g = flat - centres[r]
-        weighted = tf.square(padded[r])[:, None] * g
-        return r + 1, firsts.write(r, tf.reduce_sum(weighted, axis=0)), seconds.write(r, tf.matmul(g, weighted, True))
+        w = tf.square(padded[r])
+        weighted = w[:, None] * flat
+        s1, s2 = _centred(tf.matmul(flat, weighted, True), tf.reduce_sum(weighted, 0), tf.reduce_sum(w), centres[r])
+        return r + 1, firsts.write(r, s1), seconds.write(r, s2)
 
     _, firsts, seconds = tf.while_loop(
         lambda r, *_: r < regions, body, [tf.constant(0), firsts, seconds], parallel_iterations=1
@@ -66,18 +79,16 @@ def moment_sums(flat: tf.Tensor, centre: tf.Tensor, guides: tf.Tensor | None = N
     return firsts.stack(), seconds.stack()
 
 
-def cotangent(
-    flat: tf.Tensor, centre: tf.Tensor, a: tf.Tensor, b: tf.Tensor, guides: tf.Tensor | None = None
-) -> tf.Tensor:
-    """dL/dF at every position of `flat` [N, C]: a + (f − centre) B, or
-    Σ_r T_r² (a_r + (f − centre_r) B_r) with `guides` [R, N]."""
+def cotangent(flat: tf.Tensor, a: tf.Tensor, b: tf.Tensor, guides: tf.Tensor | None = None) -> tf.Tensor:
+    """dL/dF at every position of `flat` [N, C]: a + f B, or Σ_r T_r² (a_r + f B_r)
+    with `guides` [R, N] (`a` has −μ B folded in: w2_of_sums)."""
     if guides is None:
-        return a + tf.matmul(flat - centre, b)
+        return a + tf.matmul(flat, b)
     regions = tf.shape(guides)[0]
-    padded, centres, firsts, seconds = (_past_the_end(t) for t in (guides, centre, a, b))
+    padded, firsts, seconds = (_past_the_end(t) for t in (guides, a, b))
 
     def body(r: tf.Tensor, total: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        share = firsts[r] + tf.matmul(flat - centres[r], seconds[r])
+        share = firsts[r] + tf.matmul(flat, seconds[r])
         return r + 1, total + tf.square(padded[r])[:, None] * share
 
     _, total = tf.while_loop(
@@ -116,15 +127,18 @@ def w2_of_sums(
     s2: tf.Tensor,
     counts: tf.Tensor,
     style_sqrt: tf.Tensor,
+    centre: tf.Tensor,
     eps: tf.Tensor,
     weight: tf.Tensor,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """One layer's weighted W2 from its centred moment sums, batched over
     regions: s1 [R, C], s2 [R, C, C], counts [R] (Σ w_p), style_sqrt
-    [R, C, C] (Σ_s^½, ε·I included), eps [] (the regularization).
-    -> (weight · Σ_r W2_r, a [R, C], B [R, C, C]): the cotangent's
-    multipliers (see `cotangent`). A region with no area has no term."""
-    s1, s2, counts, style_sqrt, eps = (tf.cast(t, tf.float64) for t in (s1, s2, counts, style_sqrt, eps))
+    [R, C, C] (Σ_s^½, ε·I included), centre [R, C] (μ_s), eps [] (the
+    regularization). -> (weight · Σ_r W2_r, a − B μ_s [R, C], B [R, C, C]): the
+    cotangent's multipliers (see `cotangent`). A region with no area has no term."""
+    s1, s2, counts, style_sqrt, centre, eps = (
+        tf.cast(t, tf.float64) for t in (s1, s2, counts, style_sqrt, centre, eps)
+    )
     weight = tf.cast(weight, tf.float64)
     c = tf.shape(s1)[-1]
     present = tf.cast(counts > 0, tf.float64)
@@ -146,7 +160,9 @@ def w2_of_sums(
     g = 0.5 * (g + tf.linalg.matrix_transpose(g))
     dd = 2.0 * d - 2.0 * tf.linalg.matvec(g, d)
     scale = weight * inv_n
-    value, a, b = weight * tf.reduce_sum(present * w2), scale[:, None] * dd, 2.0 * scale[:, None, None] * g
+    b = 2.0 * scale[:, None, None] * g
+    a = scale[:, None] * dd - tf.linalg.matvec(b, centre)  # a + (f − μ)B = (a − Bμ) + fB, B symmetric
+    value = weight * tf.reduce_sum(present * w2)
     return tf.cast(value, tf.float32), tf.cast(a, tf.float32), tf.cast(b, tf.float32)
 
 

@@ -93,8 +93,8 @@ class MeanCov(Term):
         vector = tf.TensorSpec([n], tf.float32)
         return [*means, *roots, *guides, vector, vector]  # ..., ε per layer, v_l per layer
 
-    def sum_specs(self, j: int) -> list[tf.TensorSpec]:
-        return [self._mean_spec(j), self._matrix_spec(j)]
+    def sum_specs(self, j: int) -> list[tf.TensorSpec]:  # float64: centred (wasserstein.moment_sums)
+        return [tf.TensorSpec(s.shape, tf.float64) for s in (self._mean_spec(j), self._matrix_spec(j))]
 
     def mult_specs(self, j: int) -> list[tf.TensorSpec]:
         return [self._mean_spec(j), self._matrix_spec(j)]
@@ -123,8 +123,9 @@ class MeanCov(Term):
                 k = layout.stride(name)
                 counts = tf.cast((image_hw[0] // k) * (image_hw[1] // k), tf.float32)[None]
                 s1, s2, root = s1[None], s2[None], root[None]
+            centre = targets[j] if self.guided else targets[j][None]
             w = W2_SCALE * weight * layer_weights[j] / float(self._c(j))
-            value, a, b = wasserstein.w2_of_sums(s1, s2, counts, root, eps[j], w)
+            value, a, b = wasserstein.w2_of_sums(s1, s2, counts, root, centre, eps[j], w)
             total += value
             mults.append([a, b] if self.guided else [a[0], b[0]])
         return total, mults
@@ -133,7 +134,7 @@ class MeanCov(Term):
         self, j: int, features: tf.Tensor, view: View, targets: Sequence[tf.Tensor], mults: Sequence[tf.Tensor]
     ) -> tf.Tensor:
         flat = losses.flatten(features)
-        cot = wasserstein.cotangent(flat, targets[j], mults[0], mults[1], self._guide(targets, j, view))
+        cot = wasserstein.cotangent(flat, mults[0], mults[1], self._guide(targets, j, view))
         return tf.reshape(cot, tf.shape(features))
 
     def image_sums(self, j: int, features: tf.Tensor) -> TensorList:
