@@ -44,7 +44,10 @@ W2_SCALE = 1.0  # K above
 EPS_REL = 1e-3  # ε = EPS_REL · (the style's mean variance at the layer) + EPS_ABS
 EPS_ABS = 1e-2
 MATRIX_COPIES = 9.0  # per region and layer, [C, C]: Σ_s^½, s2, B, and reduce's cov, M, V, M^-½, G, products
-EIGH_MACS_PER_C3 = 12.0  # the reduce per layer and region, in multiply-adds: 6 products and eigh
+# The reduce per layer and region, in the profile's multiply-adds: 6 products and a float64 eigh,
+# which runs far below the convolutions' rate. Fitted to benchmarks/w2_bench.py at 256 px on an
+# AMD EPYC CPU (mean_cov − gram: 0.20 s/it float32, 0.10 s/it bfloat16; this gives 0.12 s).
+EIGH_MACS_PER_C3 = 64.0
 
 
 def style_loss(options: JobOptions) -> str:
