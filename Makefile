@@ -42,7 +42,7 @@ samples: $(VENV)/.installed ## draw the demo's content and style images into sam
 	$(PY) scripts/make_samples.py samples/generated
 
 demo: $(VENV)/.installed ## start a server, stylize the sample pair into out/, stop the server
-	$(PY) scripts/demo.py --weights $(WEIGHTS) --out $(OUT) $(if $(filter 1,$(CONTROLS)),--controls $(if $(filter file,$(origin SIZE)),,--size $(SIZE)) $(if $(filter file,$(origin ITERATIONS)),,--iterations $(ITERATIONS)),--size $(SIZE) --iterations $(ITERATIONS))
+	$(PY) scripts/demo.py --weights $(WEIGHTS) --out $(OUT) $(if $(filter 1,$(STATISTICS)),--statistics) $(if $(filter 1,$(CONTROLS) $(STATISTICS)),$(if $(filter 1,$(CONTROLS)),--controls) $(if $(filter file,$(origin SIZE)),,--size $(SIZE)) $(if $(filter file,$(origin ITERATIONS)),,--iterations $(ITERATIONS)),--size $(SIZE) --iterations $(ITERATIONS))
 
 test: $(VENV)/.installed ## run the whole test suite
 	$(PY) -m pytest

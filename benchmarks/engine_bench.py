@@ -15,6 +15,9 @@ and writes one JSON file.
               memory against the estimate (masks_bench.py).
 5. tiling:    tiled against whole-image evaluation (tiling_bench.py).
 6. cost:      the cost model's estimates against measurement (cost_bench.py).
+7. w2:        the Wasserstein-2 style loss against the Gram loss (square
+              roots, s/it, W2 and content distances) and the iterate EMA
+              against none (w2_bench.py).
 
 Each measurement runs in its own process. Runs on random weights by default
 (--weights imagenet or PATH for the real ones).
@@ -44,7 +47,7 @@ from benchmarks.common import (
     seconds_per_call,
 )
 
-SECTIONS = ("step", "quality", "precision", "masks", "tiling", "cost")
+SECTIONS = ("step", "quality", "precision", "masks", "tiling", "cost", "w2")
 
 
 def worker_step(size: int, weights: str, rounds: int, per_round: int, xla: bool) -> dict[str, Any]:
@@ -243,6 +246,9 @@ def main() -> None:
     parser.add_argument("--engine-iterations", type=int, default=200)
     parser.add_argument("--tiling-megapixels", default="0.25,1,4,16")
     parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
+    from benchmarks import w2_bench
+
+    w2_bench.add_arguments(parser)
     args = parser.parse_args()
 
     if args.worker is not None:
@@ -292,6 +298,8 @@ def main() -> None:
         from benchmarks import cost_bench
 
         report["cost"] = cost_bench.section(args.weights, cost_bench.SIDES, cost_bench.TILED_SIDES)
+    if "w2" in wanted:
+        report["w2"] = w2_bench.section(args)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "engine_bench.json"
     path.write_text(json.dumps(report, indent=2))

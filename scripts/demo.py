@@ -10,6 +10,7 @@ everything is.
 
     python scripts/demo.py [--weights imagenet|PATH|random:SEED] [--size 384] [--iterations 300] [--out out]
     python scripts/demo.py --controls [--size 256] [--iterations 100]   # docs/controls.png (make demo CONTROLS=1)
+    python scripts/demo.py --statistics [--size 256] [--iterations 100] # docs/statistics.png (STATISTICS=1)
 
 With `--weights random:SEED` it runs offline, but the network then has random
 filters and the result is not a painting: the demo says so loudly.
@@ -40,6 +41,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from demo_controls import draw_controls, run_jobs
 from demo_picture import draw_demo, mark_result, random_warning
+from demo_statistics import draw_statistics, run_statistics_jobs
 from make_samples import write_control_samples, write_samples
 
 BIN = Path(sys.executable).parent
@@ -221,13 +223,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--controls", action="store_true", help="draw the spatial and colour controls into --picture instead"
     )
     parser.add_argument(
+        "--statistics", action="store_true", help="draw gram vs mean_cov, without and with EMA, into --picture"
+    )
+    parser.add_argument(
         "--picture",
         type=Path,
         help="where the run's picture goes (default OUT/demo.png; with --controls, docs/controls.png)",
     )
     args = parser.parse_args(argv)
-    args.size = args.size if args.size is not None else (256 if args.controls else 384)
-    args.iterations = args.iterations if args.iterations is not None else (100 if args.controls else 300)
+    several = args.controls or args.statistics  # jobs side by side: smaller and shorter each
+    args.size = args.size if args.size is not None else (256 if several else 384)
+    args.iterations = args.iterations if args.iterations is not None else (100 if several else 300)
     if args.size < 16 or args.iterations < 1:
         parser.error("--size must be at least 16 and --iterations at least 1")
     return args
@@ -246,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         timelapse=out / "timelapse.gif",
         loss_plot=None if args.no_loss_plot or importlib.util.find_spec("matplotlib") is None else out / "losses.png",
         server_log=out / "server.log",
-        picture=args.picture or (Path("docs/controls.png") if args.controls else out / "demo.png"),
+        picture=args.picture
+        or (Path("docs/controls.png") if args.controls else Path("docs/statistics.png") if args.statistics else None)
+        or out / "demo.png",
     )
     # Frames of an earlier, longer run would otherwise end up mixed in.
     shutil.rmtree(outputs.frames, ignore_errors=True)
@@ -274,6 +282,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.controls:
             results = run_jobs(cli, address, controls, out, args.size, args.iterations, say)
             draw_controls(controls, results, outputs.picture, args.weights, random_weights)
+            cli_rc = 0
+        elif args.statistics:
+            results = run_statistics_jobs(
+                cli, address, samples.content, samples.style, out, args.size, args.iterations, say
+            )
+            draw_statistics(samples.content, samples.style, results, outputs.picture, args.weights, random_weights)
             cli_rc = 0
         else:
             cli_cmd = cli + [
@@ -324,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         say("interrupted: the job was cancelled and the server stopped")
         return cli_rc
     if cli_rc != 0:
-        if not args.controls:
+        if not (args.controls or args.statistics):
             print(
                 f"[demo] the stylize CLI failed (exit code {cli_rc}); server log tail:\n{tail(outputs.server_log)}",
                 file=sys.stderr,
@@ -332,9 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         return cli_rc
 
     say("done. Outputs:")
-    if args.controls:
+    if args.controls or args.statistics:
         print(f"  picture     {outputs.picture}")
-        print(f"  results     {out}/masked.png, {out}/color-*.png")
+        print(f"  results     {out}/{'masked.png, color-*.png' if args.controls else 'statistics-*.png'}")
     else:
         frames = sorted(outputs.frames.glob("*.png"))
         note = f" ({random_warning(args.weights)})" if random_weights else ""

@@ -19,7 +19,6 @@ import textwrap
 
 import grpc_tools
 import pytest
-from grpc_tools import protoc
 
 from stylize import build_request
 from stylize.cli import build_parser
@@ -132,8 +131,11 @@ def _compile_with_dummy_options(out: pathlib.Path) -> pathlib.Path:
     well_known = pathlib.Path(grpc_tools.__file__).parent / "_proto"
     gen = out / "gen"
     gen.mkdir()
-    args = ["protoc", f"-I{proto_dir}", f"-I{well_known}", f"--python_out={gen}", "stylize/v1/stylize.proto"]
-    assert protoc.main(args) == 0
+    # protoc in a process of its own: in this one, a library loaded by another test (OpenCV's
+    # bundled protobuf) can clash with grpc_tools' and crash it.
+    args = [f"-I{proto_dir}", f"-I{well_known}", f"--python_out={gen}", "stylize/v1/stylize.proto"]
+    done = subprocess.run([sys.executable, "-m", "grpc_tools.protoc", *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
     return gen / "stylize" / "v1" / "stylize_pb2.py"
 
 

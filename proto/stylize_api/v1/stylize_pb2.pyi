@@ -90,6 +90,18 @@ class UnmaskedRegion(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     UNMASKED_REGION_UNSPECIFIED: _ClassVar[UnmaskedRegion]
     UNMASKED_REGION_STYLES: _ClassVar[UnmaskedRegion]
     UNMASKED_REGION_CONTENT: _ClassVar[UnmaskedRegion]
+
+class StyleLoss(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STYLE_LOSS_UNSPECIFIED: _ClassVar[StyleLoss]
+    STYLE_LOSS_GRAM: _ClassVar[StyleLoss]
+    STYLE_LOSS_MEAN_COV: _ClassVar[StyleLoss]
+
+class IterateAverage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ITERATE_AVERAGE_UNSPECIFIED: _ClassVar[IterateAverage]
+    ITERATE_AVERAGE_NONE: _ClassVar[IterateAverage]
+    ITERATE_AVERAGE_EMA: _ClassVar[IterateAverage]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 ERROR_REASON_INVALID_OPTION: ErrorReason
 ERROR_REASON_DECODE_FAILED: ErrorReason
@@ -146,6 +158,12 @@ COLOR_CONTROL_HISTOGRAM: ColorControl
 UNMASKED_REGION_UNSPECIFIED: UnmaskedRegion
 UNMASKED_REGION_STYLES: UnmaskedRegion
 UNMASKED_REGION_CONTENT: UnmaskedRegion
+STYLE_LOSS_UNSPECIFIED: StyleLoss
+STYLE_LOSS_GRAM: StyleLoss
+STYLE_LOSS_MEAN_COV: StyleLoss
+ITERATE_AVERAGE_UNSPECIFIED: IterateAverage
+ITERATE_AVERAGE_NONE: IterateAverage
+ITERATE_AVERAGE_EMA: IterateAverage
 OPTION_FIELD_NUMBER: _ClassVar[int]
 option: _descriptor.FieldDescriptor
 
@@ -184,7 +202,7 @@ class LayerWeight(_message.Message):
     def __init__(self, layer: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class StylizeRequest(_message.Message):
-    __slots__ = ("content", "styles", "size", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "pooling", "init", "init_image", "seed", "style_scale", "preserve_colors", "multiscale", "multiscale_min_size", "progress_interval", "preview_max_side", "output_format", "quality", "request_id", "color_control", "unmasked_region", "background", "output_bit_depth", "accept_partial")
+    __slots__ = ("content", "styles", "size", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "pooling", "init", "init_image", "seed", "style_scale", "preserve_colors", "multiscale", "multiscale_min_size", "progress_interval", "preview_max_side", "output_format", "quality", "request_id", "color_control", "unmasked_region", "background", "output_bit_depth", "accept_partial", "style_loss", "iterate_average", "ema_decay", "scale_ratio", "first_scale_share")
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     STYLES_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -214,6 +232,11 @@ class StylizeRequest(_message.Message):
     BACKGROUND_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_BIT_DEPTH_FIELD_NUMBER: _ClassVar[int]
     ACCEPT_PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    STYLE_LOSS_FIELD_NUMBER: _ClassVar[int]
+    ITERATE_AVERAGE_FIELD_NUMBER: _ClassVar[int]
+    EMA_DECAY_FIELD_NUMBER: _ClassVar[int]
+    SCALE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SCALE_SHARE_FIELD_NUMBER: _ClassVar[int]
     content: Image
     styles: _containers.RepeatedCompositeFieldContainer[StyleImage]
     size: int
@@ -243,7 +266,12 @@ class StylizeRequest(_message.Message):
     background: str
     output_bit_depth: int
     accept_partial: bool
-    def __init__(self, content: _Optional[_Union[Image, _Mapping]] = ..., styles: _Optional[_Iterable[_Union[StyleImage, _Mapping]]] = ..., size: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., init: _Optional[_Union[Init, str]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., seed: _Optional[int] = ..., style_scale: _Optional[float] = ..., preserve_colors: _Optional[bool] = ..., multiscale: _Optional[bool] = ..., multiscale_min_size: _Optional[int] = ..., progress_interval: _Optional[int] = ..., preview_max_side: _Optional[int] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., quality: _Optional[int] = ..., request_id: _Optional[str] = ..., color_control: _Optional[_Union[ColorControl, str]] = ..., unmasked_region: _Optional[_Union[UnmaskedRegion, str]] = ..., background: _Optional[str] = ..., output_bit_depth: _Optional[int] = ..., accept_partial: _Optional[bool] = ...) -> None: ...
+    style_loss: StyleLoss
+    iterate_average: IterateAverage
+    ema_decay: float
+    scale_ratio: float
+    first_scale_share: float
+    def __init__(self, content: _Optional[_Union[Image, _Mapping]] = ..., styles: _Optional[_Iterable[_Union[StyleImage, _Mapping]]] = ..., size: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., init: _Optional[_Union[Init, str]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., seed: _Optional[int] = ..., style_scale: _Optional[float] = ..., preserve_colors: _Optional[bool] = ..., multiscale: _Optional[bool] = ..., multiscale_min_size: _Optional[int] = ..., progress_interval: _Optional[int] = ..., preview_max_side: _Optional[int] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., quality: _Optional[int] = ..., request_id: _Optional[str] = ..., color_control: _Optional[_Union[ColorControl, str]] = ..., unmasked_region: _Optional[_Union[UnmaskedRegion, str]] = ..., background: _Optional[str] = ..., output_bit_depth: _Optional[int] = ..., accept_partial: _Optional[bool] = ..., style_loss: _Optional[_Union[StyleLoss, str]] = ..., iterate_average: _Optional[_Union[IterateAverage, str]] = ..., ema_decay: _Optional[float] = ..., scale_ratio: _Optional[float] = ..., first_scale_share: _Optional[float] = ...) -> None: ...
 
 class StylizeResponse(_message.Message):
     __slots__ = ("queued", "started", "progress", "result")
@@ -322,7 +350,7 @@ class ScaleEstimate(_message.Message):
     def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., iterations: _Optional[int] = ..., style_pixels: _Optional[int] = ..., device_memory_bytes: _Optional[int] = ..., seconds_per_iteration: _Optional[float] = ..., tile_size: _Optional[int] = ..., tiles: _Optional[int] = ..., lbfgs_history: _Optional[int] = ...) -> None: ...
 
 class ResolvedOptions(_message.Message):
-    __slots__ = ("size", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "pooling", "init", "seed", "style_scale", "preserve_colors", "multiscale", "scale_sizes", "scale_iterations", "style_blend_weights", "output_format", "quality", "progress_interval", "preview_max_side", "color_control", "unmasked_region", "background", "output_bit_depth", "multiscale_min_size", "regions", "precision")
+    __slots__ = ("size", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "pooling", "init", "seed", "style_scale", "preserve_colors", "multiscale", "scale_sizes", "scale_iterations", "style_blend_weights", "output_format", "quality", "progress_interval", "preview_max_side", "color_control", "unmasked_region", "background", "output_bit_depth", "multiscale_min_size", "regions", "precision", "style_loss", "iterate_average", "ema_decay", "scale_ratio", "first_scale_share")
     SIZE_FIELD_NUMBER: _ClassVar[int]
     ITERATIONS_FIELD_NUMBER: _ClassVar[int]
     OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
@@ -352,6 +380,11 @@ class ResolvedOptions(_message.Message):
     MULTISCALE_MIN_SIZE_FIELD_NUMBER: _ClassVar[int]
     REGIONS_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
+    STYLE_LOSS_FIELD_NUMBER: _ClassVar[int]
+    ITERATE_AVERAGE_FIELD_NUMBER: _ClassVar[int]
+    EMA_DECAY_FIELD_NUMBER: _ClassVar[int]
+    SCALE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SCALE_SHARE_FIELD_NUMBER: _ClassVar[int]
     size: int
     iterations: int
     optimizer: Optimizer
@@ -381,7 +414,12 @@ class ResolvedOptions(_message.Message):
     multiscale_min_size: int
     regions: int
     precision: str
-    def __init__(self, size: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., init: _Optional[_Union[Init, str]] = ..., seed: _Optional[int] = ..., style_scale: _Optional[float] = ..., preserve_colors: _Optional[bool] = ..., multiscale: _Optional[bool] = ..., scale_sizes: _Optional[_Iterable[int]] = ..., scale_iterations: _Optional[_Iterable[int]] = ..., style_blend_weights: _Optional[_Iterable[float]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., quality: _Optional[int] = ..., progress_interval: _Optional[int] = ..., preview_max_side: _Optional[int] = ..., color_control: _Optional[_Union[ColorControl, str]] = ..., unmasked_region: _Optional[_Union[UnmaskedRegion, str]] = ..., background: _Optional[str] = ..., output_bit_depth: _Optional[int] = ..., multiscale_min_size: _Optional[int] = ..., regions: _Optional[int] = ..., precision: _Optional[str] = ...) -> None: ...
+    style_loss: StyleLoss
+    iterate_average: IterateAverage
+    ema_decay: float
+    scale_ratio: float
+    first_scale_share: float
+    def __init__(self, size: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., init: _Optional[_Union[Init, str]] = ..., seed: _Optional[int] = ..., style_scale: _Optional[float] = ..., preserve_colors: _Optional[bool] = ..., multiscale: _Optional[bool] = ..., scale_sizes: _Optional[_Iterable[int]] = ..., scale_iterations: _Optional[_Iterable[int]] = ..., style_blend_weights: _Optional[_Iterable[float]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., quality: _Optional[int] = ..., progress_interval: _Optional[int] = ..., preview_max_side: _Optional[int] = ..., color_control: _Optional[_Union[ColorControl, str]] = ..., unmasked_region: _Optional[_Union[UnmaskedRegion, str]] = ..., background: _Optional[str] = ..., output_bit_depth: _Optional[int] = ..., multiscale_min_size: _Optional[int] = ..., regions: _Optional[int] = ..., precision: _Optional[str] = ..., style_loss: _Optional[_Union[StyleLoss, str]] = ..., iterate_average: _Optional[_Union[IterateAverage, str]] = ..., ema_decay: _Optional[float] = ..., scale_ratio: _Optional[float] = ..., first_scale_share: _Optional[float] = ...) -> None: ...
 
 class Losses(_message.Message):
     __slots__ = ("content", "style", "tv", "total", "terms")

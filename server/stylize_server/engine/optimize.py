@@ -186,6 +186,14 @@ class Adam:
     def init(self, x: tf.Tensor) -> tuple[Any, ...]:
         return tf.zeros_like(x), tf.zeros_like(x), tf.constant(0.0)
 
+    @staticmethod
+    def resized(state: tuple[Any, ...], shape: tuple[int, int]) -> tuple[Any, ...]:
+        """The moments carried to the next scale's size (crowsonkb), bilinear
+        so that the second moment stays non-negative; the step count carries
+        on, so the bias correction does not restart."""
+        m, v, t = state
+        return tf.image.resize(m, shape, method="bilinear"), tf.image.resize(v, shape, method="bilinear"), t
+
     def step(self, x: tf.Tensor, state: tuple[Any, ...], lr: tf.Tensor, targets: Targets) -> Stepped:
         """-> (next point, state, terms at `x`, `x`)."""
         m, v, t = state
@@ -216,6 +224,39 @@ Optimizer = LBFGS | Adam
 Stepped = tuple[tf.Tensor, tuple[Any, ...], tf.Tensor, tf.Tensor]
 
 
+class IterateAverage:
+    """The bias-corrected exponential moving average of the iterates
+    (crowsonkb/style-transfer-pytorch; Polyak averaging): a_t = d·a_(t−1) +
+    (1 − d)·x_t from a_0 = 0, reported as a_t / (1 − d^t), so the first is
+    x_1 itself. It smooths the iteration-to-iteration flicker of the pixels
+    (Adam's above all) at no evaluation: one image-sized state on the device."""
+
+    def __init__(self, decay: float) -> None:
+        self.decay = decay
+        self.steps = 0
+        self.total: tf.Tensor | None = None
+
+    def update(self, x: tf.Tensor) -> tf.Tensor:
+        self.steps += 1
+        d = self.decay
+        self.total = (1.0 - d) * x if self.total is None else d * self.total + (1.0 - d) * x
+        return self.total / (1.0 - d**self.steps)
+
+
+@dataclasses.dataclass
+class Carry:
+    """Optimizer state handed from one scale to the next: Adam's moments,
+    resized (Adam.resized); L-BFGS's history is not carried (its pairs are
+    vectors of the old size), so each scale starts it afresh."""
+
+    state: tuple[Any, ...] | None = None
+
+    def start(self, optimizer: Optimizer, x: tf.Tensor) -> tuple[Any, ...]:
+        if isinstance(optimizer, Adam) and self.state is not None:
+            return Adam.resized(self.state, (int(x.shape[1]), int(x.shape[2])))
+        return optimizer.init(x)
+
+
 @dataclasses.dataclass
 class LoopHooks:
     on_report: Callable[[int, Losses, tf.Tensor], None] | None = None
@@ -232,9 +273,18 @@ def run_scale(
     iterations: int,
     first_iteration: int,
     hooks: LoopHooks,
+    average: float | None = None,
+    carry: Carry | None = None,
 ) -> tuple[tf.Tensor, int]:
     """Run up to `iterations` steps from `x`; return the image to keep and how
     many iterations ran (fewer when `hooks.should_stop` said so).
+
+    With `average` (a decay in [0, 1)), the image reported at each iteration
+    and kept at the end is the bias-corrected EMA of the reported points
+    (IterateAverage), restarted at each scale; the losses reported stay the
+    evaluated point's (the average is never evaluated inside the loop).
+    With `carry`, the optimizer starts from its state (Carry.start) and leaves
+    its last state there.
 
     The image kept is the last one reported, an evaluated point whose losses
     the caller already has: L-BFGS's best accepted point, Adam's last
@@ -248,11 +298,12 @@ def run_scale(
     within one iteration.
     """
     lr = tf.constant(learning_rate, tf.float32)
-    state = optimizer.init(x)
+    state = carry.start(optimizer, x) if carry is not None else optimizer.init(x)
     pending: tuple[int, tf.Tensor, tf.Tensor] | None = None
     last_time = time.perf_counter()
     fused = evaluator.layout.whole
     names = evaluator.objective.names
+    ema = IterateAverage(average) if average is not None else None
 
     def settle(item: tuple[int, tf.Tensor, tf.Tensor]) -> None:
         nonlocal last_time
@@ -279,10 +330,14 @@ def run_scale(
             except Stopped:
                 break
             x, state, terms, x_reported = optimizer.update(x, value, grad, state, lr)
+        if ema is not None:
+            x_reported = ema.update(x_reported)
         if pending is not None:
             settle(pending)
         pending = (first_iteration + k, terms, x_reported)
         done = k + 1
+    if carry is not None:  # L-BFGS's history is dropped now, not held beside the next scale's
+        carry.state = state if isinstance(optimizer, Adam) else None
     if pending is None:
         return x, 0
     settle(pending)

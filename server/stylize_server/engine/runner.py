@@ -23,7 +23,7 @@ import tensorflow as tf
 from stylize_server.engine import prepare, regions, targets, terms
 from stylize_server.engine.device import describe_device, enable_memory_growth, gpu_total_memory, measure_precisions
 from stylize_server.engine.objective import LossSpec, Objective
-from stylize_server.engine.optimize import LoopHooks, run_scale
+from stylize_server.engine.optimize import Carry, LoopHooks, run_scale
 from stylize_server.engine.stepcache import CompiledSteps, StepCache
 from stylize_server.engine.tiling import WHOLE, TileLayout
 from stylize_server.engine.vgg import VGG19Features
@@ -259,6 +259,8 @@ class Engine:
                 hooks.on_phase(name)
 
         styles = prepare.styles(options, inputs)
+        ema = options.iterate_average.value == "ema"
+        carry = Carry()  # Adam's moments from scale to scale
         x: tf.Tensor | None = None
         content = inputs.content
         done = 0
@@ -312,8 +314,13 @@ class Engine:
                 scale.iterations,
                 done + 1,
                 LoopHooks(on_report=report, should_stop=stop_requested, on_iteration=on_iteration),
+                average=options.ema_decay if ema else None,
+                carry=carry,
             )
             done += ran
+            if ran and ema:
+                # The losses reported were the iterates'; the image kept is their average.
+                latest[0] = Losses.of(zip(steps.objective.names, evaluator.terms(x, scale_targets).numpy().tolist()))
             if ran < scale.iterations:
                 break
 

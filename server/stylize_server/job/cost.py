@@ -49,10 +49,9 @@ from stylize_server.job.types import Estimate, ScaleEstimate
 class TermCost(Protocol):
     """A loss term's share of the cost, as the term declares it (engine/terms),
     in float32 values: what it keeps at the image's resolution through a job
-    (state), what its layers hold in a piece in flight (working), what it
-    keeps whatever the size (fixed), and what it computes beyond the
-    network's passes (macs). `regions` is the number of mask regions of a
-    guided job, 0 for an unguided one. The cost model names no term."""
+    (state), what its layers hold in a piece in flight (working), what it keeps
+    and computes whatever the size (fixed), and what it computes per pixel beyond
+    the network's passes (macs). `regions`: mask regions of a guided job, else 0."""
 
     def active(self, options: JobOptions) -> bool: ...
 
@@ -65,6 +64,8 @@ class TermCost(Protocol):
     ) -> float: ...
 
     def fixed_values(self, options: JobOptions, regions: int) -> float: ...
+
+    def fixed_macs(self, options: JobOptions, regions: int) -> float: ...
 
 
 Terms = Sequence[TermCost]
@@ -85,8 +86,7 @@ SPLITS = (3, 2)
 @dataclass(frozen=True)
 class Tiling:
     """How one scale runs: tiles of `tile` px (0: the whole image); cut after
-    block `split` (0: not cut), the part after the cut in tiles of
-    `deep_tile` px (0: whole)."""
+    block `split` (0: not cut), the part after the cut in tiles of `deep_tile` px (0: whole)."""
 
     tile: int = 0
     split: int = 0
@@ -173,12 +173,13 @@ def work(height: int, width: int, deepest: str, tiling: Tiling) -> tuple[float, 
 def vector_bytes(
     height: int, width: int, options: JobOptions, history: int, regions: int, tiling: Tiling, terms: Terms
 ) -> int:
-    """Image-sized state: pixels, gradient, trial point and optimizer state,
-    what the loss terms keep (content targets, region guides, ...), and when
-    cut, the map between the parts (in the activations' precision, with a
+    """Image-sized state: pixels, gradient, trial point, optimizer state, the
+    iterate average, what the loss terms keep (content targets, guides, ...), and
+    when cut, the map between the parts (in the activations' precision, with a
     float32 gradient) and the tiled gradient's accumulator."""
     pixels = height * width
     vectors = 4 + (2 * history if options.optimizer is Optimizer.LBFGS else 2) + (1 if tiling.tile else 0)
+    vectors += 1 if options.iterate_average.value == "ema" else 0
     kept = sum(t.state_values_per_pixel(options, regions) for t in terms if t.active(options))
     between = 0.0
     if tiling.tile and tiling.split:
@@ -232,17 +233,18 @@ def scale_estimate(
     lbfgs = history if options.optimizer is Optimizer.LBFGS else 0
     # A guided job's terms work per mask region; an unguided job has none.
     guided = max(1, regions) if regions > 1 or any(m is not None for m in shapes.masks) else 0
+    mine = [t for t in terms if t.active(options)]
     optimization = (
         activation_bytes(height, width, deepest, profile, tiling)
         + vector_bytes(height, width, options, lbfgs, guided, tiling, terms)
         + loss_bytes(height, width, options, guided, tiling, terms)
-        + 4 * int(sum(t.fixed_values(options, guided) for t in terms if t.active(options)))
+        + 4 * int(sum(t.fixed_values(options, guided) for t in mine))
     )
     styles = max(style_pass_bytes(h, w, deepest, profile, tiling.tile) for h, w in style_sizes)
     memory = max(optimization, styles) + profile.base_bytes
     macs, values, calls = work(height, width, deepest, tiling)
-    # What the terms compute beyond the network (e.g. the extra regions' Grams).
-    term_macs = height * width * sum(t.macs_per_pixel(options, guided) for t in terms if t.active(options))
+    # What the terms compute beyond the network (the extra regions' Grams, the W2's matrix work).
+    term_macs = sum(height * width * t.macs_per_pixel(options, guided) + t.fixed_macs(options, guided) for t in mine)
     seconds = (
         (macs + term_macs) / (profile.gmacs_per_second * 1e9)
         + values / (profile.gvalues_per_second * 1e9)

@@ -2,8 +2,7 @@
 engine optimizes, and `DeliveryOptions`, how the service reports and returns
 it. Field names are the StylizeRequest field names and enum values are the
 proto's value names in lower case, so `convert` maps them by name. Also: the
-server's `Limits` (the one set of defaults), range checks, and the multi-scale
-plan.
+server's `Limits` (the one set of defaults), range checks, the multi-scale plan.
 
 Defaults and their provenance (README, "The algorithm, and where the defaults
 come from"):
@@ -58,6 +57,11 @@ class UnmaskedRegion(str, enum.Enum):
     CONTENT = "content"
 
 
+class IterateAverage(str, enum.Enum):
+    NONE = "none"
+    EMA = "ema"
+
+
 Layers = tuple[tuple[str, float], ...]
 TermValue = float | int | bool | str | Layers
 
@@ -102,9 +106,7 @@ class Inputs:
     content: np.ndarray  # H×W×3 uint8 RGB
     styles: tuple[StyleSource, ...]
     init_image: np.ndarray | None = None
-    # A video frame after the first: the previous stylized frame warped into
-    # this one and its reliability (job.flow.Temporal), for the temporal term.
-    temporal: Temporal | None = None
+    temporal: Temporal | None = None  # a later video frame: the warped previous output and its reliability
 
     @property
     def shapes(self) -> InputShapes:
@@ -165,6 +167,10 @@ class JobOptions:
     multiscale_min_size: int = 256
     color_control: ColorControl = ColorControl.NONE
     unmasked_region: UnmaskedRegion = UnmaskedRegion.STYLES
+    iterate_average: IterateAverage = IterateAverage.NONE
+    ema_decay: float = 0.99  # of the iterate EMA: crowsonkb's
+    scale_ratio: float = 2.0  # between consecutive scales (plan_scales)
+    first_scale_share: float = 2.0  # the coarsest scale's iterations, in shares of a later scale's
     lbfgs_history: int = 20  # engine setting, not in the API; the cost model may lower it
     # The options of loss terms that own them (proto scope TERM), by name, in
     # name order: a new term's options need no field here (engine/terms).
@@ -211,6 +217,7 @@ _ENUM_FIELDS: dict[str, type[enum.Enum]] = {
     "init": Init,
     "color_control": ColorControl,
     "unmasked_region": UnmaskedRegion,
+    "iterate_average": IterateAverage,
 }
 
 
@@ -248,30 +255,26 @@ def multiscale_on(options: JobOptions) -> bool:
 
 
 def plan_scales(options: JobOptions, content_hw: Sequence[int]) -> list[Scale]:
-    """The coarse-to-fine schedule.
-
-    Sizes double from `multiscale_min_size` up to `size` (the last scale is
-    exactly `size`). The coarsest scale, where an iteration is cheapest and
-    most of the structure forms, gets a share of 2; each finer scale up to
-    FULL_SHARE_MAX_SIZE a share of 1; each above it half the share of the one
-    before (1/2, 1/4, ...), because its iterations cost 4x and refine texture
-    only. Rounding goes to the coarsest; every scale gets at least one
-    iteration while the budget lasts.
-    """
+    """The coarse-to-fine schedule. Sizes grow by `scale_ratio` (2: doubling; √2:
+    crowsonkb's ladder) from at least `multiscale_min_size` to `size` (scale k
+    below it is ⌊size / ratio^k⌋). The coarsest scale, where an iteration is
+    cheapest and most of the structure forms, gets `first_scale_share` (2) shares;
+    each finer scale up to FULL_SHARE_MAX_SIZE 1; each above it 1/ratio of the one
+    before (its iterations cost ratio² as much and refine texture only). Rounding
+    goes to the coarsest; every scale gets one iteration while the budget lasts."""
     sizes = [options.size]
     if multiscale_on(options):
-        s = options.size
-        while s // 2 >= options.multiscale_min_size:
-            s //= 2
-            if min(scaled_shape(content_hw, s)) < MIN_SIDE:
-                break  # a very wide or tall image: no coarser scale is deep enough for VGG-19
+        for k in range(1, 64):
+            s = int(options.size / options.scale_ratio**k + 1e-6)  # ratio 2: exactly size // 2**k
+            if s < options.multiscale_min_size or min(scaled_shape(content_hw, s)) < MIN_SIDE:
+                break  # (the second: a very wide or tall image, no coarser scale deep enough for VGG-19)
             sizes.append(s)
         sizes.reverse()
     if options.iterations < len(sizes):  # fewer iterations than scales: keep the finest
         sizes = sizes[-options.iterations :]
-    shares = [2.0]
+    shares = [options.first_scale_share]
     for size in sizes[1:]:
-        shares.append(1.0 if size <= FULL_SHARE_MAX_SIZE else min(1.0, shares[-1]) / 2)
+        shares.append(1.0 if size <= FULL_SHARE_MAX_SIZE else min(1.0, shares[-1]) / options.scale_ratio)
     total_share = sum(shares)
     its = [max(1, int(options.iterations * sh / total_share)) for sh in shares]
     its[0] += options.iterations - sum(its)
@@ -388,3 +391,10 @@ def validate(options: JobOptions, shapes: InputShapes, limits: Limits) -> None:
     # Above `size` it only means "one scale", so it is not tied to max_side.
     _int_range("multiscale_min_size", options.multiscale_min_size, 32, 65536)
     _int_range("lbfgs_history", options.lbfgs_history, 1, 100)
+    _finite("scale_ratio", options.scale_ratio, 1.2, 4.0)
+    _finite("first_scale_share", options.first_scale_share, 0.25, 16.0)
+    _finite("ema_decay", options.ema_decay, 0.0, 1.0)
+    if options.ema_decay >= 1.0:
+        raise InvalidArgument(
+            "ema_decay", f"must be in [0, 1), got {options.ema_decay:g}: at 1 the average never moves"
+        )

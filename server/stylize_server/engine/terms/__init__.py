@@ -94,6 +94,9 @@ class _Cost:
     def fixed_values(self, options: JobOptions, regions: int) -> float:
         return self.term.fixed_values(options, regions)
 
+    def fixed_macs(self, options: JobOptions, regions: int) -> float:
+        return self.term.fixed_macs(options, regions)
+
 
 def costs() -> tuple[TermCost, ...]:
     """Every term's share of the cost model."""

@@ -210,6 +210,11 @@ class Term(abc.ABC):
         """float32 values the term keeps whatever the image's size (its [C, C] matrices)."""
         return 0.0
 
+    @classmethod
+    def fixed_macs(cls, options: JobOptions, regions: int) -> float:
+        """Multiply-adds per iteration whatever the image's size (work on its [C, C] matrices)."""
+        return 0.0
+
 
 def layer_values_per_pixel(name: str) -> float:
     """Values of layer `name`'s feature map per image pixel."""

@@ -40,6 +40,11 @@ class Gram(Term):
     weight_option = "style_weight"
     layers_option = "style_layers"
 
+    @classmethod
+    def active(cls, options: JobOptions) -> bool:
+        # `style_loss` (owned by terms/meancov.py) picks this term or the W2 one.
+        return options.value("style_loss", {"style_loss": "gram"}) == "gram"
+
     def _gram_spec(self, j: int) -> tf.TensorSpec:
         c = layout.channels(self.layers[j])
         return tf.TensorSpec([None, c, c] if self.guided else [c, c], tf.float32)
