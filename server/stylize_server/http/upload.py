@@ -37,6 +37,9 @@ MULTIPART_OVERHEAD = 256 * 1024
 OPTIONS_BYTES = 64 * 1024
 CHUNK = 64 * 1024
 FILE_PARTS = ("content", "style", "style_mask", "init_image")
+# Parts a request has once: a second one would silently replace (or, for
+# options, merge into) the first, so what a proxy checked is not what runs.
+SINGLE_PARTS = ("content", "init_image", "options")
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ async def _read(request: web.Request, limits: UploadLimits) -> pb.StylizeRequest
     reader = await request.multipart()
     message = pb.StylizeRequest()
     masks: list[bytes] = []
+    seen: set[str] = set()
     parts = 0
     while True:
         part = await reader.next()
@@ -118,6 +122,10 @@ async def _read(request: web.Request, limits: UploadLimits) -> pb.StylizeRequest
             raise InvalidArgument(
                 name or "request", "unknown part: use content, style, style_mask, init_image, options"
             )
+        if name in SINGLE_PARTS:
+            if name in seen:
+                raise InvalidArgument(name, "is sent more than once; a request has one")
+            seen.add(name)
         if part.headers.get("Content-Encoding", "identity").lower() not in ("", "identity"):
             raise InvalidArgument(name, "a compressed part (Content-Encoding) is not accepted")
         data = await _part_bytes(request, part, limits, OPTIONS_BYTES if name == "options" else None)
@@ -154,11 +162,24 @@ async def _part_bytes(request: web.Request, part: BodyPartReader, limits: Upload
         chunks.append(chunk)
 
 
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # json.loads keeps the last of two equal keys; another reader may keep the first.
+    values = dict(pairs)
+    if len(values) < len(pairs):
+        keys = [key for key, _ in pairs]
+        raise InvalidArgument("options", f"has the key {next(k for k in keys if keys.count(k) > 1)!r} more than once")
+    return values
+
+
 def _apply_options(message: pb.StylizeRequest, data: bytes) -> None:
     try:
-        values = json.loads(data)
+        values = json.loads(data, object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidArgument("options", f"is not JSON ({exc})") from None
+    except ValueError as exc:  # an integer over sys.get_int_max_str_digits()
+        raise InvalidArgument("options", f"has a number too long ({str(exc)[:80]})") from None
+    except RecursionError:  # 64 KB of brackets nests far deeper than the interpreter's stack
+        raise InvalidArgument("options", "is nested too deeply; the options are a flat JSON object") from None
     if not isinstance(values, dict):
         raise InvalidArgument("options", "must be a JSON object of StylizeRequest's option fields")
     for key in values:

@@ -1,0 +1,81 @@
+"""Attacks on the HTTP/JSON API's upload against a real server on 127.0.0.1:
+options JSON that is valid JSON but hostile (nested past Python's recursion
+limit, integers past its digit limit, duplicate keys) and parts that say one
+thing twice (two `content`s, two `options`). Each is a 400 INVALID_OPTION
+naming the field, never a 500 with a traceback in the log nor a request that
+silently takes the last of two values; the server keeps serving after them.
+Also the paths and methods the page's routes must not answer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.http import BOUNDARY, HttpApi, job_parts, multipart, reason
+from tests.support.images import png_bytes
+from tests.support.server import free_port, running_server
+
+CONTENT = png_bytes(40, 32, seed=1)
+STYLE = png_bytes(32, 32, seed=2)
+MULTIPART = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+# Every request here is refused before admission: no job ever runs.
+TOO_LONG = {"size": 32, "iterations": 10**6}
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[HttpApi]:
+    with running_server(http_port=free_port(), max_message_mb=1.0) as srv:
+        yield HttpApi(srv.server.http_port)
+
+
+def _post(api: HttpApi, parts: list[tuple[str, bytes, str | None]]) -> tuple[int, dict[str, object]]:
+    status, error, _ = api.json("POST", "/v1/stylize", body=multipart(parts), headers=MULTIPART)
+    return status, error
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        b'{"size":' + b"[" * 20_000 + b"]" * 20_000 + b"}",  # 40 KB, under the options cap
+        b'{"size":' + b'{"a":' * 5_000 + b"1" + b"}" * 5_000 + b"}",
+        b'{"size":' + b"9" * 5_000 + b"}",  # over int_max_str_digits
+        b'{"size":32,"size":64}',  # which one? a proxy and the server may disagree
+    ],
+    ids=["nested-arrays", "nested-objects", "huge-integer", "duplicate-key"],
+)
+def test_hostile_options_json_is_400_invalid_option(api: HttpApi, options: bytes) -> None:
+    status, error = _post(api, [*job_parts(CONTENT, [STYLE]), ("options", options, None)])
+    assert status == 400, error
+    assert reason(error) == "INVALID_OPTION", error
+    assert str(error["message"]).startswith("options"), error["message"]
+    status, info, _ = api.json("GET", "/v1/info")
+    assert status == 200 and info["limits"]["maxStyles"] >= 1
+
+
+@pytest.mark.parametrize("name", ["content", "options", "init_image"])
+def test_a_part_sent_twice_is_refused_naming_it(api: HttpApi, name: str) -> None:
+    once = json.dumps(TOO_LONG).encode() if name == "options" else png_bytes(24, 24, seed=4)
+    parts = [*job_parts(CONTENT, [STYLE], {"size": 32, "iterations": 2}), (name, once, None)]
+    if name == "init_image":
+        parts.append((name, once, None))
+    status, error = _post(api, parts)
+    assert status == 400, error
+    assert reason(error) == "INVALID_OPTION" and "more than once" in str(error["message"]), error
+    assert str(error["message"]).startswith(name), error
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/static/../jobs.py", "/static/%2e%2e/jobs.py", "/static/..%2fjobs.py", "//etc/passwd", "/static//etc/passwd"],
+)
+def test_the_static_routes_serve_nothing_outside_static(api: HttpApi, path: str) -> None:
+    status, body, _ = api.request("GET", path)
+    assert status in (403, 404) and b"JobRoutes" not in body and b"root:" not in body, (status, body[:80])
+
+
+@pytest.mark.parametrize("method", ["TRACE", "PUT", "OPTIONS"])
+def test_methods_the_routes_do_not_have_are_405(api: HttpApi, method: str) -> None:
+    status, body, _ = api.request(method, "/v1/info")
+    assert status == 405, (status, body[:80])
