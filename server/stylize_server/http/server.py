@@ -171,6 +171,10 @@ class HttpServer:
             access_log=None,
             handler_cancellation=True,  # a client that leaves ends its handler (and frees its call)
             keepalive_timeout=cfg.request_receive_seconds,
+            # Bodies reach the handlers as sent: aiohttp would otherwise inflate a
+            # Content-Encoding body on the loop as it arrives, before any handler
+            # (auth included) could refuse it; check_head refuses it undecoded.
+            auto_decompress=False,
             shutdown_timeout=SHUTDOWN_SECONDS,
         )
         await self._runner.setup()
