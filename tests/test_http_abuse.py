@@ -93,3 +93,20 @@ def test_a_compressed_body_is_refused_undecoded(api: HttpApi, encoding: str) -> 
     assert status == 400 and reason(error) == "INVALID_OPTION", error
     assert error["message"].startswith("Content-Encoding"), error
     assert api.json("GET", "/v1/info")[0] == 200
+
+
+def test_a_last_event_id_not_of_ours_is_ignored(api: HttpApi) -> None:
+    # "p²" passed str.isdigit() and then broke int(): a 500 and a logged
+    # traceback per request. "r<junk>" was read as "r": a stream with no result.
+    conn = api.connection()
+    conn.request("GET", "/v1/jobs/no-such-job/events", headers={"Last-Event-ID": "p²".encode()})
+    response = conn.getresponse()
+    assert response.status == 404 and reason(json.loads(response.read())) == "NOT_FOUND"
+    conn.close()
+    status, body, _ = api.post_job(CONTENT, [STYLE], {"size": 32, "iterations": 2})
+    assert status == 202, body
+    mine = HttpApi(api.port, {"Stylize-Job-Secret": body["job_secret"]})
+    assert [kind for kind, _, _ in mine.events(body["events_url"])][-1] == "result"
+    for junk in ("r-junk", "s" * 2000, "p12x", "p-1"):
+        replayed = mine.events(body["events_url"], headers={"Last-Event-ID": junk})
+        assert [kind for kind, _, _ in replayed] == ["started", "result"], (junk[:8], replayed)
