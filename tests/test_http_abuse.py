@@ -11,12 +11,14 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 
 from tests.support.http import BOUNDARY, HttpApi, job_parts, multipart, reason
 from tests.support.images import png_bytes
-from tests.support.server import free_port, running_server
+from tests.support.secret import TEST_JOB_SECRET
+from tests.support.server import ServerHandle, free_port, running_server, small_request
 
 CONTENT = png_bytes(40, 32, seed=1)
 STYLE = png_bytes(32, 32, seed=2)
@@ -27,9 +29,14 @@ BOMB = gzip.compress(b"\0" * 50_000_000)  # 48 KB
 
 
 @pytest.fixture(scope="module")
-def api() -> Iterator[HttpApi]:
-    with running_server(http_port=free_port(), max_message_mb=1.0) as srv:
-        yield HttpApi(srv.server.http_port)
+def srv() -> Iterator[ServerHandle]:
+    with running_server(http_port=free_port(), max_message_mb=1.0) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def api(srv: ServerHandle) -> HttpApi:
+    return HttpApi(srv.server.http_port)
 
 
 def _post(api: HttpApi, parts: list[tuple[str, bytes, str | None]]) -> tuple[int, dict[str, object]]:
@@ -110,3 +117,16 @@ def test_a_last_event_id_not_of_ours_is_ignored(api: HttpApi) -> None:
     for junk in ("r-junk", "s" * 2000, "p12x", "p-1"):
         replayed = mine.events(body["events_url"], headers={"Last-Event-ID": junk})
         assert [kind for kind, _, _ in replayed] == ["started", "result"], (junk[:8], replayed)
+
+
+def test_a_grpc_request_id_cannot_rewrite_the_download_header(srv: ServerHandle, api: HttpApi) -> None:
+    # gRPC allows any printable ASCII request_id; the result's download name
+    # quoted it as it was, so its owner could end the quoted name early.
+    request_id = "x\"; filename*=UTF-8''page.html"
+    frames = list(srv.stub().Stylize(small_request(request_id=request_id, iterations=2), timeout=60))
+    assert frames[-1].WhichOneof("frame") == "result"
+    mine = HttpApi(api.port, {"Stylize-Job-Secret": TEST_JOB_SECRET})
+    status, data, headers = mine.request("GET", f"/v1/jobs/{quote(request_id, safe='')}/result")
+    assert status == 200 and data.startswith(b"\x89PNG")
+    disposition = headers["Content-Disposition"]
+    assert disposition.count('"') == 2 and "filename*" not in disposition, disposition

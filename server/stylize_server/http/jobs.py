@@ -37,6 +37,7 @@ from .call import Aborted, HttpCall, Sink, peer_of, status_of
 SECRET_HEADER = "Stylize-Job-Secret"
 # A request_id chosen over HTTP goes into a URL path as it is.
 _URL_SAFE_ID = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._~-]")
 KNOWN_IDS = 50_000  # jobs remembered (as hashes) to tell "expired" (410) from "never existed" (404)
 HEARTBEAT_SECONDS = 15.0
 STREAM_BUFFER_BYTES = 16 * 1024
@@ -209,10 +210,12 @@ class JobRoutes:
         if not isinstance(outcome, Output):
             return errors.error_response(outcome)
         extension = outcome.mime_type.rpartition("/")[2]
+        # A gRPC request_id may hold any printable ASCII ('"', ';'): not a header's to quote.
+        name = _UNSAFE_IN_NAME.sub("_", request_id)
         return web.Response(
             body=outcome.data,
             content_type=outcome.mime_type,
-            headers={"Content-Disposition": f'attachment; filename="stylized-{request_id}.{extension}"'},
+            headers={"Content-Disposition": f'attachment; filename="stylized-{name}.{extension}"'},
         )
 
     # ---------------------------------------------------- cancel and info
