@@ -30,7 +30,8 @@ BOMB = gzip.compress(b"\0" * 50_000_000)  # 48 KB
 
 @pytest.fixture(scope="module")
 def srv() -> Iterator[ServerHandle]:
-    with running_server(http_port=free_port(), max_message_mb=1.0) as handle:
+    # The result store holds one small result: the next evicts it.
+    with running_server(http_port=free_port(), max_message_mb=1.0, result_store_mb=5000 / 2**20) as handle:
         yield handle
 
 
@@ -130,3 +131,14 @@ def test_a_grpc_request_id_cannot_rewrite_the_download_header(srv: ServerHandle,
     assert status == 200 and data.startswith(b"\x89PNG")
     disposition = headers["Content-Disposition"]
     assert disposition.count('"') == 2 and "filename*" not in disposition, disposition
+
+
+def test_the_events_of_an_evicted_job_are_410_as_its_result_is(api: HttpApi) -> None:
+    first = api.post_job(CONTENT, [STYLE], {"size": 32, "iterations": 2})[1]
+    mine = HttpApi(api.port, {"Stylize-Job-Secret": first["job_secret"]})
+    mine.events(first["events_url"])
+    second = mine.post_job(CONTENT, [STYLE], {"size": 32, "iterations": 2, "seed": 7})[1]
+    mine.events(second["events_url"])
+    assert mine.request("GET", first["result_url"])[0] == 410
+    status, gone, _ = mine.json("GET", first["events_url"])
+    assert status == 410 and reason(gone) == "NOT_FOUND" and "no longer kept" in gone["message"], (status, gone)
