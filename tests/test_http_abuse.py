@@ -142,3 +142,27 @@ def test_the_events_of_an_evicted_job_are_410_as_its_result_is(api: HttpApi) -> 
     assert mine.request("GET", first["result_url"])[0] == 410
     status, gone, _ = mine.json("GET", first["events_url"])
     assert status == 410 and reason(gone) == "NOT_FOUND" and "no longer kept" in gone["message"], (status, gone)
+
+
+CHARSET = '--{b}\r\nContent-Disposition: form-data; name="_charset_"\r\n\r\n' + "x" * 40 + "\r\n"
+
+
+@pytest.mark.parametrize(
+    ("preamble", "boundary"),
+    [
+        (b"\n" * 100_000, BOUNDARY),
+        (CHARSET.format(b="short").encode(), "short"),
+        (CHARSET.format(b=BOUNDARY).encode(), BOUNDARY),
+    ],
+    ids=["100000-line-preamble", "long-charset-part", "charset-part-long-boundary"],
+)
+def test_what_the_multipart_reader_reads_itself_is_bounded(api: HttpApi, preamble: bytes, boundary: str) -> None:
+    # Lines before the first boundary cost the loop a Python call each (2 MB
+    # of newlines stalled health 4 s); aiohttp reads a first `_charset_` part
+    # itself and raised RuntimeError (over 31 bytes) or AssertionError (a
+    # boundary over 30 bytes): a 500 with a traceback logged.
+    body = preamble + multipart(job_parts(CONTENT, [STYLE], {"size": 32, "iterations": 2}), boundary)
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    status, error, _ = api.json("POST", "/v1/stylize", body=body, headers=headers)
+    assert status == 400 and reason(error) == "MALFORMED_REQUEST", (status, error)
+    assert api.json("GET", "/v1/info")[0] == 200

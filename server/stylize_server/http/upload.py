@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from google.protobuf import json_format
 
@@ -36,6 +36,9 @@ from stylize_server.job.errors import InvalidArgument, MalformedRequest, Receive
 MULTIPART_OVERHEAD = 256 * 1024
 OPTIONS_BYTES = 64 * 1024
 CHUNK = 64 * 1024
+# Lines the multipart reader may read per part allowed (its boundary and
+# headers; a client sends two or three); the preamble spends from the same budget.
+LINES_PER_PART = 32
 FILE_PARTS = ("content", "style", "style_mask", "init_image")
 # Parts a request has once: a second one would silently replace (or, for
 # options, merge into) the first, so what a proxy checked is not what runs.
@@ -100,14 +103,56 @@ async def read_request(request: web.Request, limits: UploadLimits) -> pb.Stylize
         raise MalformedRequest(f"the multipart body cannot be read ({why[:200]})") from None
 
 
+class _CappedBody:
+    """request.content as the multipart reader reads it, under two caps its
+    own reads of lines (the preamble, part headers, boundaries) escape: the
+    body's bytes (_part_bytes checks only the parts' data), and the number of
+    lines: a body of newlines before the first boundary costs the event loop
+    a Python call per byte (2 MB of them stalled the health check 4 s)."""
+
+    def __init__(self, content: StreamReader, cap: int, max_lines: int) -> None:
+        self._content = content
+        self._cap = cap
+        self._lines_left = max_lines
+
+    def _check(self) -> None:
+        if self._content.total_bytes > self._cap:
+            raise TooLarge("request", f"the body is over {self._cap} bytes, this server's limit")
+
+    async def readline(self, *, max_line_length: int | None = None) -> bytes:
+        self._lines_left -= 1
+        if self._lines_left < 0:
+            raise MalformedRequest("the multipart body has more lines outside its parts' data than a request needs")
+        line = await self._content.readline(max_line_length=max_line_length)
+        self._check()
+        return line
+
+    async def read(self, n: int = -1) -> bytes:
+        data = await self._content.read(n)
+        self._check()
+        return data
+
+    def at_eof(self) -> bool:
+        return self._content.at_eof()
+
+    def unread_data(self, data: bytes) -> None:
+        self._content.unread_data(data)
+
+
 async def _read(request: web.Request, limits: UploadLimits) -> pb.StylizeRequest:
-    reader = await request.multipart()
+    body = _CappedBody(request.content, limits.max_body_bytes, LINES_PER_PART * limits.max_parts)
+    reader = MultipartReader(request.headers, cast(StreamReader, body))
     message = pb.StylizeRequest()
     masks: list[bytes] = []
     seen: set[str] = set()
     parts = 0
     while True:
-        part = await reader.next()
+        try:
+            part = await reader.next()
+        except (RuntimeError, AssertionError) as exc:
+            # aiohttp reads a first part named _charset_ itself: over 31 bytes it
+            # raises RuntimeError, and with a boundary over 30 bytes it asserts.
+            raise MalformedRequest(f"the multipart body cannot be read ({str(exc)[:200]})") from None
         if part is None:
             break
         parts += 1
