@@ -175,6 +175,9 @@ class HttpServer:
             # Content-Encoding body on the loop as it arrives, before any handler
             # (auth included) could refuse it; check_head refuses it undecoded.
             auto_decompress=False,
+            # A refused request's unread body is not drained (aiohttp reads and
+            # discards one for up to 10 s by default): the connection is closed.
+            lingering_time=0,
             shutdown_timeout=SHUTDOWN_SECONDS,
         )
         await self._runner.setup()
