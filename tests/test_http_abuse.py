@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import socket
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -184,3 +185,19 @@ def test_a_refused_upload_is_closed_not_drained(api: HttpApi) -> None:
         while chunk := sock.recv(65536):
             reply += chunk
     assert reply.startswith(b"HTTP/1.1 413") and b"TOO_LARGE" in reply, reply[:200]
+
+
+def test_a_request_aiohttp_cannot_parse_is_not_an_error_in_the_log(
+    api: HttpApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before any auth: each was an ERROR with a traceback, one per request.
+    for head in (
+        "POST /v1/stylize HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        f"GET /v1/info HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {'a' * 9000}\r\n\r\n",
+    ):
+        with socket.create_connection(("127.0.0.1", api.port), timeout=5) as sock:
+            sock.sendall(head.encode())
+            reply = sock.recv(100)
+        assert reply.startswith(b"HTTP/1.0 400"), (head[:40], reply)
+    assert api.json("GET", "/v1/info")[0] == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.records
