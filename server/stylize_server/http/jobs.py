@@ -25,6 +25,7 @@ from urllib.parse import quote
 from aiohttp import web
 from google.protobuf import json_format
 
+from stylize_api.schema import ErrorReason
 from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.job.errors import InvalidArgument, NotFound
 from stylize_server.serving import ownership, watch
@@ -37,6 +38,7 @@ from .call import Aborted, HttpCall, Sink, peer_of, status_of
 SECRET_HEADER = "Stylize-Job-Secret"
 # A request_id chosen over HTTP goes into a URL path as it is.
 _URL_SAFE_ID = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._~-]")
 KNOWN_IDS = 50_000  # jobs remembered (as hashes) to tell "expired" (410) from "never existed" (404)
 HEARTBEAT_SECONDS = 15.0
 STREAM_BUFFER_BYTES = 16 * 1024
@@ -156,6 +158,10 @@ class JobRoutes:
             task.result()
         except Aborted as exc:
             if not response.prepared:
+                if errors.reason_of(exc.status) == ErrorReason.NOT_FOUND.value:
+                    gone = self._gone(request, request_id)
+                    if gone is not None:
+                        return gone
                 return errors.response(exc.status)
             told = False
             if exc.status.details:  # not a send timeout: the client may be reading
@@ -181,6 +187,18 @@ class JobRoutes:
         except Exception:
             task.cancel()
 
+    def _gone(self, request: web.Request, request_id: str, key: bytes | None = None) -> web.Response | None:
+        """410 for a job of this client's that is no longer kept (its result and its events alike)."""
+        key = key or self._key(request, request_id, self.metadata(request))
+        if key is None or key not in self._known:
+            return None
+        gone = NotFound(
+            f"the result of request_id {request_id!r} is no longer kept (--result-retention-seconds, "
+            "--result-store-mb)",
+            field="request_id",
+        )
+        return errors.error_response(gone, http=410)
+
     # ------------------------------------------------------------ result
     async def result(self, request: web.Request) -> web.StreamResponse:
         request_id = request.match_info["request_id"]
@@ -190,13 +208,9 @@ class JobRoutes:
         owner = ownership.owner_of(auth.enabled, auth.client_of(metadata, peer_of(request.remote, 0)), metadata)
         job = self.service.registry.find((owner, request_id)) if owner is not None else None
         if job is None:
-            if key is not None and key in self._known:
-                gone = NotFound(
-                    f"the result of request_id {request_id!r} is no longer kept (--result-retention-seconds, "
-                    "--result-store-mb)",
-                    field="request_id",
-                )
-                return errors.error_response(gone, http=410)
+            gone = self._gone(request, request_id, key)
+            if gone is not None:
+                return gone
             hint = ownership.NO_SECRET_HINT if owner is None else ""
             return errors.error_response(
                 NotFound(f"this client has no job with request_id {request_id!r}{hint}", field="request_id")
@@ -209,10 +223,12 @@ class JobRoutes:
         if not isinstance(outcome, Output):
             return errors.error_response(outcome)
         extension = outcome.mime_type.rpartition("/")[2]
+        # A gRPC request_id may hold any printable ASCII ('"', ';'): not a header's to quote.
+        name = _UNSAFE_IN_NAME.sub("_", request_id)
         return web.Response(
             body=outcome.data,
             content_type=outcome.mime_type,
-            headers={"Content-Disposition": f'attachment; filename="stylized-{request_id}.{extension}"'},
+            headers={"Content-Disposition": f'attachment; filename="stylized-{name}.{extension}"'},
         )
 
     # ---------------------------------------------------- cancel and info

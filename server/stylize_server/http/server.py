@@ -19,11 +19,13 @@ whole request within its keep-alive timeout, set to --request-receive-seconds.
 from __future__ import annotations
 
 import importlib.resources
+import logging
 import pathlib
 import ssl
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Counter
 
 from stylize_server.config import ServerConfig
@@ -56,6 +58,25 @@ CORS_HEADERS = {
     "Access-Control-Max-Age": "600",
 }
 SHUTDOWN_SECONDS = 5.0
+
+
+class _ClientMistakes(logging.Filter):
+    """aiohttp logs a request it cannot parse (a header line over 8 KiB,
+    Content-Length with Transfer-Encoding) at ERROR with a traceback, before
+    auth or any limit: one log entry per bad request for anyone who can
+    connect. It has answered 400 already; that is a client's mistake, not the
+    server's: DEBUG, no traceback. Errors of the server's own stay ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname, record.exc_info, record.exc_text = logging.DEBUG, "DEBUG", None, None
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+HTTP_LOG = logging.getLogger("stylize.http")
+HTTP_LOG.addFilter(_ClientMistakes())
 
 
 def _route(request: web.Request) -> str:
@@ -171,6 +192,14 @@ class HttpServer:
             access_log=None,
             handler_cancellation=True,  # a client that leaves ends its handler (and frees its call)
             keepalive_timeout=cfg.request_receive_seconds,
+            # Bodies reach the handlers as sent: aiohttp would otherwise inflate a
+            # Content-Encoding body on the loop as it arrives, before any handler
+            # (auth included) could refuse it; check_head refuses it undecoded.
+            auto_decompress=False,
+            # A refused request's unread body is not drained (aiohttp reads and
+            # discards one for up to 10 s by default): the connection is closed.
+            lingering_time=0,
+            logger=HTTP_LOG,
             shutdown_timeout=SHUTDOWN_SECONDS,
         )
         await self._runner.setup()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from stylize_api.v1 import stylize_pb2 as pb
 Rank = tuple[int, int]
 _KINDS = {"queued": 0, "started": 1, "progress": 2, "result": 3}
 _PREFIX = {"started": "s", "progress": "p", "result": "r"}
+_LAST_ID = re.compile(r"([qsr])|p([0-9]{1,9})")
 
 
 def event_id(frame: pb.StylizeResponse) -> str:
@@ -32,15 +34,14 @@ def event_id(frame: pb.StylizeResponse) -> str:
 
 def parse_last_id(text: str | None) -> Rank | None:
     """Last-Event-ID -> its rank; None when absent or not one of ours."""
-    if not text:
+    # Exactly an id event_id makes: str.isdigit() takes "²" (which int() does
+    # not), and a prefix alone would read "r<junk>" as "after the result".
+    found = _LAST_ID.fullmatch(text or "")
+    if found is None:
         return None
-    kind = {"q": 0, "s": 1, "p": 2, "r": 3}.get(text[:1])
-    if kind is None:
-        return None
-    if kind == 2:
-        rest = text[1:]
-        return (2, int(rest)) if rest.isdigit() and len(rest) < 10 else None
-    return (kind, 0)
+    if found[1]:
+        return ({"q": 0, "s": 1, "r": 3}[found[1]], 0)
+    return (2, int(found[2]))
 
 
 def _rank(frame: pb.StylizeResponse) -> Rank:

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from google.protobuf import json_format
 
@@ -36,7 +36,13 @@ from stylize_server.job.errors import InvalidArgument, MalformedRequest, Receive
 MULTIPART_OVERHEAD = 256 * 1024
 OPTIONS_BYTES = 64 * 1024
 CHUNK = 64 * 1024
+# Lines the multipart reader may read per part allowed (its boundary and
+# headers; a client sends two or three); the preamble spends from the same budget.
+LINES_PER_PART = 32
 FILE_PARTS = ("content", "style", "style_mask", "init_image")
+# Parts a request has once: a second one would silently replace (or, for
+# options, merge into) the first, so what a proxy checked is not what runs.
+SINGLE_PARTS = ("content", "init_image", "options")
 
 
 @dataclass(frozen=True)
@@ -97,13 +103,56 @@ async def read_request(request: web.Request, limits: UploadLimits) -> pb.Stylize
         raise MalformedRequest(f"the multipart body cannot be read ({why[:200]})") from None
 
 
+class _CappedBody:
+    """request.content as the multipart reader reads it, under two caps its
+    own reads of lines (the preamble, part headers, boundaries) escape: the
+    body's bytes (_part_bytes checks only the parts' data), and the number of
+    lines: a body of newlines before the first boundary costs the event loop
+    a Python call per byte (2 MB of them stalled the health check 4 s)."""
+
+    def __init__(self, content: StreamReader, cap: int, max_lines: int) -> None:
+        self._content = content
+        self._cap = cap
+        self._lines_left = max_lines
+
+    def _check(self) -> None:
+        if self._content.total_bytes > self._cap:
+            raise TooLarge("request", f"the body is over {self._cap} bytes, this server's limit")
+
+    async def readline(self, *, max_line_length: int | None = None) -> bytes:
+        self._lines_left -= 1
+        if self._lines_left < 0:
+            raise MalformedRequest("the multipart body has more lines outside its parts' data than a request needs")
+        line = await self._content.readline(max_line_length=max_line_length)
+        self._check()
+        return line
+
+    async def read(self, n: int = -1) -> bytes:
+        data = await self._content.read(n)
+        self._check()
+        return data
+
+    def at_eof(self) -> bool:
+        return self._content.at_eof()
+
+    def unread_data(self, data: bytes) -> None:
+        self._content.unread_data(data)
+
+
 async def _read(request: web.Request, limits: UploadLimits) -> pb.StylizeRequest:
-    reader = await request.multipart()
+    body = _CappedBody(request.content, limits.max_body_bytes, LINES_PER_PART * limits.max_parts)
+    reader = MultipartReader(request.headers, cast(StreamReader, body))
     message = pb.StylizeRequest()
     masks: list[bytes] = []
+    seen: set[str] = set()
     parts = 0
     while True:
-        part = await reader.next()
+        try:
+            part = await reader.next()
+        except (RuntimeError, AssertionError) as exc:
+            # aiohttp reads a first part named _charset_ itself: over 31 bytes it
+            # raises RuntimeError, and with a boundary over 30 bytes it asserts.
+            raise MalformedRequest(f"the multipart body cannot be read ({str(exc)[:200]})") from None
         if part is None:
             break
         parts += 1
@@ -118,6 +167,10 @@ async def _read(request: web.Request, limits: UploadLimits) -> pb.StylizeRequest
             raise InvalidArgument(
                 name or "request", "unknown part: use content, style, style_mask, init_image, options"
             )
+        if name in SINGLE_PARTS:
+            if name in seen:
+                raise InvalidArgument(name, "is sent more than once; a request has one")
+            seen.add(name)
         if part.headers.get("Content-Encoding", "identity").lower() not in ("", "identity"):
             raise InvalidArgument(name, "a compressed part (Content-Encoding) is not accepted")
         data = await _part_bytes(request, part, limits, OPTIONS_BYTES if name == "options" else None)
@@ -154,11 +207,24 @@ async def _part_bytes(request: web.Request, part: BodyPartReader, limits: Upload
         chunks.append(chunk)
 
 
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # json.loads keeps the last of two equal keys; another reader may keep the first.
+    values = dict(pairs)
+    if len(values) < len(pairs):
+        keys = [key for key, _ in pairs]
+        raise InvalidArgument("options", f"has the key {next(k for k in keys if keys.count(k) > 1)!r} more than once")
+    return values
+
+
 def _apply_options(message: pb.StylizeRequest, data: bytes) -> None:
     try:
-        values = json.loads(data)
+        values = json.loads(data, object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidArgument("options", f"is not JSON ({exc})") from None
+    except ValueError as exc:  # an integer over sys.get_int_max_str_digits()
+        raise InvalidArgument("options", f"has a number too long ({str(exc)[:80]})") from None
+    except RecursionError:  # 64 KB of brackets nests far deeper than the interpreter's stack
+        raise InvalidArgument("options", "is nested too deeply; the options are a flat JSON object") from None
     if not isinstance(values, dict):
         raise InvalidArgument("options", "must be a JSON object of StylizeRequest's option fields")
     for key in values:
