@@ -157,12 +157,15 @@ def test_a_job_is_watched_to_its_result_and_downloaded(browser: Any, images: dic
     form = browser.find_element("id", "job-form")
     assert browser.find_element("css selector", "#job-form button[type=submit]").get_attribute("id") == "start"
     assert form.find_element("name", "color_control").tag_name == "select"
+    form.find_element("css selector", "#style_loss option[value=STYLE_LOSS_MEAN_COV]").click()
     browser.find_element("id", "start").click()
     _wait(browser, lambda d: d.find_element("id", "download").is_displayed(), "the result")
     previews = int(browser.find_element("id", "preview").get_attribute("data-previews") or 0)
     assert previews >= 1
     assert browser.find_element("id", "preview").get_attribute("src").startswith("blob:")
     assert "Done: 10 iterations" in _text(browser, "message")
+    # The server ran it with the statistics chosen on the page: its started frame's resolved options say so.
+    assert browser.find_element("id", "message").get_attribute("data-style-loss") == "STYLE_LOSS_MEAN_COV"
     drawn = browser.execute_script(
         "const c = document.getElementById('loss'); const d = c.getContext('2d')"
         ".getImageData(0, 0, c.width, c.height).data; let n = 0;"

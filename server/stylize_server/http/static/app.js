@@ -161,6 +161,7 @@ async function start(event) {
     previewMaxSide: Math.min(256, Number($("size").value) || 256),
   };
   if ($("color_control").value) options.colorControl = $("color_control").value;
+  if ($("style_loss").value) options.styleLoss = $("style_loss").value;
   const form = new FormData();
   form.append("content", content);
   for (const style of styles) form.append("style", style);
@@ -244,7 +245,10 @@ function onEvent(current, kind, data) {
     status("Queued: position " + data.queued.position + " of " + data.queued.queueDepth + ".");
   } else if (kind === "started") {
     const s = data.started;
-    status("Running at " + s.width + "×" + s.height + " px.");
+    const resolved = (s.options && s.options.styleLoss) || "";
+    $("message").dataset.styleLoss = resolved;
+    const statistics = resolved === "STYLE_LOSS_MEAN_COV" ? ", style by mean and covariance" : "";
+    status("Running at " + s.width + "×" + s.height + " px" + statistics + ".");
   } else if (kind === "progress") {
     const p = data.progress;
     if (p.preview && p.preview.data) {
