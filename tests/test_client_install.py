@@ -78,6 +78,18 @@ def test_default_install_has_the_cli_and_no_tensorflow(tmp_path):
         [str(bindir / "stylize"), "run", "--help"], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path
     )
     assert run_help.returncode == 0 and "--style-weights" in run_help.stdout
+    # `stylize video` needs the video extra (numpy, PyAV): without it, one line that says so, exit 2.
+    (tmp_path / "frames").mkdir()
+    video = subprocess.run(
+        [str(bindir / "stylize"), "video", "frames", "style.png", "-o", "out"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert video.returncode == 2 and "Traceback" not in video.stderr, video.stderr
+    assert "pip install 'stylize-grpc[video]'" in video.stderr
 
     for module in ("tensorflow", "matplotlib"):
         probe = subprocess.run(

@@ -20,16 +20,21 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
 from ..video import FrameEvent, VideoFrame, VideoSummary
+from .artifacts import MissingExtra
 from .common import connection_parser, display_parser, make_client, say_error, say_warning
 from .exits import EXIT_OK, EXIT_PARTIAL, UsageError
 from .flags import add_mask_redirects, add_option_flags
 from .paths import check_output_dir, check_output_file
 from .run import _float_list, _options, _positive_int, _styles
-from .videoio import VideoWriter, done_frames, open_input, output_kind, write_frame
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from .videoio import VideoWriter
 
 STATE_FILE = ".stylize-video.json"
 
@@ -122,9 +127,20 @@ def _state(folder: Path, args: argparse.Namespace, resume: bool) -> dict[str, st
     return state
 
 
+def _videoio() -> ModuleType:
+    """The frame I/O, imported when `stylize video` runs: it needs numpy (the
+    `video` extra), which the client's default install does not have."""
+    try:
+        from . import videoio
+    except ImportError as exc:
+        raise MissingExtra(f"stylize video needs the video extra ({exc}): pip install 'stylize-grpc[video]'") from None
+    return videoio
+
+
 def cmd_video(args: argparse.Namespace) -> int:
-    kind = output_kind(args.output)
-    source = open_input(args.input, args.fps)  # before connecting: an unreadable input exits 2
+    videoio = _videoio()
+    kind = videoio.output_kind(args.output)
+    source = videoio.open_input(args.input, args.fps)  # before connecting: an unreadable input exits 2
     styles = _styles(args)
     options = _options(args)
     options["output_format"] = "png"
@@ -136,14 +152,14 @@ def cmd_video(args: argparse.Namespace) -> int:
         check_output_dir(folder, "--output")
     else:
         check_output_file(out, "--output")
-    start = done_frames(folder) if folder is not None and args.resume else 0
+    start = videoio.done_frames(folder) if folder is not None and args.resume else 0
     state = _state(folder, args, args.resume) if folder is not None else {"request_id": args.request_id or ""}
     if state["request_id"]:
         options["request_id"] = state["request_id"]
     if start and source.count and start >= source.count:
         print(f"stylize: all {source.count} frames are in {folder} already", file=sys.stderr)
         return EXIT_OK
-    writer = VideoWriter(out, source.fps, source) if folder is None else None
+    writer = videoio.VideoWriter(out, source.fps, source) if folder is None else None
     progress = Progress(args, source.count, start)
     client = make_client(args, job_secret=state.get("job_secret"))
     summary: VideoSummary | None = None
@@ -171,6 +187,7 @@ def _run(
     progress: Progress,
     start: int,
 ) -> VideoSummary | None:
+    videoio = _videoio()
     offset = 0  # output index - server index, when a resume had to begin a new video
     first = start
     for attempt in range(2):
@@ -190,7 +207,7 @@ def _run(
                 if isinstance(event, VideoFrame):
                     index = event.index + offset
                     if folder is not None:
-                        path = str(write_frame(folder, index, event.result.image))
+                        path = str(videoio.write_frame(folder, index, event.result.image))
                     else:
                         assert writer is not None
                         writer.add(event.result.image)
