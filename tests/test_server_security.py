@@ -209,6 +209,8 @@ def test_reflection_lists_and_describes_the_service(server):
     assert "grpc.health.v1.Health" in services
     file_proto = db.FindFileContainingSymbol("stylize.v1.StyleTransfer")
     service = next(s for s in file_proto.service if s.name == "StyleTransfer")
-    assert {m.name for m in service.method} == {"Stylize", "GetServerInfo", "Cancel"}
+    assert {m.name for m in service.method} == {"Stylize", "GetServerInfo", "Cancel", "StylizeVideo"}
     stylize = next(m for m in service.method if m.name == "Stylize")
     assert stylize.server_streaming and stylize.output_type == ".stylize.v1.StylizeResponse"
+    video = next(m for m in service.method if m.name == "StylizeVideo")
+    assert video.client_streaming and video.server_streaming and video.input_type == ".stylize.v1.VideoRequest"

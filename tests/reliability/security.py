@@ -122,6 +122,16 @@ def _call(server: ServerProc, channel: grpc.Channel, method: str, metadata) -> g
             except grpc.RpcError as exc:
                 if exc.code() is not grpc.StatusCode.NOT_FOUND:  # NOT_FOUND: let in, and answered
                     raise
+        elif method == "StylizeVideo":
+            request = make_request(size=32, iterations=1)
+            content = request.content
+            request.ClearField("content")
+            messages = [
+                pb.VideoRequest(header=pb.VideoHeader(options=request, frame_count=1)),
+                pb.VideoRequest(frame=pb.VideoFrame(index=0, image=content)),
+            ]
+            for _ in stub.StylizeVideo(iter(messages), timeout=30, metadata=metadata):
+                pass
         else:
             raise AssertionError(f"no test call for the new RPC {method}; add one here")
         return grpc.StatusCode.OK
