@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 from PIL import Image
 
-from tests.support.http import BOUNDARY, HttpApi, job_parts, multipart, reason
+from tests.support.http import BOUNDARY, HttpApi, job_parts, multipart, parse_events, reason
 from tests.support.images import bomb_png, png_bytes
 from tests.support.metrics import scrape, value
 from tests.support.server import ServerHandle, free_port, running_server, shared_engine
@@ -110,12 +110,16 @@ def test_cancel_and_the_result_before_it_exists(open_server: tuple[ServerHandle,
     status, body, _ = api.post_job(CONTENT, [STYLE], options, headers=secret)
     assert status == 202 and "job_secret" not in body  # the caller sent its own
     mine = HttpApi(api.port, secret)
-    status, early, _ = mine.json("GET", body["result_url"])
-    assert status == 404 and "no result yet" in early["message"]
-    status, stopped, _ = mine.json("DELETE", f"/v1/jobs/{body['request_id']}")
-    assert status == 200 and stopped == {"stopped": True}
-    events = mine.events(body["events_url"])
+    with mine.event_stream(body["events_url"]) as watching:  # attached before the job can end
+        status, early, _ = mine.json("GET", body["result_url"])
+        assert status == 404 and "no result yet" in early["message"]
+        status, stopped, _ = mine.json("DELETE", f"/v1/jobs/{body['request_id']}")
+        assert status == 200 and stopped == {"stopped": True}
+        events = parse_events(watching)
     assert events[-1][0] == "error" and reason(events[-1][2]) == "CANCELLED"
+    # A cancelled job is not kept (its request_id is free again): once it has ended, 410 says so.
+    status, gone, _ = mine.json("GET", body["events_url"])
+    assert status == 410 and "cancelled" in gone["message"], gone
     status, _, _ = mine.json("DELETE", "/v1/jobs/no-such-job")
     assert status == 404
 

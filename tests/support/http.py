@@ -9,10 +9,11 @@ Server-Sent Events read back.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 BOUNDARY = "stylize-test-" + uuid.uuid4().hex
@@ -74,13 +75,21 @@ class HttpApi:
 
     def events(self, path: str, headers: dict[str, str] | None = None) -> list[tuple[str, str, Any]]:
         """Every event of the stream until the server ends it: (event, id, data)."""
+        with self.event_stream(path, headers) as response:
+            return parse_events(response)
+
+    @contextlib.contextmanager
+    def event_stream(
+        self, path: str, headers: dict[str, str] | None = None
+    ) -> Iterator[http.client.HTTPResponse]:
+        """An event stream whose headers have come: the server has attached it to the job."""
         conn = self.connection()
         try:
             conn.request("GET", path, headers={**self.headers, **(headers or {})})
             response = conn.getresponse()
             assert response.status == 200, (response.status, response.read())
             assert response.headers["Content-Type"].startswith("text/event-stream")
-            return parse_events(response)
+            yield response
         finally:
             conn.close()
 

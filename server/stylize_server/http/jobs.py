@@ -193,8 +193,8 @@ class JobRoutes:
         if key is None or key not in self._known:
             return None
         gone = NotFound(
-            f"the result of request_id {request_id!r} is no longer kept (--result-retention-seconds, "
-            "--result-store-mb)",
+            f"the job {request_id!r} has ended and is no longer kept: a cancelled or stopped job is not "
+            "kept at all, a finished one for --result-retention-seconds within --result-store-mb",
             field="request_id",
         )
         return errors.error_response(gone, http=410)
