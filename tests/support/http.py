@@ -79,9 +79,7 @@ class HttpApi:
             return parse_events(response)
 
     @contextlib.contextmanager
-    def event_stream(
-        self, path: str, headers: dict[str, str] | None = None
-    ) -> Iterator[http.client.HTTPResponse]:
+    def event_stream(self, path: str, headers: dict[str, str] | None = None) -> Iterator[http.client.HTTPResponse]:
         """An event stream whose headers have come: the server has attached it to the job."""
         conn = self.connection()
         try:
