@@ -39,9 +39,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from demo_controls import draw_controls, run_jobs
+from demo_controls import control_jobs, draw_controls, run_jobs
 from demo_picture import draw_demo, mark_result, random_warning
-from demo_statistics import draw_statistics, run_statistics_jobs
+from demo_statistics import RESULT_PREFIX, draw_statistics, statistics_jobs
 from make_samples import write_control_samples, write_samples
 
 BIN = Path(sys.executable).parent
@@ -280,13 +280,12 @@ def main(argv: list[str] | None = None) -> int:
         say(f"server SERVING after {time.monotonic() - started:.1f} s")
         cli = console_script("stylize", "stylize.cli")
         if args.controls:
-            results = run_jobs(cli, address, controls, out, args.size, args.iterations, say)
+            results = run_jobs(cli, address, control_jobs(controls), out, args.size, args.iterations, say)
             draw_controls(controls, results, outputs.picture, args.weights, random_weights)
             cli_rc = 0
         elif args.statistics:
-            results = run_statistics_jobs(
-                cli, address, samples.content, samples.style, out, args.size, args.iterations, say
-            )
+            jobs = statistics_jobs(samples.content, samples.style)
+            results = run_jobs(cli, address, jobs, out, args.size, args.iterations, say, prefix=RESULT_PREFIX)
             draw_statistics(samples.content, samples.style, results, outputs.picture, args.weights, random_weights)
             cli_rc = 0
         else:

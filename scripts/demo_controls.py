@@ -27,20 +27,22 @@ WARNING_INK = (176, 24, 24)
 
 
 @dataclass(frozen=True)
-class ControlJob:
-    name: str
+class DemoJob:
+    """One CLI job of a picture demo: `stylize run INPUTS... FLAGS`."""
+
+    name: str  # its key in the results, and its result file's name
     label: str
-    inputs: tuple[str, ...]
+    inputs: tuple[str, ...]  # CONTENT STYLE[@MASK]...
     flags: tuple[str, ...] = ()
 
 
-def control_jobs(samples: ControlSamples) -> list[ControlJob]:
+def control_jobs(samples: ControlSamples) -> list[DemoJob]:
     masked = (str(samples.content), f"{samples.style2}@{samples.sky}", f"{samples.style}@{samples.ground}")
     single = (str(samples.content), str(samples.style))
     return [
-        ControlJob("masked", "two styles, masked", masked),
+        DemoJob("masked", "two styles, masked", masked),
         *(
-            ControlJob(f"color-{mode}", f"colour: {mode}", single, ("--color-control", mode))
+            DemoJob(f"color-{mode}", f"colour: {mode}", single, ("--color-control", mode))
             for mode in ("none", "luminance", "histogram")
         ),
     ]
@@ -49,17 +51,20 @@ def control_jobs(samples: ControlSamples) -> list[ControlJob]:
 def run_jobs(
     cli: Sequence[str],
     address: str,
-    samples: ControlSamples,
+    jobs: Sequence[DemoJob],
     out: Path,
     size: int,
     iterations: int,
     say: Callable[[str], None],
+    *,
+    prefix: str = "",
 ) -> dict[str, Path]:
-    """Run every control job with the CLI; the result file of each. Raises
-    RuntimeError naming the job when the CLI fails."""
+    """Run each job with the CLI; the result file of each by its name
+    (out/<prefix><name>.png). Raises RuntimeError naming the job when the CLI
+    fails."""
     results = {}
-    for job in control_jobs(samples):
-        result = out / f"{job.name}.png"
+    for job in jobs:
+        result = out / f"{prefix}{job.name}.png"
         command = [
             *cli,
             "run",

@@ -10,11 +10,9 @@ four results, labelled, and says so when the server's weights are random.
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from demo_controls import compose
+from demo_controls import DemoJob, compose
 
 JOBS = (
     ("gram", "gram", ("--style-loss", "gram")),
@@ -22,31 +20,13 @@ JOBS = (
     ("gram-ema", "gram + EMA", ("--style-loss", "gram", "--iterate-average", "ema")),
     ("mean-cov-ema", "mean_cov + EMA", ("--style-loss", "mean_cov", "--iterate-average", "ema")),
 )
+# Its results lie in the same folder as the controls demo's: out/statistics-<name>.png.
+RESULT_PREFIX = "statistics-"
 
 
-def run_statistics_jobs(
-    cli: Sequence[str],
-    address: str,
-    content: Path,
-    style: Path,
-    out: Path,
-    size: int,
-    iterations: int,
-    say: Callable[[str], None],
-) -> dict[str, Path]:
-    """Run the four jobs with the CLI; the result file of each. Raises
-    RuntimeError naming the job when the CLI fails."""
-    results = {}
-    for name, label, flags in JOBS:
-        result = out / f"statistics-{name}.png"
-        command = [*cli, "run", str(content), str(style), "-o", str(result), "--server", address]
-        command += ["--size", str(size), "--iterations", str(iterations), *flags, "--quiet"]
-        say(f"{label}: {' '.join(command[len(cli) :])}")
-        code = subprocess.call(command)
-        if code != 0:
-            raise RuntimeError(f"the stylize CLI failed on the {label!r} job (exit code {code})")
-        results[name] = result
-    return results
+def statistics_jobs(content: Path, style: Path) -> list[DemoJob]:
+    """The four jobs, for `demo_controls.run_jobs` (with RESULT_PREFIX)."""
+    return [DemoJob(name, label, (str(content), str(style)), flags) for name, label, flags in JOBS]
 
 
 def draw_statistics(

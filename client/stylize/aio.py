@@ -27,12 +27,11 @@ from . import health as _health
 from .calls import CANCEL_TIMEOUT, StylizeCall, UnaryCall
 from .client import DEFAULT_UNARY_TIMEOUT
 from .connection import ClientChannel, RetryPolicy
-from .errors import Failure, NotFound, error_for
+from .errors import Failure, NotFound
 from .events import Event, Result
 from .images import ImageInput
 from .request import StyleInput, build_request, output_format_for
-from .video import VideoEvent, VideoEvents, build_header
-from .video import messages as video_messages
+from .video import VideoCall, VideoEvent, build_header
 
 T = TypeVar("T")
 
@@ -139,34 +138,34 @@ class AsyncStyleTransferClient(ClientChannel):
         **options: Any,
     ) -> AsyncIterator[VideoEvent]:
         """Async iterator of a video's events (see the sync client's `stylize_video`)."""
-        header = build_header(
-            styles,
-            temporal_weight=temporal_weight,
-            frame_iterations=frame_iterations,
-            frame_count=frame_count,
-            first_frame=first_frame,
-            **options,
-        )
-        call = self._stub.StylizeVideo(
-            video_messages(header, frames, first_frame),
+        video = VideoCall(
+            build_header(
+                styles,
+                temporal_weight=temporal_weight,
+                frame_iterations=frame_iterations,
+                frame_count=frame_count,
+                first_frame=first_frame,
+                **options,
+            ),
+            frames,
+            target=self.target,
             timeout=timeout if timeout is not None else self.timeout,
-            metadata=self._metadata,
         )
-        events = VideoEvents()
+        call = self._stub.StylizeVideo(video.requests, timeout=video.timeout, metadata=self._metadata)
         ended = False
         try:
             while (message := await _read(call)) is not grpc.aio.EOF:
-                event = events.on_message(message)
+                event = video.on_message(message)
                 if event is not None:
                     yield event
             ended = True
         except grpc.RpcError as exc:
             ended = True
-            raise error_for(await failure_of(call, exc), self.target) from exc
+            raise video.error(await failure_of(call, exc)) from exc
         finally:
             if not ended:
                 call.cancel()
-        events.finish()
+        video.finish()
 
     async def _stop(self, call: Any, request_id: str) -> None:
         """The Cancel RPC (best effort: a job with a request_id outlives its

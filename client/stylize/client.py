@@ -29,12 +29,11 @@ from stylize_api.v1 import stylize_pb2, stylize_pb2_grpc
 from . import health as _health
 from .calls import CANCEL_TIMEOUT, StylizeCall, UnaryCall
 from .connection import ClientChannel, RetryPolicy
-from .errors import Cancelled, Failure, NotFound, error_for
+from .errors import Cancelled, Failure, NotFound
 from .events import Event, Result
 from .images import ImageInput
 from .request import StyleInput, build_request, output_format_for
-from .video import VideoEvent, VideoEvents, build_header
-from .video import messages as video_messages
+from .video import VideoCall, VideoEvent, build_header
 
 # Unary calls (info, health) get this deadline when the client has none.
 DEFAULT_UNARY_TIMEOUT = 10.0
@@ -281,34 +280,34 @@ class StyleTransferClient(ClientChannel):
         `first_frame` resumes the video of the `request_id` option there.
         A failure raises the exceptions of `stylize.errors` after the frames
         before it were yielded. No automatic retry: resume with first_frame."""
-        header = build_header(
-            styles,
-            temporal_weight=temporal_weight,
-            frame_iterations=frame_iterations,
-            frame_count=frame_count,
-            first_frame=first_frame,
-            **options,
-        )
-        call = self._stub.StylizeVideo(
-            video_messages(header, frames, first_frame),
+        video = VideoCall(
+            build_header(
+                styles,
+                temporal_weight=temporal_weight,
+                frame_iterations=frame_iterations,
+                frame_count=frame_count,
+                first_frame=first_frame,
+                **options,
+            ),
+            frames,
+            target=self.target,
             timeout=timeout if timeout is not None else self.timeout,
-            metadata=self._metadata,
         )
-        events = VideoEvents()
+        call = self._stub.StylizeVideo(video.requests, timeout=video.timeout, metadata=self._metadata)
         ended = False
         try:
             for message in call:
-                event = events.on_message(message)
+                event = video.on_message(message)
                 if event is not None:
                     yield event
             ended = True
         except grpc.RpcError as exc:
             ended = True
-            raise error_for(failure_of(call), self.target) from exc
+            raise video.error(failure_of(call)) from exc
         finally:
             if not ended:  # the consumer stopped early: end the call (the server stops the frame)
                 call.cancel()
-        events.finish()
+        video.finish()
 
     def server_info(self, *, timeout: float | None = None) -> stylize_pb2.ServerInfo:
         """The server's version, model, device, limits, budget, queue and defaults."""

@@ -21,7 +21,7 @@ from typing import Any
 from stylize_api.v1 import stylize_pb2
 
 from .calls import ResultAssembler
-from .errors import protocol_error
+from .errors import Failure, StylizeError, error_for, protocol_error
 from .events import Progress, Queued, Result, Started, event_from_frame
 from .images import ImageInput, image_bytes
 from .request import StyleInput, build_request
@@ -146,3 +146,34 @@ class VideoEvents:
     def finish(self) -> None:
         if self.summary is None:
             raise protocol_error("the video stream ended OK without its summary")
+
+
+class VideoCall:
+    """One StylizeVideo call, shared by the sync and the asyncio clients: they
+    only move messages and failures between gRPC and this (as `StylizeCall`
+    does for Stylize).
+
+    The client sends `requests` (the header, then each frame as gRPC asks for
+    it) -> `on_message()` per response (yield the events it returns) ->
+    `finish()` when the stream closed OK, or raises `error(failure)` when it
+    failed. No automatic retry: a caller resumes with `first_frame`."""
+
+    def __init__(
+        self, header: stylize_pb2.VideoRequest, frames: Iterable[ImageInput], *, target: str, timeout: float | None
+    ) -> None:
+        self.requests = messages(header, frames, header.header.first_frame)
+        self.target = target
+        self.timeout = timeout
+        self._events = VideoEvents()
+
+    def on_message(self, msg: stylize_pb2.VideoResponse) -> VideoEvent | None:
+        """The event to hand to the caller for `msg` (None for part of a frame's result)."""
+        return self._events.on_message(msg)
+
+    def finish(self) -> None:
+        """The stream closed OK: it must have ended with the summary."""
+        self._events.finish()
+
+    def error(self, failure: Failure) -> StylizeError:
+        """The exception to raise for a call that ended with `failure`."""
+        return error_for(failure, self.target)

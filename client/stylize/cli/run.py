@@ -87,25 +87,42 @@ def _float_list(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.7,0.3, got {text!r}") from None
 
 
+def add_job_parser(
+    sub: Any, name: str, *, summary: str, description: str, source: str, source_help: str, output: str, output_help: str
+) -> argparse.ArgumentParser:
+    """The parser of a command that stylizes (`run`, `video`): the connection
+    and display flags, SOURCE (its dest is the lower-case name), STYLE[@MASK]...,
+    -o OUTPUT, --style-weights and every option flag of the schema, which is
+    what `_styles` and `_options` read. The command adds its own after these."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, parents=[connection_parser(), display_parser()], help=summary, description=description
+    )
+    p.add_argument(source.lower(), metavar=source, help=source_help)
+    p.add_argument("styles", metavar="STYLE[@MASK]", nargs="+", help="style image(s), each with an optional mask")
+    p.add_argument("-o", "--output", required=True, metavar=output, help=output_help)
+    p.add_argument("--style-weights", type=_float_list, metavar="W1,W2,...", help="blend weights of the styles")
+    add_option_flags(p)
+    add_mask_redirects(p)
+    return p
+
+
 def register(sub: Any) -> None:
-    run = sub.add_parser(
+    run = add_job_parser(
+        sub,
         "run",
-        parents=[connection_parser(), display_parser()],
-        help="stylize an image (or a directory / glob of images)",
+        summary="stylize an image (or a directory / glob of images)",
         description=(
             "Stylize CONTENT in the style of STYLE(s). A style may carry a mask: STYLE@MASK (a grayscale"
             " image, white where that style applies). CONTENT may be a directory or a quoted glob: then"
             " every image is stylized into the directory OUT, --parallel N at a time. Options left out take"
             " the server's defaults (see `stylize info`)."
         ),
+        source="CONTENT",
+        source_help="content image, or a directory / glob of them",
+        output="OUT",
+        output_help="output file (a directory for a batch)",
     )
     run.set_defaults(func=cmd_run)
-    run.add_argument("content", metavar="CONTENT", help="content image, or a directory / glob of them")
-    run.add_argument("styles", metavar="STYLE[@MASK]", nargs="+", help="style image(s), each with an optional mask")
-    run.add_argument("-o", "--output", required=True, metavar="OUT", help="output file (a directory for a batch)")
-    run.add_argument("--style-weights", type=_float_list, metavar="W1,W2,...", help="blend weights of the styles")
-    add_option_flags(run)
-    add_mask_redirects(run)
 
     a = run.add_argument_group("previews and plots")
     a.add_argument("--save-every", type=_positive_int, metavar="K", help="keep a preview every K iterations")

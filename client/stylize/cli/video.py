@@ -25,11 +25,10 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidArgument
 from ..video import FrameEvent, VideoFrame, VideoSummary
 from .artifacts import MissingExtra
-from .common import connection_parser, display_parser, make_client, say_error, say_warning
+from .common import make_client, say_error, say_warning
 from .exits import EXIT_OK, EXIT_PARTIAL, UsageError
-from .flags import add_mask_redirects, add_option_flags
 from .paths import check_output_dir, check_output_file
-from .run import _float_list, _options, _positive_int, _styles
+from .run import _options, _positive_int, _styles, add_job_parser
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -40,24 +39,22 @@ STATE_FILE = ".stylize-video.json"
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
+    p = add_job_parser(
+        sub,
         "video",
-        parents=[connection_parser(), display_parser()],
-        help="stylize a video (or a folder / glob of frames) with temporal consistency",
+        summary="stylize a video (or a folder / glob of frames) with temporal consistency",
         description=(
             "Stylize every frame of INPUT (mp4, webm, mov, gif, or a folder / quoted glob of frames) in the style"
             " of STYLE(s), each frame starting from the previous stylized frame warped by the optical flow, with a"
             " temporal loss that keeps it there (Ruder et al. 2016). OUTPUT: a video by its extension (mp4, webm,"
             " gif) at the input's frame rate, or a folder of PNG frames. Video files need the `video` extra."
         ),
+        source="INPUT",
+        source_help="video file, or a folder / quoted glob of frames",
+        output="OUTPUT",
+        output_help="video file (.mp4 .webm .gif) or folder",
     )
     p.set_defaults(func=cmd_video)
-    p.add_argument("input", metavar="INPUT", help="video file, or a folder / quoted glob of frames")
-    p.add_argument("styles", metavar="STYLE[@MASK]", nargs="+", help="style image(s), each with an optional mask")
-    p.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="video file (.mp4 .webm .gif) or folder")
-    p.add_argument("--style-weights", type=_float_list, metavar="W1,W2,...", help="blend weights of the styles")
-    add_option_flags(p)
-    add_mask_redirects(p)
     g = p.add_argument_group("video")
     g.add_argument(
         "--temporal-weight",
