@@ -92,6 +92,27 @@ def test_replace_routes_limit_fields_into_the_limits():
     assert config.limits.max_pixels == 1000 and config.limits.max_side == Limits().max_side and config.port == 0
 
 
+def test_replace_checks_each_value_against_its_field_s_type():
+    defaults = ServerConfig()
+    # Every field's own type can be checked: its default passes (a new kind of field would not).
+    assert defaults.replace(**{f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}) == defaults
+    fine = defaults.replace(grace_seconds=3, tls_cert=None, warmup_sizes=(64,), limits=Limits(max_side=9), max_pixels=5)
+    assert (fine.grace_seconds, fine.limits.max_side, fine.limits.max_pixels) == (3, 9, 5)  # an int is a float
+    refused = [
+        ({"port": "7000"}, "ServerConfig.port is int, not '7000'"),
+        ({"port": True}, "ServerConfig.port is int, not True"),
+        ({"warmup_sizes": [64]}, "ServerConfig.warmup_sizes is tuple[int, ...], not [64]"),
+        ({"tls_cert": 1}, "ServerConfig.tls_cert is str | None, not 1"),
+        ({"max_pixels": 1.5}, "Limits.max_pixels is int, not 1.5"),
+        ({"limits": {}, "max_side": 9}, "ServerConfig.limits is Limits, not {}"),
+        ({"no_such_flag": 1}, "ServerConfig has no field 'no_such_flag'"),
+    ]
+    for changes, message in refused:
+        with pytest.raises(TypeError) as caught:
+            defaults.replace(**changes)
+        assert str(caught.value) == message
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("0", 0), ("4096", 4096), ("12GiB", 12 * 2**30), ("800MB", 800 * 10**6), ("1.5 GiB", int(1.5 * 2**30))],

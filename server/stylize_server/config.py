@@ -34,9 +34,8 @@ import os
 import pathlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from stylize_server.flagtypes import optional_path, parse_bool, parse_bytes, parse_sizes
+from stylize_server.flagtypes import optional_path, parse_bool, parse_bytes, parse_sizes, replace_checked
 from stylize_server.job import profiles
 from stylize_server.job.options import Limits
 
@@ -97,12 +96,14 @@ class ServerConfig:
     xla: bool = False  # measured slower on the CPU (make bench); try it on your GPU
     device_profile: str | None = None  # a measured profile file (make gpu-check); None: the built-in figures
 
-    def replace(self, **changes: Any) -> ServerConfig:
-        """A copy with `changes`; a Limits field name (max_pixels=...) changes the limits."""
+    def replace(self, **changes: object) -> ServerConfig:
+        """A copy with `changes`; a Limits field name (max_pixels=...) changes the limits.
+        Each value must be of its field's type (`replace_checked`: TypeError otherwise)."""
         limit_changes = {k: changes.pop(k) for k in list(changes) if k in LIMIT_FIELDS}
-        if limit_changes:
-            changes["limits"] = dataclasses.replace(changes.get("limits", self.limits), **limit_changes)
-        return dataclasses.replace(self, **changes)
+        limits = changes.get("limits", self.limits)
+        if limit_changes and isinstance(limits, Limits):  # another `limits` fails its check below
+            changes["limits"] = replace_checked(limits, limit_changes)
+        return replace_checked(self, changes)
 
     @property
     def max_message_bytes(self) -> int:

@@ -22,7 +22,7 @@ import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -218,15 +218,16 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
 
 def _apply_options(message: pb.StylizeRequest, data: bytes) -> None:
     try:
-        values = json.loads(data, object_pairs_hook=_unique_keys)
+        parsed: object = json.loads(data, object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidArgument("options", f"is not JSON ({exc})") from None
     except ValueError as exc:  # an integer over sys.get_int_max_str_digits()
         raise InvalidArgument("options", f"has a number too long ({str(exc)[:80]})") from None
     except RecursionError:  # 64 KB of brackets nests far deeper than the interpreter's stack
         raise InvalidArgument("options", "is nested too deeply; the options are a flat JSON object") from None
-    if not isinstance(values, dict):
+    if not isinstance(parsed, dict):
         raise InvalidArgument("options", "must be a JSON object of StylizeRequest's option fields")
+    values: dict[str, object] = parsed  # a JSON object: _unique_keys' dict, its keys strings
     for key in values:
         if key not in OPTION_NAMES:
             raise InvalidArgument(
@@ -235,6 +236,6 @@ def _apply_options(message: pb.StylizeRequest, data: bytes) -> None:
                 "(content, style and style_mask are parts of their own)",
             )
     try:
-        json_format.ParseDict(cast(dict[str, Any], values), message)
+        json_format.ParseDict(values, message)
     except json_format.ParseError as exc:
         raise InvalidArgument("options", str(exc)) from None

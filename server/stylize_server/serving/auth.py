@@ -20,7 +20,7 @@ import hmac
 import pathlib
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TypeVar
 
 import grpc
 from grpc import aio
@@ -36,8 +36,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DENIED = "missing or invalid credentials: send the metadata `authorization: Bearer <token>`"
 
 Metadata = Iterable[tuple[str, str | bytes]]
-if TYPE_CHECKING:
-    Handler = grpc.RpcMethodHandler[Any, Any]
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
 
 
 class TokenFileError(ValueError):
@@ -123,9 +123,11 @@ async def _deny(request_iterator: object, context: aio.ServicerContext[object, o
     await context.abort_with_status(status_for(Unauthenticated(DENIED)).grpc_status())
 
 
-# One shape fits every method: a stream-request handler is not given the
-# request, and a unary-response call accepts a status without a message.
-_DENY_HANDLER: Handler = grpc.stream_stream_rpc_method_handler(_deny)
+def _denial() -> grpc.RpcMethodHandler[Req, Resp]:
+    """One shape fits every method: a stream-request handler is not given the
+    request, and a unary-response call accepts a status without a message; with
+    neither deserializer nor serializer, it is a handler of any message types."""
+    return grpc.stream_stream_rpc_method_handler(_deny)
 
 
 class AuthInterceptor(aio.ServerInterceptor):
@@ -137,12 +139,12 @@ class AuthInterceptor(aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Req, Resp] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
+    ) -> grpc.RpcMethodHandler[Req, Resp] | None:
         method = handler_call_details.method or ""
         if method.startswith(OPEN_PREFIXES) or self._auth.identify(handler_call_details.invocation_metadata):
             return await continuation(handler_call_details)
         if self._on_denied is not None:
             self._on_denied(method)
-        return _DENY_HANDLER
+        return _denial()

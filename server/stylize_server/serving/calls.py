@@ -19,10 +19,11 @@ INVALID_ARGUMENT with reason MALFORMED_REQUEST, on every method.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from grpc import aio
 
 from stylize_server.job.errors import (
@@ -36,8 +37,11 @@ from stylize_server.job.errors import (
 )
 from stylize_server.serving import metrics
 
-M = TypeVar("M")
+M = TypeVar("M", bound=Message)
 Context = aio.ServicerContext[object, object]
+if TYPE_CHECKING:  # grpc's RpcMethodHandler is generic only in its stubs
+    # StyleTransfer's handlers: raw request bytes (see `receive`), protobuf responses.
+    MethodHandler = grpc.RpcMethodHandler[bytes, Message]
 
 
 async def receive(context: Context, timeout: float, kind: type[M]) -> M:
@@ -57,12 +61,12 @@ async def receive(context: Context, timeout: float, kind: type[M]) -> M:
 def parse(kind: type[M], data: bytes) -> M:
     """`data` as a `kind` message; MalformedRequest when it is not one."""
     try:
-        message: M = kind.FromString(data)  # type: ignore[attr-defined]
+        message = kind.FromString(data)
     except DecodeError as exc:
         # protobuf's words ("Wire format was corrupt", "String field had bad
         # UTF-8") say what is wrong and quote none of the caller's bytes.
         why = str(exc).rpartition(": ")[2] or "not valid protobuf"
-        name = kind.DESCRIPTOR.full_name  # type: ignore[attr-defined]
+        name = kind.DESCRIPTOR.full_name
         raise MalformedRequest(f"the request is not a valid {name} message ({why}, {len(data)} bytes)") from None
     return message
 
@@ -150,10 +154,17 @@ class CallGate:
         metrics.OPEN_CALLS.dec()
 
 
-def unary_request(handler: Any, request_type: type[Any], response_type: type[Any], stream: bool) -> Any:
-    """A method handler with a streaming request for `handler(context)`, which
-    reads and parses the request itself (see the module's docstring); its
-    type is `request_type`, passed to `receive` by the handler."""
+def unary_request(
+    handler: Callable[[object, Context], Awaitable[M | None]],
+    request_type: type[Message],
+    response_type: type[M],
+    stream: bool,
+) -> grpc.RpcMethodHandler[bytes, M]:
+    """A method handler with a streaming request for `handler(request_iterator,
+    context)`, which reads and parses the request itself (see the module's
+    docstring); its type is `request_type`, passed to `receive` by the handler.
+    `handler` returns its one `response_type` message, or writes its stream
+    (`stream`) and returns None."""
     del request_type  # no deserializer: `receive` parses the raw bytes
     serializer = response_type.SerializeToString
     if stream:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Never, TypeVar, cast
 
 import grpc
 from grpc import aio
@@ -23,9 +23,14 @@ from grpc import aio
 from stylize_server.job.errors import MalformedRequest
 from stylize_server.wire.status import status_for
 
-if TYPE_CHECKING:
-    Handler = grpc.RpcMethodHandler[Any, Any]
-Context = aio.ServicerContext[Any, Any]
+# The services guarded here are not ours: their messages keep whatever type
+# their handler gives them, and this module only hands them on.
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+In = TypeVar("In")
+Context = aio.ServicerContext[object, object]
+# A behavior as an aio server calls it: (request or request iterator, context).
+Behavior = Callable[[In, Context], object]
 
 
 class _Unparsed:
@@ -35,13 +40,13 @@ class _Unparsed:
         self.why = str(error).rpartition(": ")[2] or type(error).__name__
 
 
-async def _refuse(unparsed: _Unparsed, context: Context) -> None:
+async def _refuse(unparsed: _Unparsed, context: Context) -> Never:
     error = MalformedRequest(f"the request is not a valid message of this method ({unparsed.why})")
     await context.abort_with_status(status_for(error).grpc_status())
 
 
-def _guard(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
-    def safe(data: bytes) -> Any:
+def _guard(parse: Callable[[bytes], Req]) -> Callable[[bytes], Req | _Unparsed]:
+    def safe(data: bytes) -> Req | _Unparsed:
         try:
             return parse(data)
         except Exception as exc:  # protobuf's DecodeError, or whatever a foreign deserializer raises
@@ -50,62 +55,64 @@ def _guard(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return safe
 
 
-async def _checked(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+async def _checked(requests: AsyncIterator[Req | _Unparsed], context: Context) -> AsyncIterator[Req]:
     async for request in requests:
         if isinstance(request, _Unparsed):
             await _refuse(request, context)
         yield request
 
 
-def _responding(
-    inner: Callable[..., Any], check: Callable[[Any, Context], Awaitable[Any]]
-) -> Callable[..., Any] | None:
+def _responding(inner: Callable[..., object], check: Callable[[In, Context], Awaitable[object]]) -> Behavior[In] | None:
     """`inner` with `check` first, in `inner`'s own style: gRPC refuses to mix
     an async generator with context.write on one call. None for a synchronous
     behavior (none is registered on this aio server)."""
     if inspect.isasyncgenfunction(inner):
 
-        async def generator(request: Any, context: Context) -> AsyncIterator[Any]:
+        async def generator(request: In, context: Context) -> AsyncIterator[object]:
             async for response in inner(await check(request, context), context):
                 yield response
 
         return generator
     if inspect.iscoroutinefunction(inner):
 
-        async def coroutine(request: Any, context: Context) -> Any:
+        async def coroutine(request: In, context: Context) -> object:
             return await inner(await check(request, context), context)
 
         return coroutine
     return None
 
 
-async def _one(request: Any, context: Context) -> Any:
+async def _one(request: Req | _Unparsed, context: Context) -> Req:
     if isinstance(request, _Unparsed):
         await _refuse(request, context)
     return request
 
 
-async def _many(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+async def _many(requests: AsyncIterator[Req | _Unparsed], context: Context) -> AsyncIterator[Req]:
     return _checked(requests, context)
 
 
-def guarded(handler: Handler) -> Handler:
-    """`handler` with a deserializer that cannot fail the call (see the module's docstring)."""
+def guarded(
+    handler: grpc.RpcMethodHandler[Req, Resp],
+) -> grpc.RpcMethodHandler[Req, Resp] | grpc.RpcMethodHandler[Req | _Unparsed, Resp]:
+    """`handler` with a deserializer that cannot fail the call (see the module's docstring):
+    it yields an `_Unparsed` instead, which the new behavior refuses before `handler`'s runs."""
     parse = handler.request_deserializer
     if parse is None:
         return handler
     safe, serializer = _guard(parse), handler.response_serializer
-    kinds = (
-        (handler.unary_unary, _one, grpc.unary_unary_rpc_method_handler),
-        (handler.unary_stream, _one, grpc.unary_stream_rpc_method_handler),
-        (handler.stream_unary, _many, grpc.stream_unary_rpc_method_handler),
-        (handler.stream_stream, _many, grpc.stream_stream_rpc_method_handler),
-    )
-    for inner, check, make in kinds:
-        if inner is not None:
-            behavior = _responding(inner, check)
-            return make(behavior, safe, serializer) if behavior is not None else handler
-    return handler
+    behavior: Behavior[Never] | None  # a behavior of any request type, as the factories below take
+    if handler.unary_unary is not None:
+        behavior, make = _responding(handler.unary_unary, _one), grpc.unary_unary_rpc_method_handler
+    elif handler.unary_stream is not None:
+        behavior, make = _responding(handler.unary_stream, _one), grpc.unary_stream_rpc_method_handler
+    elif handler.stream_unary is not None:
+        behavior, make = _responding(handler.stream_unary, _many), grpc.stream_unary_rpc_method_handler
+    elif handler.stream_stream is not None:
+        behavior, make = _responding(handler.stream_stream, _many), grpc.stream_stream_rpc_method_handler
+    else:
+        return handler
+    return make(behavior, safe, serializer) if behavior is not None else handler
 
 
 class MalformedRequests(aio.ServerInterceptor):
@@ -113,8 +120,13 @@ class MalformedRequests(aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Req, Resp] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
+    ) -> grpc.RpcMethodHandler[Req, Resp] | None:
         handler = await continuation(handler_call_details)
-        return guarded(handler) if handler is not None else None
+        if handler is None:
+            return None
+        # types-grpcio has intercept_service return a handler of the continuation's
+        # own request type; the guarded one's deserializer may also yield _Unparsed,
+        # which its behavior refuses before the service's code sees a request.
+        return cast("grpc.RpcMethodHandler[Req, Resp]", guarded(handler))

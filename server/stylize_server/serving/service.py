@@ -362,7 +362,7 @@ class StyleTransferService:
 
 def add_to_server(service: StyleTransferService, server: aio.Server) -> None:
     """Register the service with streaming requests (see `calls`)."""
-    handlers = {
+    handlers: dict[str, calls.MethodHandler] = {
         "Stylize": calls.unary_request(service.Stylize, pb.StylizeRequest, pb.StylizeResponse, stream=True),
         "GetServerInfo": calls.unary_request(
             service.GetServerInfo, pb.GetServerInfoRequest, pb.ServerInfo, stream=False

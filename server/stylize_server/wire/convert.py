@@ -13,8 +13,7 @@ import dataclasses
 import enum
 import math
 import typing
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -26,13 +25,18 @@ from stylize_server.job.errors import InvalidArgument
 from stylize_server.job.options import JobOptions, Layers, TermValue
 from stylize_server.job.types import Estimate, Losses, Progress
 
-_HINTS: dict[Scope, dict[str, Any]] = {
+# What an option of the request holds once read (`read_option`): a number, a
+# flag, a string, layers, or the member of its field's enum (a term's enum
+# option, which has no field, is held by its name).
+OptionValue = TermValue | enum.Enum
+
+_HINTS: dict[Scope, dict[str, object]] = {
     Scope.ENGINE: typing.get_type_hints(JobOptions),
     Scope.DELIVERY: typing.get_type_hints(DeliveryOptions),
 }
 
 
-def _enum_class(hint: Any) -> type[enum.Enum]:
+def _enum_class(hint: object) -> type[enum.Enum]:
     for candidate in (hint, *typing.get_args(hint)):
         if isinstance(candidate, type) and issubclass(candidate, enum.Enum):
             return candidate
@@ -56,13 +60,13 @@ def term_option_names() -> tuple[str, ...]:
 _check_schema()
 
 
-def _layers(values: Any) -> Layers | None:
+def _layers(values: Sequence[pb.LayerWeight]) -> Layers | None:
     if not values:
         return None
     return tuple((lw.layer, float(lw.weight) if lw.HasField("weight") else 1.0) for lw in values)
 
 
-def read_option(request: pb.StylizeRequest, option: OptionField) -> Any:
+def read_option(request: pb.StylizeRequest, option: OptionField) -> OptionValue | None:
     """The value of `option` in `request` as the dataclass holds it, or None
     when the request leaves it unset (the default applies)."""
     value = getattr(request, option.name)
@@ -87,12 +91,14 @@ def read_option(request: pb.StylizeRequest, option: OptionField) -> Any:
         if not math.isfinite(number):
             raise InvalidArgument(option.name, f"must be a finite number, got {number!r}")
         return number
+    if not isinstance(value, (bool, int, float, str)):  # an image or styles field is not an option value
+        raise TypeError(f"StylizeRequest.{option.name} ({option.kind.value}) is not an option value")
     return value
 
 
 def request_options(request: pb.StylizeRequest) -> tuple[JobOptions, DeliveryOptions]:
     """The request's options; unset ones keep the dataclasses' defaults."""
-    values: dict[Scope, dict[str, Any]] = {Scope.ENGINE: {}, Scope.DELIVERY: {}}
+    values: dict[Scope, dict[str, OptionValue]] = {Scope.ENGINE: {}, Scope.DELIVERY: {}}
     owned: list[tuple[str, TermValue]] = []
     for option in schema.OPTIONS:
         if option.scope in values:
@@ -100,19 +106,22 @@ def request_options(request: pb.StylizeRequest) -> tuple[JobOptions, DeliveryOpt
             if value is None:
                 continue
             if option.scope is Scope.ENGINE and option.name not in _HINTS[Scope.ENGINE]:
+                assert not isinstance(value, enum.Enum)  # no field, so held by its name (read_option)
                 owned.append((option.name, value))
             else:
                 values[option.scope][option.name] = value
-    engine = JobOptions(**values[Scope.ENGINE], term_options=tuple(sorted(owned)))
-    return engine, DeliveryOptions(**values[Scope.DELIVERY])
+    # replace, not the constructor: the values are typed per option, not per field.
+    engine = JobOptions().replace(**values[Scope.ENGINE], term_options=tuple(sorted(owned)))
+    return engine, DeliveryOptions().replace(**values[Scope.DELIVERY])
 
 
-def _proto_value(name: str, value: Any) -> Any:
+def _proto_value(name: str, value: object) -> object:
+    """`value` as ResolvedOptions' field `name` holds it."""
     if isinstance(value, enum.Enum):
         return schema.BY_NAME[name].enum_number(str(value.value))
     if isinstance(value, str) and name in schema.BY_NAME and schema.BY_NAME[name].kind is Kind.ENUM:
         return schema.BY_NAME[name].enum_number(value)  # a term's enum option, held by its name
-    if name.endswith("_layers"):
+    if name.endswith("_layers") and isinstance(value, (tuple, list)):
         return [pb.LayerWeight(layer=n, weight=w) for n, w in value]
     return value
 
