@@ -44,8 +44,16 @@ samples: $(VENV)/.installed ## draw the demo's content and style images into sam
 demo: $(VENV)/.installed ## start a server, stylize the sample pair into out/, stop the server
 	$(PY) scripts/demo.py --weights $(WEIGHTS) --out $(OUT) $(if $(filter 1,$(STATISTICS)),--statistics) $(if $(filter 1,$(CONTROLS) $(STATISTICS)),$(if $(filter 1,$(CONTROLS)),--controls) $(if $(filter file,$(origin SIZE)),,--size $(SIZE)) $(if $(filter file,$(origin ITERATIONS)),,--iterations $(ITERATIONS)),--size $(SIZE) --iterations $(ITERATIONS))
 
-test: $(VENV)/.installed ## run the whole test suite
-	$(PY) -m pytest
+# Two passes: every test not marked `serial` on parallel workers (one a core,
+# at most 4; a test file stays on one worker, with its module's servers), then
+# the `serial` ones alone, since they measure latency and ordering under load.
+# Both always run; the target fails if either did.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ "$$n" -gt 4 ] && n=4; echo $$n)
+test: $(VENV)/.installed ## run the whole test suite (TEST_WORKERS=n parallel workers, default min(cores, 4))
+	@status=0; \
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" || status=1; \
+	$(PY) -m pytest -m serial || status=1; \
+	exit $$status
 
 bench: $(VENV)/.installed ## engine and serving benchmarks: step vs floor, quality, precision, masks, tiling, cost model; served step and refusals vs the foundation build; HTTP over gRPC; video consistency, speed, RSS (tables + JSON)
 	$(PY) -m benchmarks.engine_bench --out benchmarks/results

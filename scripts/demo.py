@@ -25,10 +25,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -70,18 +70,16 @@ class Outputs:
     picture: Path
 
 
+# The text log's "serving" line names the ports the server bound (--port 0).
+SERVING_LINE = re.compile(r" serving port=(\d+) metrics_port=\d+")
+
+
 def console_script(name: str, module: str) -> list[str]:
     """The venv's console script if installed, else the module's main()."""
     script = BIN / name
     if script.exists():
         return [str(script)]
     return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def say(message: str) -> None:
@@ -109,26 +107,34 @@ def tail(path: Path, lines: int = 30) -> str:
         return "(no server log)"
 
 
-def wait_until_serving(address: str, server: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    """Poll the standard gRPC health service until SERVING; fail fast if the
-    server process exits (bad weights, port in use, ...)."""
+def wait_until_serving(server: subprocess.Popen[bytes], log: Path, timeout: float) -> str:
+    """The server's address once it is SERVING: the port it chose (its "serving"
+    log line), then the standard gRPC health service. Fails fast if the server
+    process exits (bad weights, ...)."""
     deadline = time.monotonic() + timeout
+
+    def check_alive() -> None:
+        if server.poll() is not None:
+            raise DemoError(
+                f"the server exited with code {server.returncode} before it was ready; its log ({log}):\n{tail(log)}"
+            )
+        if time.monotonic() > deadline:
+            raise DemoError(f"the server was not SERVING after {timeout:.0f} s; its log ({log}):\n{tail(log)}")
+
+    while (found := SERVING_LINE.search(log.read_text(errors="replace"))) is None:
+        check_alive()
+        time.sleep(0.2)
+    address = f"127.0.0.1:{found.group(1)}"
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
-            if server.poll() is not None:
-                raise DemoError(
-                    f"the server exited with code {server.returncode} before it was ready; "
-                    f"its log ({log}):\n{tail(log)}"
-                )
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
+                    return address
             except grpc.RpcError:
                 pass  # not listening yet
-            if time.monotonic() > deadline:
-                raise DemoError(f"the server was not SERVING after {timeout:.0f} s; its log ({log}):\n{tail(log)}")
+            check_alive()
             time.sleep(0.5)
 
 
@@ -146,17 +152,16 @@ def stop_server(server: subprocess.Popen[bytes]) -> int | None:
         return None
 
 
-def start_server(weights: str, log: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    """`stylize-server` on a free loopback port, its output into `log`."""
-    port, metrics_port = free_port(), free_port()
-    address = f"127.0.0.1:{port}"
+def start_server(weights: str, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`stylize-server` on loopback ports that it chooses itself (no race for a
+    port picked here and bound there), its output into `log`."""
     command = console_script("stylize-server", "stylize_server.app") + [
         "--host",
         "127.0.0.1",
         "--port",
-        str(port),
+        "0",
         "--metrics-port",
-        str(metrics_port),
+        "0",
         "--weights",
         weights,
         "--warmup-sizes",
@@ -168,7 +173,7 @@ def start_server(weights: str, log: Path, env: dict[str, str]) -> tuple[subproce
         "--grace-seconds",
         str(DEMO_GRACE_SECONDS),
     ]
-    say(f"starting the server on {address} (weights {weights}); log: {log}")
+    say(f"starting the server (weights {weights}); log: {log}")
     with log.open("wb") as log_file:
         server = subprocess.Popen(
             command,
@@ -178,7 +183,7 @@ def start_server(weights: str, log: Path, env: dict[str, str]) -> tuple[subproce
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    return server, address
+    return server
 
 
 def picture_of_run(
@@ -272,12 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
     env.pop("STYLIZE_AUTH_TOKEN_FILE", None)  # the demo server is loopback-only and open
     started = time.monotonic()
-    server, address = start_server(args.weights, outputs.server_log, env)
+    server = start_server(args.weights, outputs.server_log, env)
     cli_rc = 1
     failure: DemoError | None = None
     try:
-        wait_until_serving(address, server, outputs.server_log, args.ready_timeout)
-        say(f"server SERVING after {time.monotonic() - started:.1f} s")
+        address = wait_until_serving(server, outputs.server_log, args.ready_timeout)
+        say(f"server SERVING on {address} after {time.monotonic() - started:.1f} s")
         cli = console_script("stylize", "stylize.cli")
         if args.controls:
             results = run_jobs(cli, address, control_jobs(controls), out, args.size, args.iterations, say)

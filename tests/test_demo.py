@@ -321,7 +321,7 @@ def test_ctrl_c_cancels_the_job_and_stops_the_server(tmp_path: Path) -> None:
             os.killpg(demo.pid, signal.SIGKILL)
     output = log.read_text()
     assert "interrupted" in output and not (out / "result.png").exists()
-    port = int(re.search(r"starting the server on 127\.0\.0\.1:(\d+)", output).group(1))
+    port = int(re.search(r"server SERVING on 127\.0\.0\.1:(\d+)", output).group(1))
     with pytest.raises(ConnectionRefusedError):  # nothing is left listening
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
 

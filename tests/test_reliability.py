@@ -19,7 +19,8 @@ import pytest
 from tests.reliability import calls, cancel, fairslots, faults, frontdoor, fuzz, load, memory, security, work
 from tests.reliability.harness import FAST, ServerProc, main_server_args, spawn_server
 
-pytestmark = pytest.mark.slow
+# Scenarios that measure latency and order under load: alone on the machine (make test's second run).
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 # Tests with their own servers come first, so that at most two servers are

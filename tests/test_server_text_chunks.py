@@ -13,12 +13,16 @@ import threading
 import time
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from stylize_api.v1 import stylize_pb2 as pb
 from tests.support.hostile_images import text_bomb_png
 from tests.support.server import running_server, small_request
 from tests.support.streams import error_reason
+
+# Health latency is measured here: alone on the machine (make test's second run).
+pytestmark = pytest.mark.serial
 
 READINESS_TIMEOUT_S = 5.0  # the k8s readiness probe's timeoutSeconds
 CLIENTS = 3

@@ -20,6 +20,7 @@ thread so a test can wait for a frame instead of for wall time.
 from __future__ import annotations
 
 import contextlib
+import os
 import pathlib
 import socket
 import threading
@@ -60,10 +61,24 @@ def shared_engine() -> Any:
 
 
 def free_port() -> int:
-    """A port that was free a moment ago (prefer port 0 where a server can take it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port that was free a moment ago (prefer port 0 where a server can take it).
+
+    Under pytest-xdist each worker takes only ports of its own residue modulo
+    the worker count, so two workers never race for the same free port."""
+    worker, count = _xdist_worker()
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port % count == worker:
+            return port
+    raise RuntimeError(f"no free port of residue {worker} modulo {count} in 1000 tries")
+
+
+def _xdist_worker() -> tuple[int, int]:
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # "gw3"; unset without xdist
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return int(name.removeprefix("gw") or 0) % count, count
 
 
 def test_config(**overrides: Any):
