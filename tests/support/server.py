@@ -63,16 +63,17 @@ def shared_engine() -> Any:
 def free_port() -> int:
     """A port that was free a moment ago (prefer port 0 where a server can take it).
 
-    Under pytest-xdist each worker takes only ports of its own residue modulo
-    the worker count, so two workers never race for the same free port."""
+    Under pytest-xdist each worker takes only ports of its own residue, so two
+    workers never race for the same free port. The residue is of port // 2:
+    Linux hands out odd ports to bind() and even ones to connect()."""
     worker, count = _xdist_worker()
     for _ in range(1000):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("127.0.0.1", 0))
             port = int(s.getsockname()[1])
-        if port % count == worker:
+        if (port // 2) % count == worker:
             return port
-    raise RuntimeError(f"no free port of residue {worker} modulo {count} in 1000 tries")
+    raise RuntimeError(f"no free port with (port // 2) % {count} == {worker} in 1000 tries")
 
 
 def _xdist_worker() -> tuple[int, int]:
