@@ -1,6 +1,7 @@
-"""A job's time, read from its estimate: what fits a time limit (fewer
-iterations at the same size, or a smaller size) for admission's refusal, and
-the ETA that progress frames report. cost.py prices; this reads the prices."""
+"""A job's time, read from its estimate: the time per job's check, with what
+fits the limit (fewer iterations at the same size, or a smaller size, priced
+by the job's own `Planner`) for admission's refusal, and the ETA that progress
+frames report. cost.py prices; this reads the prices."""
 
 from __future__ import annotations
 
@@ -8,9 +9,62 @@ import math
 from collections.abc import Callable
 
 from stylize_server.job import layout
-from stylize_server.job.errors import TooLarge
-from stylize_server.job.options import InputShapes, JobOptions, plan_scales
+from stylize_server.job.errors import OverTimeLimit, TooLarge
+from stylize_server.job.geometry import plan_scales
+from stylize_server.job.options import InputShapes, JobOptions
+from stylize_server.job.plan import JobPlan, Planner
 from stylize_server.job.types import Estimate
+
+Compiling = Callable[[JobOptions, Estimate], float]
+
+
+def check_time(planner: Planner, plan: JobPlan, limit: float, accept_partial: bool, compiling: Compiling) -> None:
+    """Refuse (OverTimeLimit) a job whose estimate, its compiling included,
+    is over the time per job `limit`: it would be stopped there. With
+    `accept_partial` it runs until the limit instead, unless not even its
+    first iteration fits. The message names the estimate, the limit and what
+    would fit, priced by `planner` (the one that made `plan`). `compiling`:
+    the seconds of compiling a job needs (engine.compile_seconds)."""
+    options, estimate = plan.options, plan.estimate
+    compile_seconds = compiling(options, estimate)
+    total = compile_seconds + estimate.seconds
+    if total <= limit:
+        return
+    first = compile_seconds + estimate.scales[0].seconds_per_iteration
+    if accept_partial and first <= limit:
+        return
+    room = limit - compile_seconds
+    fits: list[str] = []
+    field = "size"
+    if room > 0:
+        iterations = most_iterations_within(options, planner.shapes, estimate, room)
+        if iterations and not accept_partial:
+            fits.append(f"iterations {iterations} or fewer")
+            field = "iterations"
+        size = size_within(options, total, limit, lambda o: _seconds(o, planner, compiling))
+        if size:
+            fits.append(f"size {size} (with {estimate.total_iterations} iterations)")
+    if not accept_partial and first <= limit:
+        fits.append("accept_partial, for the best image after the limit")
+    plus = f" + {compile_seconds:.1f} s compiling" if compile_seconds else ""
+    if accept_partial:
+        told = f"not even one iteration fits: the first is estimated at {first:.1f} s"
+        told += f" ({estimate.scales[0].seconds_per_iteration:.2f} s{plus})"
+    else:
+        told = f"the job is estimated at {total:.1f} s ({estimate.seconds:.1f} s of {estimate.total_iterations}"
+        told += f" iterations{plus})"
+    if fits:
+        hint = f"what would fit: {', or '.join(fits)}"
+    elif room <= 0:
+        hint = "compiling alone is over it (a job with layers and pooling this server already ran compiles nothing)"
+    else:
+        hint = "no size or number of iterations fits"
+    raise OverTimeLimit(field, f"{told}, over this server's limit of {limit:g} s per job (--max-job-seconds); {hint}")
+
+
+def _seconds(options: JobOptions, planner: Planner, compiling: Compiling) -> float:
+    estimate = planner.price(options)
+    return estimate.seconds + compiling(options, estimate)
 
 
 def iterations_seconds(options: JobOptions, shapes: InputShapes, estimate: Estimate, iterations: int) -> float:
