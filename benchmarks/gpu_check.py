@@ -154,12 +154,12 @@ def _measure(engine: Any, config: dict[str, Any], iterations: int, rounds: int) 
         "estimated_seconds_per_iteration": scale.seconds_per_iteration,
         "estimated_bytes": scale.device_memory_bytes,
         "activation_bytes_at_keep_1": cost.activation_bytes(
-            h, w, tilings.parts(deepest, whole), dataclasses.replace(profile, keep=1.0)
+            tilings.parts(deepest, whole, h, w), dataclasses.replace(profile, keep=1.0)
         ),
         "vector_bytes": cost.vector_bytes(
-            h, w, plan.options, scale.lbfgs_history, whole, cost.Shares.of(engine.term_costs, plan.options, 1)
+            h, w, plan.options, scale.lbfgs_history, cost.Shares.of(engine.term_costs, plan.options, 1)
         ),
-        "style_bytes": cost.style_pass_bytes(h, w, deepest, profile, 0),
+        "style_bytes": cost.style_pass_bytes(h * w, deepest, profile),
         "profile": dataclasses.asdict(profile),
     }
 

@@ -78,8 +78,8 @@ def test_cutting_after_block_3_holds_a_fraction_of_the_memory_cutting_after_2_co
 
 
 def test_bfloat16_halves_the_activations() -> None:
-    a32 = cost.activation_bytes(1024, 1024, tilings.parts("relu5_1", Tiling()), F32)
-    a16 = cost.activation_bytes(1024, 1024, tilings.parts("relu5_1", Tiling()), BF16)
+    a32 = cost.activation_bytes(tilings.parts("relu5_1", Tiling(), 1024, 1024), F32)
+    a16 = cost.activation_bytes(tilings.parts("relu5_1", Tiling(), 1024, 1024), BF16)
     assert 2 * a16 / BF16.keep == pytest.approx(a32 / F32.keep, rel=1e-6)  # 2 bytes a value, not 4
     half = one_scale(1024, Tiling(), profile=BF16).device_memory_bytes
     assert half < one_scale(1024, Tiling()).device_memory_bytes
@@ -120,7 +120,7 @@ def test_the_cost_model_tiles_and_halos_are_the_engines() -> None:
     for tiling in (Tiling(256, 3, 0), Tiling(256, 2, 256), Tiling(192)):
         scale = one_scale(1000, tiling)
         layout = layout_of(scale)
-        parts = tilings.parts("relu5_1", tiling)
+        parts = tilings.parts("relu5_1", tiling, 1000, 1000)
         stages = stages_for(spec, layout.splits)
         assert len(stages) == len(parts)
         for stage, part in zip(stages, parts):
@@ -128,7 +128,7 @@ def test_the_cost_model_tiles_and_halos_are_the_engines() -> None:
             assert stage_halo(stage, "relu5_1") * unit == part.halo
             side = 1000 // unit
             tile = part.tile // unit
-            expected = len(tilings.extents(1000, 1000, part.tile, part.halo))
+            expected = len(part.pieces)
             assert len(tile_grid(side, side, tile, stage_halo(stage, "relu5_1"))) == expected
         assert scale.tiles == len(tile_grid(1000, 1000, tiling.tile, 0))
 
@@ -145,7 +145,7 @@ def test_masks_are_priced_per_region_and_the_default_layers_are_unchanged() -> N
             options(512, **kw), masks, Scale(512, 10), regions, F32, Tiling(), 20, TERMS
         ).device_memory_bytes
 
-    assert cost.loss_bytes(512, 512, tilings.parts("relu5_1", Tiling()), cost.Shares.of(TERMS, options(512), 0)) == 0
+    assert cost.loss_bytes(tilings.parts("relu5_1", Tiling(), 512, 512), cost.Shares.of(TERMS, options(512), 0)) == 0
     unmasked, one, eight = memory(1, shapes(512)), memory(1, masked), memory(8, masked)
     assert unmasked < one < eight
     # Per region: a guide per style layer and the image-sized planes, and a Gram per style layer.
@@ -157,5 +157,5 @@ def test_masks_are_priced_per_region_and_the_default_layers_are_unchanged() -> N
     # Tiled, the loss side is a tile's.
     o = options(512, style_layers=early)
     shares, deepest = cost.Shares.of(TERMS, o, 1), cost.deepest_layer(o)
-    tiled = cost.loss_bytes(512, 512, tilings.parts(deepest, Tiling(128, 3, 0)), shares)
-    assert 0 < tiled < cost.loss_bytes(512, 512, tilings.parts(deepest, Tiling()), shares) / 4
+    tiled = cost.loss_bytes(tilings.parts(deepest, Tiling(128, 3, 0), 512, 512), shares)
+    assert 0 < tiled < cost.loss_bytes(tilings.parts(deepest, Tiling(), 512, 512), shares) / 4

@@ -43,7 +43,7 @@ from stylize_server.job.errors import TooLarge
 from stylize_server.job.geometry import Scale, ScaleShape
 from stylize_server.job.options import InputShapes, JobOptions, Optimizer
 from stylize_server.job.profiles import GIB, Profile
-from stylize_server.job.tilings import Part, Tiling, extents, parts, tile_grid, tilings
+from stylize_server.job.tilings import Part, Tiling, run, tilings
 from stylize_server.job.types import Estimate, ScaleEstimate
 
 
@@ -118,17 +118,17 @@ def deepest_layer(options: JobOptions) -> str:
     return layout.deepest([n for n, _ in options.content_layers] + [n for n, _ in options.style_layers])
 
 
-def activation_bytes(height: int, width: int, cut: Sequence[Part], profile: Profile) -> int:
+def activation_bytes(cut: Sequence[Part], profile: Profile) -> int:
     """Activations the backward pass keeps for the largest piece in flight."""
     per_value = profile.value_bytes * profile.keep
     peak = 0.0
     for part in cut:
         values = part.values_per_pixel + part.emitted_per_pixel
-        peak = max(peak, max(extents(height, width, part.tile, part.halo)) * values * per_value)
+        peak = max(peak, max(part.pieces) * values * per_value)
     return int(peak)
 
 
-def work(height: int, width: int, cut: Sequence[Part]) -> tuple[float, float, int]:
+def work(cut: Sequence[Part]) -> tuple[float, float, int]:
     """(multiply-adds, activation values written, tile calls) of one
     iteration: forward and input gradient (about twice the forward) of each
     part, and one more forward for a tiled part (its Gram sums come before
@@ -136,7 +136,7 @@ def work(height: int, width: int, cut: Sequence[Part]) -> tuple[float, float, in
     cheap in multiply-adds: there the memory traffic sets the time."""
     macs, values, calls = 0.0, 0.0, 0
     for index, part in enumerate(cut):
-        area = extents(height, width, part.tile, part.halo)
+        area = part.pieces
         tiled = len(area) > 1
         passes = 3.0 if tiled or (part.tile and index < len(cut) - 1) else 2.0
         macs += passes * part.macs_per_pixel * sum(area)
@@ -145,38 +145,44 @@ def work(height: int, width: int, cut: Sequence[Part]) -> tuple[float, float, in
     return macs, values, calls
 
 
-def vector_bytes(height: int, width: int, options: JobOptions, history: int, tiling: Tiling, shares: Shares) -> int:
+def vector_bytes(
+    height: int,
+    width: int,
+    options: JobOptions,
+    history: int,
+    shares: Shares,
+    tiled: bool = False,
+    between_per_pixel: float = 0.0,
+) -> int:
     """Image-sized state: pixels, gradient, trial point, optimizer state, the
     iterate average, what the loss terms keep (content targets, guides, ...), and
-    when cut, the map between the parts (in the activations' precision, with a
-    float32 gradient) and the tiled gradient's accumulator."""
+    when tiled, the gradient's accumulator and, when cut, the map between the
+    parts (Run.between_per_pixel, in the activations' precision, with a float32
+    gradient)."""
     pixels = height * width
-    vectors = 4 + (2 * history if options.optimizer is Optimizer.LBFGS else 2) + (1 if tiling.tile else 0)
+    vectors = 4 + (2 * history if options.optimizer is Optimizer.LBFGS else 2) + (1 if tiled else 0)
     vectors += 1 if options.iterate_average.value == "ema" else 0
-    between = 0.0
-    if tiling.tile and tiling.split:
-        between = layout.pooled_values_per_pixel(tiling.split) * 2  # the map, its gradient (both at most 4 B)
+    between = between_per_pixel * 2  # the map, its gradient (both at most 4 B)
     return int(pixels * (3 * vectors + shares.state_values + between) * 4)
 
 
-def loss_bytes(height: int, width: int, cut: Sequence[Part], shares: Shares) -> int:
+def loss_bytes(cut: Sequence[Part], shares: Shares) -> int:
     """The loss side of the largest piece in flight beyond what `keep` covers
     (Shares.loss_values): the float32 maps of the loss terms' layers and their
     working sets (the guided Grams'), as each term declares them."""
     peak = 0.0
     for part in cut:
         values = shares.loss_values[part.first_block, part.last_block]
-        peak = max(peak, max(extents(height, width, part.tile, part.halo)) * values * 4)
+        peak = max(peak, max(part.pieces) * values * 4)
     return int(peak)
 
 
-def style_pass_bytes(style_height: int, style_width: int, deepest: str, profile: Profile, tile: int) -> int:
+def style_pass_bytes(piece: int, deepest: str, profile: Profile) -> int:
     """One style image's forward pass: the widest two feature maps at once,
-    for the whole image or its largest tile."""
+    for its largest piece (`piece` pixels: the whole image or its largest tile)."""
     widest = max(
         layout.channels(n) / layout.stride(n) ** 2 for n in layout.CONV_LAYERS[: layout.conv_index(deepest) + 1]
     )
-    piece = max(extents(style_height, style_width, tile, layout.halo(deepest) if tile else 0))
     return int(piece * widest * 2 * profile.value_bytes)
 
 
@@ -206,21 +212,18 @@ def price_scale(
     history: int,
 ) -> ScaleEstimate:
     height, width = scale.height, scale.width
-    if tiling.tile and tiling.tile >= max(height, width):
-        tiling = Tiling()
-    if tiling.deep_tile and tiling.deep_tile >= max(height, width):
-        tiling = Tiling(tiling.tile, tiling.split, 0)
-    cut = parts(deepest, tiling)
+    laid = run(scale, deepest, tiling)
+    tiling, cut = laid.tiling, laid.parts
     lbfgs = history if options.optimizer is Optimizer.LBFGS else 0
     optimization = (
-        activation_bytes(height, width, cut, profile)
-        + vector_bytes(height, width, options, lbfgs, tiling, shares)
-        + loss_bytes(height, width, cut, shares)
+        activation_bytes(cut, profile)
+        + vector_bytes(height, width, options, lbfgs, shares, bool(tiling.tile), laid.between_per_pixel)
+        + loss_bytes(cut, shares)
         + 4 * int(shares.fixed_values)
     )
-    styles = max(style_pass_bytes(h, w, deepest, profile, tiling.tile) for h, w in scale.styles)
+    styles = max(style_pass_bytes(piece, deepest, profile) for piece in laid.style_pieces)
     memory = max(optimization, styles) + profile.base_bytes
-    macs, values, calls = work(height, width, cut)
+    macs, values, calls = work(cut)
     # What the terms compute beyond the network (the extra regions' Grams, the W2's matrix work).
     term_macs = sum(height * width * per_pixel + fixed for per_pixel, fixed in shares.macs)
     seconds = (
@@ -228,7 +231,6 @@ def price_scale(
         + values / (profile.gvalues_per_second * 1e9)
         + (calls * profile.tile_seconds if tiling.tile else 0.0)
     )
-    rows, cols = tile_grid(height, width, tiling.tile) if tiling.tile else (1, 1)
     return ScaleEstimate(
         size=scale.size,
         height=height,
@@ -239,7 +241,7 @@ def price_scale(
         flops_per_iteration=2.0 * (macs + term_macs),
         seconds_per_iteration=seconds,
         tile_size=tiling.tile,
-        tiles=rows * cols,
+        tiles=laid.tiles,
         lbfgs_history=lbfgs,
         split_block=tiling.split if tiling.tile else 0,
         deep_tile_size=tiling.deep_tile if tiling.tile and tiling.split else 0,
@@ -272,6 +274,34 @@ def _candidates(
     if tiled:
         out.sort(key=lambda e: (round(e.seconds_per_iteration, 9), -e.lbfgs_history))
     return out
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """How a job on these images is priced, the options aside: the plan and
+    every alternative asked of it (what would fit the time limit) are priced
+    by one such object. See `estimate` for its fields."""
+
+    shapes: InputShapes
+    profile: Profile
+    target_bytes: int
+    budget_bytes: int
+    tile_setting: int
+    regions: int
+    terms: Terms
+
+    def estimate(self, options: JobOptions) -> Estimate:
+        """The estimate of these (resolved) options."""
+        return estimate(
+            options,
+            self.shapes,
+            self.profile,
+            self.target_bytes,
+            self.budget_bytes,
+            self.tile_setting,
+            self.regions,
+            terms=self.terms,
+        )
 
 
 def estimate(

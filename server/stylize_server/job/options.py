@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -239,19 +239,6 @@ def _check_shape(name: str, hw: tuple[int, int] | None, limits: Limits) -> None:
         raise TooLarge(name, f"{w}x{h} = {w * h} pixels exceeds the limit of {limits.max_input_pixels} pixels")
 
 
-def _check_layers(name: str, layers: Sequence[tuple[str, float]]) -> None:
-    seen: set[str] = set()
-    for layer, weight in layers:
-        if layer not in LOSS_LAYERS:
-            raise InvalidArgument(
-                name, f"unknown layer {layer!r}; valid layers are conv1_1..conv5_4 and relu1_1..relu5_4"
-            )
-        if layer in seen:
-            raise InvalidArgument(name, f"layer {layer!r} is listed twice")
-        seen.add(layer)
-        _finite(f"{name}[{layer}].weight", weight, 0.0, 1e12)
-
-
 def validate_shapes(shapes: InputShapes, limits: Limits) -> None:
     """The checks that need only the images' headers: run before decoding."""
     _check_shape("content", shapes.content, limits)
@@ -306,8 +293,17 @@ def validate(options: JobOptions, shapes: InputShapes, limits: Limits) -> None:
     _finite("content_weight", options.content_weight, 0.0, 1e12)
     _finite("style_weight", options.style_weight, 0.0, 1e12)
     _finite("tv_weight", options.tv_weight, 0.0, 1e12)
-    _check_layers("content_layers", options.content_layers)
-    _check_layers("style_layers", options.style_layers)
+    for name, layers in (("content_layers", options.content_layers), ("style_layers", options.style_layers)):
+        seen: set[str] = set()
+        for layer, weight in layers:
+            if layer not in LOSS_LAYERS:
+                raise InvalidArgument(
+                    name, f"unknown layer {layer!r}; valid layers are conv1_1..conv5_4 and relu1_1..relu5_4"
+                )
+            if layer in seen:
+                raise InvalidArgument(name, f"layer {layer!r} is listed twice")
+            seen.add(layer)
+            _finite(f"{name}[{layer}].weight", weight, 0.0, 1e12)
     if not options.content_layers and not options.style_layers:
         raise InvalidArgument("style_layers", "content_layers and style_layers cannot both be empty")
     if options.init is Init.IMAGE and shapes.init_image is None:

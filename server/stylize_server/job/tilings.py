@@ -2,8 +2,9 @@
 once, or the network cut after block 2 or 3 with the part before the cut in
 tiles of T px (halo: the reach of that part's deepest layer) and the part
 after it whole or in tiles of its own (engine/tiling.py runs them). A
-`Part` carries VGG-19's figures for its blocks (layout.py), read once when
-the parts are laid out, so that pricing them is arithmetic.
+`Run` is one scale laid out one way: its parts, each with VGG-19's figures
+for its blocks (layout.py) and the pixels each of its pieces covers, and the
+largest piece of each style's pass, so that pricing it is arithmetic.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stylize_server.job import layout
+from stylize_server.job.geometry import ScaleShape
 from stylize_server.job.types import ScaleEstimate
 
 # Tiles tried from the largest down when the whole image does not fit; all
@@ -34,8 +36,9 @@ class Tiling:
 
 @dataclass(frozen=True)
 class Part:
-    """A run of blocks as the cost model sees it, with its figures per pixel
-    of the image."""
+    """A run of blocks as the cost model sees it: its figures per pixel of
+    the image, and the pixels each piece in flight covers (one piece when
+    whole; each tile with its halo, clipped to the image)."""
 
     first_block: int
     last_block: int
@@ -45,32 +48,67 @@ class Part:
     macs_per_pixel: float  # the forward pass's multiply-adds
     values_per_pixel: float  # the activation values its backward pass keeps
     emitted_per_pixel: float  # the pooled map it hands to the next part (0.0 for the last)
+    pieces: tuple[int, ...]
 
 
-def parts(deepest: str, tiling: Tiling) -> list[Part]:
+@dataclass(frozen=True)
+class Run:
+    """One scale run one way: the tiling as it applies at this size (a tile
+    as large as the image is the whole image), its parts, its tiles (rows x
+    columns of the first part's), the values per pixel of the map handed
+    between the parts when cut (0.0 uncut) and, per style, the pixels of the
+    largest piece of its forward pass (in the same tiles when the scale is tiled)."""
+
+    tiling: Tiling
+    parts: tuple[Part, ...]
+    tiles: int
+    between_per_pixel: float
+    style_pieces: tuple[int, ...]
+
+
+def run(scale: ScaleShape, deepest: str, tiling: Tiling) -> Run:
+    height, width = scale.height, scale.width
+    if tiling.tile and tiling.tile >= max(height, width):
+        tiling = Tiling()
+    if tiling.deep_tile and tiling.deep_tile >= max(height, width):
+        tiling = Tiling(tiling.tile, tiling.split, 0)
+    rows, cols = tile_grid(height, width, tiling.tile) if tiling.tile else (1, 1)
+    halo = layout.halo(deepest) if tiling.tile else 0
+    between = layout.pooled_values_per_pixel(tiling.split) if tiling.tile and tiling.split else 0.0
+    styles = tuple(max(extents(h, w, tiling.tile, halo)) for h, w in scale.styles)
+    return Run(tiling, tuple(parts(deepest, tiling, height, width)), rows * cols, between, styles)
+
+
+def parts(deepest: str, tiling: Tiling, height: int, width: int) -> list[Part]:
+    """The parts of an image of `height` x `width` run with `tiling`."""
     last = layout.block_of(deepest)
     if tiling.tile <= 0:
-        return [_part(1, deepest, 0, False)]
+        return [_part(1, deepest, 0, False, height, width)]
     if not tiling.split or tiling.split >= last:
-        return [_part(1, deepest, tiling.tile, False)]
+        return [_part(1, deepest, tiling.tile, False, height, width)]
     cut = layout.last_conv(tiling.split).replace("conv", "relu")
-    return [_part(1, cut, tiling.tile, True), _part(tiling.split + 1, deepest, tiling.deep_tile, False)]
+    return [
+        _part(1, cut, tiling.tile, True, height, width),
+        _part(tiling.split + 1, deepest, tiling.deep_tile, False, height, width),
+    ]
 
 
-def _part(first_block: int, deepest: str, tile: int, emits_next: bool) -> Part:
+def _part(first_block: int, deepest: str, tile: int, emits_next: bool, height: int, width: int) -> Part:
     last = layout.block_of(deepest)
     unit = 1 << (first_block - 1)
     align = max(1, layout.ALIGN >> (first_block - 1))
     reach = layout.stage_reach(deepest, first_block)
+    halo = -(-reach // align) * align * unit
     return Part(
         first_block=first_block,
         last_block=last,
         deepest=deepest,
         tile=tile,
-        halo=-(-reach // align) * align * unit,
+        halo=halo,
         macs_per_pixel=layout.conv_macs_per_pixel(deepest, first_block),
         values_per_pixel=layout.activation_values_per_pixel(deepest, first_block),
         emitted_per_pixel=layout.pooled_values_per_pixel(last) if emits_next else 0.0,
+        pieces=tuple(extents(height, width, tile, halo)),
     )
 
 

@@ -1,6 +1,6 @@
 """A job's time, read from its estimate: the time per job's check, with what
 fits the limit (fewer iterations at the same size, or a smaller size, priced
-by the job's own `Planner`) for admission's refusal, and the ETA that progress
+by the job's own `cost.Pricing`) for admission's refusal, and the ETA that progress
 frames report. cost.py prices; this reads the prices."""
 
 from __future__ import annotations
@@ -9,23 +9,30 @@ import math
 from collections.abc import Callable
 
 from stylize_server.job import layout
+from stylize_server.job.cost import Pricing
 from stylize_server.job.errors import OverTimeLimit, TooLarge
 from stylize_server.job.geometry import plan_scales
 from stylize_server.job.options import InputShapes, JobOptions
-from stylize_server.job.plan import JobPlan, Planner
 from stylize_server.job.types import Estimate
 
 Compiling = Callable[[JobOptions, Estimate], float]
 
 
-def check_time(planner: Planner, plan: JobPlan, limit: float, accept_partial: bool, compiling: Compiling) -> None:
+def check_time(
+    pricing: Pricing,
+    options: JobOptions,
+    estimate: Estimate,
+    limit: float,
+    accept_partial: bool,
+    compiling: Compiling,
+) -> None:
     """Refuse (OverTimeLimit) a job whose estimate, its compiling included,
     is over the time per job `limit`: it would be stopped there. With
     `accept_partial` it runs until the limit instead, unless not even its
     first iteration fits. The message names the estimate, the limit and what
-    would fit, priced by `planner` (the one that made `plan`). `compiling`:
-    the seconds of compiling a job needs (engine.compile_seconds)."""
-    options, estimate = plan.options, plan.estimate
+    would fit, priced by `pricing` (the one that made `estimate` of these
+    resolved `options`). `compiling`: the seconds of compiling a job needs
+    (engine.compile_seconds)."""
     compile_seconds = compiling(options, estimate)
     total = compile_seconds + estimate.seconds
     if total <= limit:
@@ -37,11 +44,11 @@ def check_time(planner: Planner, plan: JobPlan, limit: float, accept_partial: bo
     fits: list[str] = []
     field = "size"
     if room > 0:
-        iterations = most_iterations_within(options, planner.shapes, estimate, room)
+        iterations = most_iterations_within(options, pricing.shapes, estimate, room)
         if iterations and not accept_partial:
             fits.append(f"iterations {iterations} or fewer")
             field = "iterations"
-        size = size_within(options, total, limit, lambda o: _seconds(o, planner, compiling))
+        size = size_within(options, total, limit, lambda o: _seconds(o, pricing, compiling))
         if size:
             fits.append(f"size {size} (with {estimate.total_iterations} iterations)")
     if not accept_partial and first <= limit:
@@ -62,8 +69,8 @@ def check_time(planner: Planner, plan: JobPlan, limit: float, accept_partial: bo
     raise OverTimeLimit(field, f"{told}, over this server's limit of {limit:g} s per job (--max-job-seconds); {hint}")
 
 
-def _seconds(options: JobOptions, planner: Planner, compiling: Compiling) -> float:
-    estimate = planner.price(options)
+def _seconds(options: JobOptions, pricing: Pricing, compiling: Compiling) -> float:
+    estimate = pricing.estimate(options)
     return estimate.seconds + compiling(options, estimate)
 
 

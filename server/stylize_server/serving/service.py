@@ -36,7 +36,7 @@ from grpc import aio
 from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.config import ServerConfig
 from stylize_server.job.errors import Draining, InternalError, Loading, NotFound, RequestIdInUse, Stopped, StylizeError
-from stylize_server.job.plan import JobPlan
+from stylize_server.job.plan import JobPlan, plan_job
 from stylize_server.job.port import EnginePort
 from stylize_server.job.types import Result, StopReason
 from stylize_server.serving import calllog, calls, metrics, ownership, stream, video, videoinput
@@ -194,7 +194,7 @@ class StyleTransferService:
                 return
         engine.check_options(head.options)
         # The one resolve and estimate of this job: everything after reads it.
-        plan = admission.plan_job(
+        plan = plan_job(
             head.options,
             head.shapes,
             head.delivery.accept_partial,

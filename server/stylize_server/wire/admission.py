@@ -4,41 +4,26 @@ only once the previous one passed: first the images' headers and the options
 to what the job will use.
 
 The serving layer calls `read_request` (cheap: checks every limit and gives
-the shapes the cost model needs), then `plan_job` (the one plan of the job:
-the budget and the time per job), decides on admission, and only then calls
+the shapes the cost model needs), plans the job once (plan.plan_job: the
+budget and the time per job), decides on admission, and only then calls
 `decode_inputs`.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
 from stylize_api.v1 import stylize_pb2 as pb
-from stylize_server.job import images, timing
+from stylize_server.job import images
 from stylize_server.job.delivery import DeliveryOptions, validate_delivery
 from stylize_server.job.errors import InvalidArgument
 from stylize_server.job.geometry import output_shape, style_shape
 from stylize_server.job.options import Inputs, InputShapes, JobOptions, Limits, StyleSource, validate
-from stylize_server.job.plan import JobPlan, Planner
-from stylize_server.job.port import EnginePort
 from stylize_server.wire import convert
-
-
-class Settings(Protocol):
-    """The server settings a plan reads (config.ServerConfig)."""
-
-    @property
-    def max_concurrent_jobs(self) -> int: ...
-    @property
-    def max_job_seconds(self) -> float: ...
-    @property
-    def tile_size(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -87,37 +72,6 @@ def read_request(request: pb.StylizeRequest, limits: Limits) -> RequestHead:
     shapes = InputShapes(content.shape, tuple(styles), tuple(masks), tuple(weights), init)
     validate(options, shapes, limits)
     return RequestHead(options, delivery, shapes, content.alpha, regions)
-
-
-def plan_job(
-    options: JobOptions,
-    shapes: InputShapes,
-    accept_partial: bool,
-    regions: int,
-    engine: EnginePort,
-    budget_bytes: int,
-    settings: Settings,
-) -> JobPlan:
-    """The one plan of a job on this server: resolved, priced against its
-    share of the budget (TooLarge over the whole budget), and checked against
-    the time per job (OverTimeLimit), whose alternatives the same `Planner`
-    prices. `regions`: the request's mask regions (RequestHead.regions)."""
-    planner = Planner(
-        shapes,
-        engine.default_pooling,
-        engine.profile,
-        engine.term_costs,
-        engine.term_defaults,
-        regions=regions,
-        target_bytes=budget_bytes // settings.max_concurrent_jobs,
-        budget_bytes=budget_bytes,
-        tile_setting=settings.tile_size,
-    )
-    plan = planner.plan(options)
-    guided = any(mask is not None for mask in shapes.masks)
-    compiling = functools.partial(engine.compile_seconds, guided=guided)
-    timing.check_time(planner, plan, settings.max_job_seconds, accept_partial, compiling)
-    return plan
 
 
 def fingerprint(request: pb.StylizeRequest, head: RequestHead) -> str:

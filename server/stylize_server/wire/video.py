@@ -6,7 +6,7 @@ import hashlib
 
 from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.job.options import InputShapes
-from stylize_server.job.plan import JobPlan
+from stylize_server.job.plan import JobPlan, Settings, plan_job
 from stylize_server.job.port import EnginePort
 from stylize_server.job.video import DEFAULT_TEMPORAL_WEIGHT, VideoOptions
 from stylize_server.wire import admission
@@ -47,15 +47,15 @@ def plan_frames(
     wanted: VideoOptions,
     engine: EnginePort,
     budget_bytes: int,
-    cfg: admission.Settings,
+    cfg: Settings,
 ) -> Plans:
     """The plans (and input shapes) of the first frame and of every later
-    one, each planned and checked as a Stylize job would be (admission.plan_job)."""
+    one, each planned and checked as a Stylize job would be (plan_job)."""
     plans, shapes_of = [], []
     for later in (False, True):
         options = wanted.frame_options(head.options, later)
         shapes = wanted.later_shapes(head.shapes) if later else head.shapes
         accept_partial = head.delivery.accept_partial
-        plans.append(admission.plan_job(options, shapes, accept_partial, head.regions, engine, budget_bytes, cfg))
+        plans.append(plan_job(options, shapes, accept_partial, head.regions, engine, budget_bytes, cfg))
         shapes_of.append(shapes)
     return (plans[0], plans[1]), (shapes_of[0], shapes_of[1])
