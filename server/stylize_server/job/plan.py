@@ -4,11 +4,11 @@ estimate, whose scales say each scale's size, iterations, tiling and L-BFGS
 history; then, once the images are decoded, the inputs.
 
 `plan_job` is admission's one plan of a job, from the images' headers before
-anything is decoded: a `Planner` resolves the options and prices them with
-a `cost.Pricing` (everything but the options: the images' shapes, the
-engine's loss terms, the device, the budget), and the same pricing prices
-what would fit the time limit (timing.py). The engine's Python API plans
-with decoded images (`make_plan`). Nothing after it resolves or estimates
+anything is decoded: it resolves the options and prices them with one
+`cost.Pricing` (everything but the options: the images' shapes, the engine's
+loss terms, the device, the budget), and the same pricing prices what would
+fit the time limit (timing.py). The engine's Python API plans with decoded
+images (`make_plan`). Nothing after it resolves or estimates
 again: the `started` frame, the scheduler's budget, the ETA and the engine
 all read the same plan."""
 
@@ -96,21 +96,15 @@ class Settings(Protocol):
     def tile_size(self) -> int: ...
 
 
-@dataclass(frozen=True)
-class Planner:
-    """Resolves a job's options (the engine's defaults, and those of the
-    options its loss terms own) and prices them with `pricing`."""
-
-    pricing: cost.Pricing
-    default_pooling: Pooling
-    term_defaults: Mapping[str, TermValue]
-
-    def plan(self, options: JobOptions) -> JobPlan:
-        """Resolve checked options and price them: the job's plan (no images yet)."""
-        resolved = resolve(options, self.default_pooling)
-        owned = {**self.term_defaults, **dict(resolved.term_options)}
-        resolved = resolved.replace(term_options=tuple(sorted(owned.items())))
-        return JobPlan(options=resolved, estimate=self.pricing.estimate(resolved))
+def resolve_and_price(
+    options: JobOptions, pricing: cost.Pricing, default_pooling: Pooling, term_defaults: Mapping[str, TermValue]
+) -> JobPlan:
+    """Resolve checked options (the engine's defaults, and those of the
+    options its loss terms own) and price them: the job's plan (no images yet)."""
+    resolved = resolve(options, default_pooling)
+    owned = {**term_defaults, **dict(resolved.term_options)}
+    resolved = resolved.replace(term_options=tuple(sorted(owned.items())))
+    return JobPlan(options=resolved, estimate=pricing.estimate(resolved))
 
 
 def plan_job(
@@ -131,7 +125,7 @@ def plan_job(
     pricing = cost.Pricing(
         shapes, engine.profile, target_bytes, budget_bytes, settings.tile_size, regions, engine.term_costs
     )
-    plan = Planner(pricing, engine.default_pooling, engine.term_defaults).plan(options)
+    plan = resolve_and_price(options, pricing, engine.default_pooling, engine.term_defaults)
     guided = any(mask is not None for mask in shapes.masks)
     compiling = functools.partial(engine.compile_seconds, guided=guided)
     timing.check_time(pricing, plan.options, plan.estimate, settings.max_job_seconds, accept_partial, compiling)
@@ -159,4 +153,4 @@ def make_plan(
     `term_defaults` are the engine's loss terms' shares of the cost and the
     defaults of the options they own (EnginePort)."""
     pricing = cost.Pricing(shapes, profile, target_bytes, budget_bytes, tile_setting, regions, term_costs)
-    return Planner(pricing, default_pooling, term_defaults).plan(options)
+    return resolve_and_price(options, pricing, default_pooling, term_defaults)

@@ -192,6 +192,8 @@ class StyleTransferService:
             fingerprint = await loop.run_in_executor(self.pools.encode, admission.fingerprint, request, head)
             if self._reattach(key, fingerprint, deadline, call):
                 return
+        # From here to registry.add nothing awaits: no other call can take this
+        # request_id in between, so the check above holds until the job is kept.
         engine.check_options(head.options)
         # The one resolve and estimate of this job: everything after reads it.
         plan = plan_job(
@@ -215,9 +217,6 @@ class StyleTransferService:
             deadline=deadline,
             owner=key[0],
         )
-        # Another call with this request_id may have been admitted while ours was hashed.
-        if chosen and self._reattach(key, fingerprint, deadline, call):
-            return
         call.subscriber = job.subscribe()
         scheduler.admit(job)  # raises ClientQuota / QueueFull before anything is kept
         call.job = job
