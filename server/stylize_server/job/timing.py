@@ -48,7 +48,7 @@ def check_time(
         if iterations and not accept_partial:
             fits.append(f"iterations {iterations} or fewer")
             field = "iterations"
-        size = size_within(options, total, limit, lambda o: _seconds(o, pricing, compiling))
+        size = size_within(options.size, total, limit, lambda s: _seconds(options.replace(size=s), pricing, compiling))
         if size:
             fits.append(f"size {size} (with {estimate.total_iterations} iterations)")
     if not accept_partial and first <= limit:
@@ -95,21 +95,20 @@ def most_iterations_within(options: JobOptions, shapes: InputShapes, estimate: E
     return best
 
 
-def size_within(options: JobOptions, spent: float, seconds: float, seconds_at: Callable[[JobOptions], float]) -> int:
+def size_within(size: int, spent: float, seconds: float, seconds_at: Callable[[int], float]) -> int:
     """A `size` (multiple of 16) at which the job, with its iterations, is
-    estimated at most `seconds`, given that at its own size it is estimated
+    estimated at most `seconds`, given that at its own `size` it is estimated
     at `spent`; 0 when none is. Time grows about with the pixels, so the
     first guess scales the side by the square root of the time ratio;
-    `seconds_at` (the estimate with other options) checks it, at most four
+    `seconds_at` (the estimate at another size) checks it, at most four
     times, each miss shrinking the guess by what it missed by. Bounded,
     because admission asks this on the event loop."""
-    size = options.size
     for _ in range(4):
         size = int(size * math.sqrt(seconds / spent) * 0.97) // layout.ALIGN * layout.ALIGN
         if size < layout.MIN_SIDE:
             return 0
         try:
-            spent = seconds_at(options.replace(size=size))
+            spent = seconds_at(size)
         except TooLarge:
             continue
         if spent <= seconds:
