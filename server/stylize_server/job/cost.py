@@ -52,7 +52,8 @@ class TermCost(Protocol):
     in float32 values: what it keeps at the image's resolution through a job
     (state), what its layers hold in a piece in flight (working), what it keeps
     and computes whatever the size (fixed), and what it computes per pixel beyond
-    the network's passes (macs). `regions`: mask regions of a guided job, else 0."""
+    the network's passes (macs). `regions`: mask regions of a guided job, else 0.
+    None of them depends on the size: a job asks them once (`Shares`)."""
 
     def active(self, options: JobOptions) -> bool: ...
 
