@@ -126,7 +126,7 @@ def _measure(engine: Any, config: dict[str, Any], iterations: int, rounds: int) 
     import dataclasses
 
     from benchmarks.common import job_seconds_per_iteration, peak_memory, reset_peak_memory, sample_images
-    from stylize_server.job import cost
+    from stylize_server.job import cost, tilings
     from stylize_server.job.options import Inputs, JobOptions, StyleSource
 
     size = config["size"]
@@ -140,24 +140,26 @@ def _measure(engine: Any, config: dict[str, Any], iterations: int, rounds: int) 
     seconds = [job_seconds_per_iteration(engine, options, inputs) for _ in range(rounds)]
     peak = peak_memory() - mark
     profile = engine.profile
-    h, w, deepest, whole = scale.height, scale.width, cost.deepest_layer(plan.options), cost.Tiling()
+    h, w, deepest, whole = scale.height, scale.width, cost.deepest_layer(plan.options), tilings.Tiling()
     return {
         **config,
         "status": "ok",
         "height": h,
         "width": w,
         "megapixels": h * w / 1e6,
-        "layout": cost.describe(scale),
+        "layout": tilings.describe(scale),
         "seconds_per_iteration": median(seconds),
         "rounds": seconds,
         "peak_bytes": peak,
         "estimated_seconds_per_iteration": scale.seconds_per_iteration,
         "estimated_bytes": scale.device_memory_bytes,
         "activation_bytes_at_keep_1": cost.activation_bytes(
-            h, w, deepest, dataclasses.replace(profile, keep=1.0), whole
+            tilings.parts(deepest, whole, h, w), dataclasses.replace(profile, keep=1.0)
         ),
-        "vector_bytes": cost.vector_bytes(h, w, plan.options, scale.lbfgs_history, 1, whole, engine.term_costs),
-        "style_bytes": cost.style_pass_bytes(h, w, deepest, profile, 0),
+        "vector_bytes": cost.vector_bytes(
+            h, w, plan.options, scale.lbfgs_history, cost.Shares.of(engine.term_costs, plan.options, 1)
+        ),
+        "style_bytes": cost.style_pass_bytes(h * w, deepest, profile),
         "profile": dataclasses.asdict(profile),
     }
 

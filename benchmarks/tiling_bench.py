@@ -53,7 +53,7 @@ def tile_for(side: int) -> int:
 
 
 def tiling_for(name: str, side: int) -> Any:
-    from stylize_server.job.cost import Tiling
+    from stylize_server.job.tilings import Tiling
 
     tile = tile_for(side)
     if name == "whole":
@@ -66,7 +66,8 @@ def tiling_for(name: str, side: int) -> Any:
 def plan_for(engine: Any, side: int, name: str, iterations: int) -> Any:
     from stylize_server.engine import regions
     from stylize_server.job import cost
-    from stylize_server.job.options import Inputs, JobOptions, Scale, StyleSource, resolve
+    from stylize_server.job.geometry import Scale
+    from stylize_server.job.options import Inputs, JobOptions, StyleSource, resolve
     from stylize_server.job.plan import JobPlan
     from stylize_server.job.types import Estimate
 
@@ -147,7 +148,7 @@ def worker_memory(
     from dataclasses import replace
 
     from stylize_server.engine.runner import Engine, RunHooks
-    from stylize_server.job.cost import describe
+    from stylize_server.job.tilings import describe
 
     engine = Engine(weights=weights, precision=precision)
     side = side_for(megapixels)
@@ -187,7 +188,8 @@ def _tiled_fields(name: str) -> dict[str, int]:
 def estimate_only(megapixels: float, name: str, precision: str) -> dict[str, Any]:
     from stylize_server.engine import terms
     from stylize_server.job import cost, profiles
-    from stylize_server.job.options import InputShapes, JobOptions, Scale, resolve
+    from stylize_server.job.geometry import Scale
+    from stylize_server.job.options import InputShapes, JobOptions, resolve
 
     side = side_for(megapixels)
     shapes = InputShapes((side, side), ((side, side),), (None,), (1.0,))

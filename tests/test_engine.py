@@ -14,6 +14,7 @@ from stylize_server.engine.regions import plan_regions
 from stylize_server.engine.runner import Engine, RunHooks
 from stylize_server.engine.tiling import WHOLE
 from stylize_server.job.errors import InvalidArgument
+from stylize_server.job.geometry import plan_scales
 from stylize_server.job.options import (
     DEFAULT_STYLE_LAYERS,
     Init,
@@ -22,7 +23,6 @@ from stylize_server.job.options import (
     Optimizer,
     Pooling,
     StyleSource,
-    plan_scales,
 )
 from stylize_server.job.types import Result, StopReason
 from tests.support.terms import spec_of, style_targets

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from stylize_server.job import cost, profiles
+from stylize_server.job import cost, profiles, tilings
 from stylize_server.job.errors import TooLarge
-from stylize_server.job.options import InputShapes, JobOptions, Optimizer, Scale, resolve
+from stylize_server.job.geometry import Scale
+from stylize_server.job.options import InputShapes, JobOptions, Optimizer, resolve
+from stylize_server.job.tilings import Tiling
 from stylize_server.job.types import Estimate
 from tests.support.terms import TERMS, spec_of
 
@@ -29,7 +31,7 @@ def options(side: int, **kw) -> JobOptions:
     return resolve(JobOptions(size=side, multiscale=False, iterations=10, **kw))
 
 
-def one_scale(side: int, tiling: cost.Tiling, history: int = 20, profile: profiles.Profile = F32, **kw):
+def one_scale(side: int, tiling: Tiling, history: int = 20, profile: profiles.Profile = F32, **kw):
     return cost.scale_estimate(options(side, **kw), shapes(side), Scale(side, 10), 1, profile, tiling, history, TERMS)
 
 
@@ -41,8 +43,8 @@ def test_the_whole_image_when_it_fits() -> None:
 
 
 def test_a_shorter_history_before_tiles_then_the_fastest_tiling_that_fits() -> None:
-    whole = one_scale(2048, cost.Tiling())
-    shorter = one_scale(2048, cost.Tiling(), history=5)
+    whole = one_scale(2048, Tiling())
+    shorter = one_scale(2048, Tiling(), history=5)
     assert shorter.device_memory_bytes < whole.device_memory_bytes
     chosen = estimate(options(2048), shapes(2048), F32, shorter.device_memory_bytes, 1 << 40).scales[0]
     assert chosen.tile_size == 0 and chosen.lbfgs_history == 5
@@ -50,7 +52,7 @@ def test_a_shorter_history_before_tiles_then_the_fastest_tiling_that_fits() -> N
     assert squeezed.tile_size > 0 and squeezed.device_memory_bytes < shorter.device_memory_bytes
     # Among the tilings that fit, the fastest: nothing that fits is faster.
     target = shorter.device_memory_bytes - 1
-    for tiling in cost.tilings("relu5_1", -1):
+    for tiling in tilings.tilings("relu5_1", -1):
         for history in (20, 10, 5):
             other = one_scale(2048, tiling, history)
             if other.tile_size and other.device_memory_bytes <= target:
@@ -67,26 +69,26 @@ def test_tile_setting_forces_or_forbids_tiles() -> None:
 
 
 def test_cutting_after_block_3_holds_a_fraction_of_the_memory_cutting_after_2_costs_less_time() -> None:
-    whole = one_scale(2000, cost.Tiling(), 5)
-    cut3 = one_scale(2000, cost.Tiling(512, 3, 0), 5)
-    cut2 = one_scale(2000, cost.Tiling(512, 2, 0), 5)
+    whole = one_scale(2000, Tiling(), 5)
+    cut3 = one_scale(2000, Tiling(512, 3, 0), 5)
+    cut2 = one_scale(2000, Tiling(512, 2, 0), 5)
     assert cut3.device_memory_bytes < whole.device_memory_bytes / 3
     assert cut2.seconds_per_iteration < 1.3 * whole.seconds_per_iteration < cut3.seconds_per_iteration * 1.3
     assert (cut3.split_block, cut3.deep_tile_size, cut3.tiles) == (3, 0, 16)
 
 
 def test_bfloat16_halves_the_activations() -> None:
-    a32 = cost.activation_bytes(1024, 1024, "relu5_1", F32, cost.Tiling())
-    a16 = cost.activation_bytes(1024, 1024, "relu5_1", BF16, cost.Tiling())
+    a32 = cost.activation_bytes(tilings.parts("relu5_1", Tiling(), 1024, 1024), F32)
+    a16 = cost.activation_bytes(tilings.parts("relu5_1", Tiling(), 1024, 1024), BF16)
     assert 2 * a16 / BF16.keep == pytest.approx(a32 / F32.keep, rel=1e-6)  # 2 bytes a value, not 4
-    half = one_scale(1024, cost.Tiling(), profile=BF16).device_memory_bytes
-    assert half < one_scale(1024, cost.Tiling()).device_memory_bytes
+    half = one_scale(1024, Tiling(), profile=BF16).device_memory_bytes
+    assert half < one_scale(1024, Tiling()).device_memory_bytes
 
 
 def test_regions_add_work_and_guides() -> None:
     o, s = options(512), shapes(512, styles=2)
-    one = cost.scale_estimate(o, s, Scale(512, 10), 1, F32, cost.Tiling(), 20, TERMS)
-    two = cost.scale_estimate(o, s, Scale(512, 10), 2, F32, cost.Tiling(), 20, TERMS)
+    one = cost.scale_estimate(o, s, Scale(512, 10), 1, F32, Tiling(), 20, TERMS)
+    two = cost.scale_estimate(o, s, Scale(512, 10), 2, F32, Tiling(), 20, TERMS)
     assert two.seconds_per_iteration > one.seconds_per_iteration
     assert two.device_memory_bytes > one.device_memory_bytes
     assert two.seconds_per_iteration < 1.2 * one.seconds_per_iteration  # the extra Gram terms are cheap
@@ -115,18 +117,18 @@ def test_the_cost_model_tiles_and_halos_are_the_engines() -> None:
 
     layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     spec = spec_of(("relu4_2",), layers, Pooling.AVG)
-    for tiling in (cost.Tiling(256, 3, 0), cost.Tiling(256, 2, 256), cost.Tiling(192)):
+    for tiling in (Tiling(256, 3, 0), Tiling(256, 2, 256), Tiling(192)):
         scale = one_scale(1000, tiling)
         layout = layout_of(scale)
-        parts = cost.parts("relu5_1", tiling)
+        parts = tilings.parts("relu5_1", tiling, 1000, 1000)
         stages = stages_for(spec, layout.splits)
         assert len(stages) == len(parts)
         for stage, part in zip(stages, parts):
             unit = 1 << (stage.first_block - 1)
-            assert stage_halo(stage, "relu5_1") * unit == cost.halo_px(part)
+            assert stage_halo(stage, "relu5_1") * unit == part.halo
             side = 1000 // unit
             tile = part.tile // unit
-            expected = len(cost.extents(1000, 1000, part.tile, cost.halo_px(part)))
+            expected = len(part.pieces)
             assert len(tile_grid(side, side, tile, stage_halo(stage, "relu5_1"))) == expected
         assert scale.tiles == len(tile_grid(1000, 1000, tiling.tile, 0))
 
@@ -140,10 +142,10 @@ def test_masks_are_priced_per_region_and_the_default_layers_are_unchanged() -> N
 
     def memory(regions: int, masks: InputShapes, **kw) -> int:
         return cost.scale_estimate(
-            options(512, **kw), masks, Scale(512, 10), regions, F32, cost.Tiling(), 20, TERMS
+            options(512, **kw), masks, Scale(512, 10), regions, F32, Tiling(), 20, TERMS
         ).device_memory_bytes
 
-    assert cost.loss_bytes(512, 512, options(512), 0, cost.Tiling(), TERMS) == 0
+    assert cost.loss_bytes(tilings.parts("relu5_1", Tiling(), 512, 512), cost.Shares.of(TERMS, options(512), 0)) == 0
     unmasked, one, eight = memory(1, shapes(512)), memory(1, masked), memory(8, masked)
     assert unmasked < one < eight
     # Per region: a guide per style layer and the image-sized planes, and a Gram per style layer.
@@ -153,5 +155,7 @@ def test_masks_are_priced_per_region_and_the_default_layers_are_unchanged() -> N
     # the guided Gram's working set holds one more.
     assert memory(1, masked, style_layers=early) - memory(1, shapes(512), style_layers=early) > 64 * 512 * 512 * 4
     # Tiled, the loss side is a tile's.
-    tiled = cost.loss_bytes(512, 512, options(512, style_layers=early), 1, cost.Tiling(128, 3, 0), TERMS)
-    assert 0 < tiled < cost.loss_bytes(512, 512, options(512, style_layers=early), 1, cost.Tiling(), TERMS) / 4
+    o = options(512, style_layers=early)
+    shares, deepest = cost.Shares.of(TERMS, o, 1), cost.deepest_layer(o)
+    tiled = cost.loss_bytes(tilings.parts(deepest, Tiling(128, 3, 0), 512, 512), shares)
+    assert 0 < tiled < cost.loss_bytes(tilings.parts(deepest, Tiling(), 512, 512), shares) / 4

@@ -22,7 +22,7 @@ import pytest
 
 from benchmarks import gpu_check, gpu_fit
 from stylize_server.config import ServerConfig, parse_config
-from stylize_server.job import cost, profiles
+from stylize_server.job import cost, profiles, tilings
 from stylize_server.job.options import InputShapes, JobOptions, resolve
 from tests.support.terms import TERMS
 
@@ -219,8 +219,10 @@ def test_the_fit_makes_the_cost_model_match_and_never_undershoot_memory() -> Non
         profile = profiles.Profile("GPU", "float32", **figures)
         seconds, _ = _estimate(profile, side)
         deepest = cost.deepest_layer(options)
-        activations = cost.activation_bytes(side, side, deepest, dataclasses.replace(profile, keep=1.0), cost.Tiling())
-        vectors = cost.vector_bytes(side, side, options, options.lbfgs_history, 1, cost.Tiling(), TERMS)
+        whole = tilings.parts(deepest, tilings.Tiling(), side, side)
+        activations = cost.activation_bytes(whole, dataclasses.replace(profile, keep=1.0))
+        shares = cost.Shares.of(TERMS, options, 1)
+        vectors = cost.vector_bytes(side, side, options, options.lbfgs_history, shares)
         rows.append(
             {
                 "size": side,
@@ -229,7 +231,7 @@ def test_the_fit_makes_the_cost_model_match_and_never_undershoot_memory() -> Non
                 "peak_bytes": int(1.3 * activations + vectors + 200 * MIB + off_line),
                 "activation_bytes_at_keep_1": activations,
                 "vector_bytes": vectors,
-                "style_bytes": cost.style_pass_bytes(side, side, deepest, profile, 0),
+                "style_bytes": cost.style_pass_bytes(side * side, deepest, profile),
             }
         )
     fit = gpu_fit.fit(rows, figures, profiles.FIGURES)

@@ -17,6 +17,7 @@ from stylize_server.engine.spec import LossSpec, Targets
 from stylize_server.engine.terms import meancov
 from stylize_server.engine.tiling import WHOLE, TileLayout
 from stylize_server.job.errors import InvalidArgument
+from stylize_server.job.geometry import plan_scales
 from stylize_server.job.layout import Pooling, block_of, channels, stride
 from stylize_server.job.options import (
     Inputs,
@@ -25,7 +26,6 @@ from stylize_server.job.options import (
     Limits,
     Optimizer,
     StyleSource,
-    plan_scales,
     resolve,
     style_shape,
     validate,

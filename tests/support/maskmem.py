@@ -87,8 +87,9 @@ def _inputs(side: int, regions: int) -> Any:
 def plan(engine: Any, case: Case, side: int) -> Any:
     """The case's job at `side`, with the estimate of the case's tiling."""
     from stylize_server.engine import regions
-    from stylize_server.job import cost
-    from stylize_server.job.options import JobOptions, Scale, resolve
+    from stylize_server.job import cost, tilings
+    from stylize_server.job.geometry import Scale
+    from stylize_server.job.options import JobOptions, resolve
     from stylize_server.job.plan import JobPlan
     from stylize_server.job.types import Estimate
 
@@ -99,7 +100,7 @@ def plan(engine: Any, case: Case, side: int) -> Any:
         engine.default_pooling,
     )
     count = regions.count_regions(inputs.styles, options.unmasked_region)
-    tiling = cost.Tiling(side // 2, 3, 0) if case.run == "tiled" else cost.Tiling()
+    tiling = tilings.Tiling(side // 2, 3, 0) if case.run == "tiled" else tilings.Tiling()
     scale = cost.scale_estimate(
         options, inputs.shapes, Scale(side, ITERATIONS), count, engine.profile, tiling, HISTORY, engine.term_costs
     )

@@ -33,7 +33,7 @@ class DeliveryOptions:
     background: str = "#ffffff"
     output_bit_depth: int = 8
     # Run a job estimated over --max-job-seconds until the limit (its best
-    # image so far) instead of refusing it (admission.check_time).
+    # image so far) instead of refusing it (timing.check_time).
     accept_partial: bool = False
 
     def replace(self, **changes: object) -> DeliveryOptions:

@@ -2,7 +2,8 @@
 engine optimizes, and `DeliveryOptions`, how the service reports and returns
 it. Field names are the StylizeRequest field names and enum values are the
 proto's value names in lower case, so `convert` maps them by name. Also: the
-server's `Limits` (the one set of defaults), range checks, the multi-scale plan.
+server's `Limits` (the one set of defaults), range checks; the sizes and the
+multi-scale plan are geometry.py's.
 
 Defaults and their provenance (README, "The algorithm, and where the defaults
 come from"):
@@ -21,8 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +30,8 @@ import numpy as np
 from stylize_server.job.checks import check_finite as _finite
 from stylize_server.job.checks import check_range as _int_range
 from stylize_server.job.errors import InvalidArgument, TooLarge
+from stylize_server.job.geometry import multiscale_on, output_shape
+from stylize_server.job.geometry import style_shape as style_shape  # the style terms size their images with it
 from stylize_server.job.layout import LOSS_LAYERS, MIN_SIDE, Pooling
 from stylize_server.job.temporal import Temporal
 
@@ -68,11 +70,6 @@ TermValue = float | int | bool | str | Layers
 DEFAULT_CONTENT_LAYERS: Layers = (("relu4_2", 1.0),)
 DEFAULT_STYLE_LAYERS: Layers = tuple((f"relu{b}_1", 1.0) for b in range(1, 6))
 DEFAULT_LEARNING_RATE = {Optimizer.LBFGS: 1.0, Optimizer.ADAM: 10.0}
-MULTISCALE_THRESHOLD = 256  # multi-scale is on by default above this size
-# Scales above this longest side get half the iteration share of the scale
-# before them: at print sizes the layout is settled, and an iteration there
-# costs 4x the one below.
-FULL_SHARE_MAX_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -221,66 +218,6 @@ _ENUM_FIELDS: dict[str, type[enum.Enum]] = {
 }
 
 
-@dataclass(frozen=True)
-class Scale:
-    size: int  # longest side
-    iterations: int
-
-
-def scaled_shape(shape: Sequence[int], longest: int) -> tuple[int, int]:
-    h, w = int(shape[0]), int(shape[1])
-    scale = longest / max(h, w)
-    return max(1, round(h * scale)), max(1, round(w * scale))
-
-
-def style_shape(style_hw: Sequence[int], output_hw: Sequence[int], style_scale: float) -> tuple[int, int]:
-    """(height, width) of a style image for an output of `output_hw`: its
-    aspect kept, its area style_scale² times the output's, and its shorter side
-    at least MIN_SIDE (so that block 5 is never empty)."""
-    sh, sw = int(style_hw[0]), int(style_hw[1])
-    area = style_scale**2 * int(output_hw[0]) * int(output_hw[1])
-    factor = math.sqrt(area / (sh * sw))
-    factor = max(factor, MIN_SIDE / min(sh, sw))
-    return max(MIN_SIDE, round(sh * factor)), max(MIN_SIDE, round(sw * factor))
-
-
-def output_shape(options: JobOptions, content_hw: Sequence[int]) -> tuple[int, int]:
-    """(height, width) of the output: the content scaled to `size`."""
-    return scaled_shape(content_hw, options.size)
-
-
-def multiscale_on(options: JobOptions) -> bool:
-    """`multiscale` as asked, or by default on above MULTISCALE_THRESHOLD."""
-    return options.size > MULTISCALE_THRESHOLD if options.multiscale is None else options.multiscale
-
-
-def plan_scales(options: JobOptions, content_hw: Sequence[int]) -> list[Scale]:
-    """The coarse-to-fine schedule. Sizes grow by `scale_ratio` (2: doubling; √2:
-    crowsonkb's ladder) from at least `multiscale_min_size` to `size` (scale k
-    below it is ⌊size / ratio^k⌋). The coarsest scale, where an iteration is
-    cheapest and most of the structure forms, gets `first_scale_share` (2) shares;
-    each finer scale up to FULL_SHARE_MAX_SIZE 1; each above it 1/ratio of the one
-    before (its iterations cost ratio² as much and refine texture only). Rounding
-    goes to the coarsest; every scale gets one iteration while the budget lasts."""
-    sizes = [options.size]
-    if multiscale_on(options):
-        for k in range(1, 64):
-            s = int(options.size / options.scale_ratio**k + 1e-6)  # ratio 2: exactly size // 2**k
-            if s < options.multiscale_min_size or min(scaled_shape(content_hw, s)) < MIN_SIDE:
-                break  # (the second: a very wide or tall image, no coarser scale deep enough for VGG-19)
-            sizes.append(s)
-        sizes.reverse()
-    if options.iterations < len(sizes):  # fewer iterations than scales: keep the finest
-        sizes = sizes[-options.iterations :]
-    shares = [options.first_scale_share]
-    for size in sizes[1:]:
-        shares.append(1.0 if size <= FULL_SHARE_MAX_SIZE else min(1.0, shares[-1]) / options.scale_ratio)
-    total_share = sum(shares)
-    its = [max(1, int(options.iterations * sh / total_share)) for sh in shares]
-    its[0] += options.iterations - sum(its)
-    return [Scale(s, i) for s, i in zip(sizes, its)]
-
-
 def resolve(options: JobOptions, default_pooling: Pooling = Pooling.AVG) -> JobOptions:
     """Fill the fields left at None with their defaults."""
     return options.replace(
@@ -300,19 +237,6 @@ def _check_shape(name: str, hw: tuple[int, int] | None, limits: Limits) -> None:
         raise InvalidArgument(name, f"image has no pixels ({w}x{h})")
     if h * w > limits.max_input_pixels:
         raise TooLarge(name, f"{w}x{h} = {w * h} pixels exceeds the limit of {limits.max_input_pixels} pixels")
-
-
-def _check_layers(name: str, layers: Sequence[tuple[str, float]]) -> None:
-    seen: set[str] = set()
-    for layer, weight in layers:
-        if layer not in LOSS_LAYERS:
-            raise InvalidArgument(
-                name, f"unknown layer {layer!r}; valid layers are conv1_1..conv5_4 and relu1_1..relu5_4"
-            )
-        if layer in seen:
-            raise InvalidArgument(name, f"layer {layer!r} is listed twice")
-        seen.add(layer)
-        _finite(f"{name}[{layer}].weight", weight, 0.0, 1e12)
 
 
 def validate_shapes(shapes: InputShapes, limits: Limits) -> None:
@@ -369,8 +293,17 @@ def validate(options: JobOptions, shapes: InputShapes, limits: Limits) -> None:
     _finite("content_weight", options.content_weight, 0.0, 1e12)
     _finite("style_weight", options.style_weight, 0.0, 1e12)
     _finite("tv_weight", options.tv_weight, 0.0, 1e12)
-    _check_layers("content_layers", options.content_layers)
-    _check_layers("style_layers", options.style_layers)
+    for name, layers in (("content_layers", options.content_layers), ("style_layers", options.style_layers)):
+        seen: set[str] = set()
+        for layer, weight in layers:
+            if layer not in LOSS_LAYERS:
+                raise InvalidArgument(
+                    name, f"unknown layer {layer!r}; valid layers are conv1_1..conv5_4 and relu1_1..relu5_4"
+                )
+            if layer in seen:
+                raise InvalidArgument(name, f"layer {layer!r} is listed twice")
+            seen.add(layer)
+            _finite(f"{name}[{layer}].weight", weight, 0.0, 1e12)
     if not options.content_layers and not options.style_layers:
         raise InvalidArgument("style_layers", "content_layers and style_layers cannot both be empty")
     if options.init is Init.IMAGE and shapes.init_image is None:

@@ -8,16 +8,13 @@ these members serves (the tests' fakes do).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from stylize_server.job.cost import TermCost
-from stylize_server.job.layout import Pooling
-from stylize_server.job.options import JobOptions, TermValue
-from stylize_server.job.plan import JobPlan
-from stylize_server.job.profiles import Profile
-from stylize_server.job.types import Estimate, ModelInfo, Progress, Result, StopReason
+from stylize_server.job.options import JobOptions
+from stylize_server.job.plan import JobPlan, Planning
+from stylize_server.job.types import ModelInfo, Progress, Result, StopReason
 
 
 @dataclass
@@ -39,35 +36,15 @@ class RunHooks:
     on_phase: Callable[[str], None] | None = None
 
 
-class EnginePort(Protocol):
-    """A resident model that runs planned jobs (engine.runner.Engine)."""
+class EnginePort(Planning, Protocol):
+    """A resident model that runs planned jobs (engine.runner.Engine); what
+    planning reads of it is `plan.Planning`."""
 
     @property
     def model_info(self) -> ModelInfo: ...
 
-    @property
-    def default_pooling(self) -> Pooling: ...
-
-    @property
-    def profile(self) -> Profile: ...
-
-    @property
-    def term_defaults(self) -> Mapping[str, TermValue]:
-        """The options the loss terms own, with their defaults (make_plan)."""
-        ...
-
-    @property
-    def term_costs(self) -> Sequence[TermCost]:
-        """The loss terms' shares of the cost model (make_plan)."""
-        ...
-
     def check_options(self, options: JobOptions) -> None:
         """Refuse options the loss terms do not own or accept (InvalidArgument)."""
-        ...
-
-    def compile_seconds(self, options: JobOptions, estimate: Estimate, guided: bool) -> float:
-        """Seconds of tracing a job with these resolved options would pay
-        before its first iteration (0.0 when everything is compiled)."""
         ...
 
     def run(self, plan: JobPlan, hooks: RunHooks | None = None) -> Result:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import logging
 import time
 import uuid
@@ -36,9 +35,8 @@ from grpc import aio
 
 from stylize_api.v1 import stylize_pb2 as pb
 from stylize_server.config import ServerConfig
-from stylize_server.job import cost
 from stylize_server.job.errors import Draining, InternalError, Loading, NotFound, RequestIdInUse, Stopped, StylizeError
-from stylize_server.job.plan import JobPlan, make_plan
+from stylize_server.job.plan import JobPlan, plan_job
 from stylize_server.job.port import EnginePort
 from stylize_server.job.types import Result, StopReason
 from stylize_server.serving import calllog, calls, metrics, ownership, stream, video, videoinput
@@ -194,35 +192,19 @@ class StyleTransferService:
             fingerprint = await loop.run_in_executor(self.pools.encode, admission.fingerprint, request, head)
             if self._reattach(key, fingerprint, deadline, call):
                 return
-        regions = admission.style_regions(request)
+        # From here to registry.add nothing awaits: no other call can take this
+        # request_id in between, so the check above holds until the job is kept.
         engine.check_options(head.options)
-        share = scheduler.budget_bytes // self.config.max_concurrent_jobs
-        plan = make_plan(  # the one resolve and estimate of this job: everything after reads it
+        # The one resolve and estimate of this job: everything after reads it.
+        plan = plan_job(
             head.options,
             head.shapes,
-            default_pooling=engine.default_pooling,
-            profile=engine.profile,
-            regions=len(set(regions)) or 1,
-            target_bytes=share,
-            budget_bytes=scheduler.budget_bytes,
-            tile_setting=self.config.tile_size,
-            term_costs=engine.term_costs,
-            term_defaults=engine.term_defaults,
+            head.delivery.accept_partial,
+            head.regions,
+            engine,
+            scheduler.budget_bytes,
+            self.config,
         )
-        # What would fit the time limit: the same pricing of other sizes and iteration counts.
-        price = functools.partial(
-            cost.estimate,
-            shapes=head.shapes,
-            profile=engine.profile,
-            target_bytes=share,
-            budget_bytes=scheduler.budget_bytes,
-            tile_setting=self.config.tile_size,
-            regions=len(set(regions)) or 1,
-            terms=engine.term_costs,
-        )
-        guided = any(mask is not None for mask in head.shapes.masks)
-        compiling = functools.partial(engine.compile_seconds, guided=guided)
-        admission.check_time(head, plan.options, plan.estimate, self.config.max_job_seconds, price, compiling)
         job = Job(
             client=client,
             request_id=call.request_id,
@@ -231,13 +213,10 @@ class StyleTransferService:
             head=head,
             plan=plan,
             request=request,
-            style_regions=regions,
+            style_regions=head.style_regions,
             deadline=deadline,
             owner=key[0],
         )
-        # Another call with this request_id may have been admitted while ours was hashed.
-        if chosen and self._reattach(key, fingerprint, deadline, call):
-            return
         call.subscriber = job.subscribe()
         scheduler.admit(job)  # raises ClientQuota / QueueFull before anything is kept
         call.job = job

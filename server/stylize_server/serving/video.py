@@ -217,10 +217,8 @@ class VideoCall:
         wanted.check(options, cfg.max_video_frames, cfg.limits.max_iterations)
         self.early_stop = wanted.early_stop
         engine.check_options(wanted.frame_options(options, later=False))
-        self.regions = admission.style_regions(request)
-        self.plans, self.shapes = plan_frames(
-            head, wanted, engine, len(set(self.regions)) or 1, scheduler.budget_bytes, cfg
-        )
+        self.regions = head.style_regions
+        self.plans, self.shapes = plan_frames(head, wanted, engine, scheduler.budget_bytes, cfg)
         self.head = head
         self.out_hw = self.plans[0].output_shape
         loop = asyncio.get_running_loop()
@@ -263,7 +261,8 @@ class VideoCall:
 
         remaining = context.time_remaining()
         assert self.shapes is not None
-        head = admission.RequestHead(plan.options, self.head.delivery, self.shapes[1 if later else 0], False)
+        shapes = self.shapes[1 if later else 0]
+        head = admission.RequestHead(plan.options, self.head.delivery, shapes, False, self.regions)
         job = Job(
             client=client,
             request_id=f"{self.head.delivery.request_id or 'video'}#{item.index}",

@@ -4,8 +4,9 @@ only once the previous one passed: first the images' headers and the options
 to what the job will use.
 
 The serving layer calls `read_request` (cheap: checks every limit and gives
-the shapes the cost model needs), decides on admission (the budget, and
-`check_time` against the time per job), and only then calls `decode_inputs`.
+the shapes the cost model needs), plans the job once (plan.plan_job: the
+budget and the time per job), decides on admission, and only then calls
+`decode_inputs`.
 """
 
 from __future__ import annotations
@@ -17,20 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from stylize_api.v1 import stylize_pb2 as pb
-from stylize_server.job import images, timing
+from stylize_server.job import images
 from stylize_server.job.delivery import DeliveryOptions, validate_delivery
-from stylize_server.job.errors import InvalidArgument, OverTimeLimit
-from stylize_server.job.options import (
-    Inputs,
-    InputShapes,
-    JobOptions,
-    Limits,
-    StyleSource,
-    output_shape,
-    style_shape,
-    validate,
-)
-from stylize_server.job.types import Estimate
+from stylize_server.job.errors import InvalidArgument
+from stylize_server.job.geometry import output_shape, style_shape
+from stylize_server.job.options import Inputs, InputShapes, JobOptions, Limits, StyleSource, validate
 from stylize_server.wire import convert
 
 
@@ -42,6 +34,12 @@ class RequestHead:
     delivery: DeliveryOptions
     shapes: InputShapes
     content_alpha: bool  # the content has an alpha channel
+    style_regions: tuple[int, ...] = ()  # each style's region of the loss (read_request)
+
+    @property
+    def regions(self) -> int:
+        """The number of regions the cost model counts (one without any masks)."""
+        return len(set(self.style_regions)) or 1
 
 
 def read_request(request: pb.StylizeRequest, limits: Limits) -> RequestHead:
@@ -56,6 +54,10 @@ def read_request(request: pb.StylizeRequest, limits: Limits) -> RequestHead:
     if len(request.request_id) > 128:
         raise InvalidArgument("request_id", f"is {len(request.request_id)} characters; the limit is 128")
     options, delivery = convert.request_options(request)
+    # Each style's region of the loss: styles with the same mask bytes share
+    # one, the styles without a mask share another.
+    ids: dict[bytes, int] = {}
+    regions = tuple(ids.setdefault(style.mask.data, len(ids)) for style in request.styles)
     validate_delivery(delivery, limits)
     cap = limits.max_input_pixels
     content = images.probe(request.content.data, "content", cap)
@@ -69,73 +71,7 @@ def read_request(request: pb.StylizeRequest, limits: Limits) -> RequestHead:
     init = images.probe(request.init_image.data, "init_image", cap).shape if request.init_image.data else None
     shapes = InputShapes(content.shape, tuple(styles), tuple(masks), tuple(weights), init)
     validate(options, shapes, limits)
-    return RequestHead(options, delivery, shapes, content.alpha)
-
-
-def check_time(
-    head: RequestHead,
-    options: JobOptions,
-    estimate: Estimate,
-    limit: float,
-    price: Callable[[JobOptions], Estimate],
-    compiling: Callable[[JobOptions, Estimate], float],
-) -> None:
-    """Refuse (OverTimeLimit) a job whose estimate, its compiling included,
-    is over the time per job `limit`: it would be stopped there. With
-    `accept_partial` it runs until the limit instead, unless not even its
-    first iteration fits. The message names the estimate, the limit and what
-    would fit. `price`: the estimate of the job with other options;
-    `compiling`: the seconds of compiling it needs (engine.compile_seconds)."""
-    compile_seconds = compiling(options, estimate)
-    total = compile_seconds + estimate.seconds
-    if total <= limit:
-        return
-    first = compile_seconds + estimate.scales[0].seconds_per_iteration
-    partial = head.delivery.accept_partial
-    if partial and first <= limit:
-        return
-    room = limit - compile_seconds
-    fits: list[str] = []
-    field = "size"
-    if room > 0:
-        iterations = timing.most_iterations_within(options, head.shapes, estimate, room)
-        if iterations and not partial:
-            fits.append(f"iterations {iterations} or fewer")
-            field = "iterations"
-        size = timing.size_within(options, total, limit, lambda o: _seconds(o, price, compiling))
-        if size:
-            fits.append(f"size {size} (with {estimate.total_iterations} iterations)")
-    if not partial and first <= limit:
-        fits.append("accept_partial, for the best image after the limit")
-    plus = f" + {compile_seconds:.1f} s compiling" if compile_seconds else ""
-    if partial:
-        told = f"not even one iteration fits: the first is estimated at {first:.1f} s"
-        told += f" ({estimate.scales[0].seconds_per_iteration:.2f} s{plus})"
-    else:
-        told = f"the job is estimated at {total:.1f} s ({estimate.seconds:.1f} s of {estimate.total_iterations}"
-        told += f" iterations{plus})"
-    if fits:
-        hint = f"what would fit: {', or '.join(fits)}"
-    elif room <= 0:
-        hint = "compiling alone is over it (a job with layers and pooling this server already ran compiles nothing)"
-    else:
-        hint = "no size or number of iterations fits"
-    raise OverTimeLimit(field, f"{told}, over this server's limit of {limit:g} s per job (--max-job-seconds); {hint}")
-
-
-def _seconds(
-    options: JobOptions, price: Callable[[JobOptions], Estimate], compiling: Callable[[JobOptions, Estimate], float]
-) -> float:
-    estimate = price(options)
-    return estimate.seconds + compiling(options, estimate)
-
-
-def style_regions(request: pb.StylizeRequest) -> tuple[int, ...]:
-    """Each style's region of the loss: styles with the same mask bytes share
-    one, the styles without a mask share another. The number of distinct
-    values is what the cost model counts (one without any masks)."""
-    ids: dict[bytes, int] = {}
-    return tuple(ids.setdefault(style.mask.data, len(ids)) for style in request.styles)
+    return RequestHead(options, delivery, shapes, content.alpha, regions)
 
 
 def fingerprint(request: pb.StylizeRequest, head: RequestHead) -> str:

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-from typing import Protocol
 
 from stylize_api.v1 import stylize_pb2 as pb
-from stylize_server.job import cost
-from stylize_server.job.options import InputShapes, JobOptions
-from stylize_server.job.plan import JobPlan, make_plan
+from stylize_server.job.options import InputShapes
+from stylize_server.job.plan import JobPlan, Settings, plan_job
 from stylize_server.job.port import EnginePort
-from stylize_server.job.types import Estimate
 from stylize_server.job.video import DEFAULT_TEMPORAL_WEIGHT, VideoOptions
 from stylize_server.wire import admission
-
-
-class Settings(Protocol):
-    """The server settings a video's plan reads (config.ServerConfig)."""
-
-    @property
-    def max_concurrent_jobs(self) -> int: ...
-    @property
-    def max_job_seconds(self) -> float: ...
-    @property
-    def tile_size(self) -> int: ...
 
 
 def header_fingerprint(header: pb.VideoHeader) -> str:
@@ -61,46 +46,16 @@ def plan_frames(
     head: admission.RequestHead,
     wanted: VideoOptions,
     engine: EnginePort,
-    regions: int,
     budget_bytes: int,
     cfg: Settings,
 ) -> Plans:
     """The plans (and input shapes) of the first frame and of every later
-    one, each priced by the cost model and checked against the time per job
-    as a Stylize job would be (admission.check_time)."""
-    share = budget_bytes // cfg.max_concurrent_jobs
+    one, each planned and checked as a Stylize job would be (plan_job)."""
     plans, shapes_of = [], []
     for later in (False, True):
         options = wanted.frame_options(head.options, later)
         shapes = wanted.later_shapes(head.shapes) if later else head.shapes
-        plan = make_plan(
-            options,
-            shapes,
-            default_pooling=engine.default_pooling,
-            profile=engine.profile,
-            regions=regions,
-            target_bytes=share,
-            budget_bytes=budget_bytes,
-            tile_setting=cfg.tile_size,
-            term_costs=engine.term_costs,
-            term_defaults=engine.term_defaults,
-        )
-        guided = any(mask is not None for mask in shapes.masks)
-        compiling = functools.partial(engine.compile_seconds, guided=guided)
-
-        def price(o: JobOptions, _shapes: InputShapes = shapes) -> Estimate:
-            return cost.estimate(
-                o,
-                shapes=_shapes,
-                profile=engine.profile,
-                target_bytes=share,
-                budget_bytes=budget_bytes,
-                tile_setting=cfg.tile_size,
-                regions=regions,
-                terms=engine.term_costs,
-            )
-
-        admission.check_time(head, plan.options, plan.estimate, cfg.max_job_seconds, price, compiling)
-        plans.append(plan)
+        accept_partial = head.delivery.accept_partial
+        plans.append(plan_job(options, shapes, accept_partial, head.regions, engine, budget_bytes, cfg))
         shapes_of.append(shapes)
     return (plans[0], plans[1]), (shapes_of[0], shapes_of[1])
