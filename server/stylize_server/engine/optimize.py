@@ -275,14 +275,17 @@ def run_scale(
     hooks: LoopHooks,
     average: float | None = None,
     carry: Carry | None = None,
-) -> tuple[tf.Tensor, int]:
-    """Run up to `iterations` steps from `x`; return the image to keep and how
-    many iterations ran (fewer when `hooks.should_stop` said so).
+) -> tuple[tf.Tensor, int, Losses | None]:
+    """Run up to `iterations` steps from `x`; return the image to keep, how
+    many iterations ran (fewer when `hooks.should_stop` said so) and the
+    losses of the image kept (None when none ran).
 
     With `average` (a decay in [0, 1)), the image reported at each iteration
     and kept at the end is the bias-corrected EMA of the reported points
     (IterateAverage), restarted at each scale; the losses reported stay the
-    evaluated point's (the average is never evaluated inside the loop).
+    evaluated point's (the average is never evaluated inside the loop), and
+    the average kept is evaluated once at the end (forward only), so that
+    the losses returned are the kept image's.
     With `carry`, the optimizer starts from its state (Carry.start) and leaves
     its last state there.
 
@@ -305,7 +308,7 @@ def run_scale(
     names = evaluator.objective.names
     ema = IterateAverage(average) if average is not None else None
 
-    def settle(item: tuple[int, tf.Tensor, tf.Tensor]) -> None:
+    def settle(item: tuple[int, tf.Tensor, tf.Tensor]) -> Losses:
         nonlocal last_time
         iteration, terms, x_in = item
         losses = Losses.of(zip(names, (float(v) for v in terms.numpy())))  # waits for that iteration only
@@ -317,6 +320,7 @@ def run_scale(
             raise NumericalError(f"the loss became {losses.total} at iteration {iteration}: the optimization diverged")
         if hooks.on_report:
             hooks.on_report(iteration, losses, x_in)
+        return losses
 
     done = 0
     for k in range(iterations):
@@ -339,6 +343,9 @@ def run_scale(
     if carry is not None:  # L-BFGS's history is dropped now, not held beside the next scale's
         carry.state = state if isinstance(optimizer, Adam) else None
     if pending is None:
-        return x, 0
-    settle(pending)
-    return pending[2], done
+        return x, 0, None
+    losses = settle(pending)
+    kept = pending[2]
+    if ema is not None:
+        losses = Losses.of(zip(names, evaluator.terms(kept, targets).numpy().tolist()))
+    return kept, done, losses

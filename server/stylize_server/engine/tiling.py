@@ -31,25 +31,12 @@ from typing import Any
 import tensorflow as tf
 
 from stylize_server.engine.objective import Objective, Stage, Targets, stages_for
+from stylize_server.engine.spec import WHOLE, TileLayout
 from stylize_server.job.layout import ALIGN, BLOCK_CHANNELS, block_of, last_conv, layer_index, stage_reach
 
 ShouldStop = Callable[[], bool]
 
-
-@dataclasses.dataclass(frozen=True)
-class TileLayout:
-    """How a scale runs: the network cut after the blocks in `splits`, and the
-    tile side (image pixels; 0 = whole) of each part, shallow first."""
-
-    splits: tuple[int, ...] = ()
-    tiles: tuple[int, ...] = (0,)
-
-    @property
-    def whole(self) -> bool:
-        return not any(self.tiles)
-
-
-WHOLE = TileLayout()
+__all__ = ["WHOLE", "Evaluator", "Stopped", "Tile", "TileLayout", "tile_grid"]
 
 
 @dataclasses.dataclass(frozen=True)
