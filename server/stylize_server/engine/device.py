@@ -87,7 +87,7 @@ def measure_precisions(vgg: VGG19Features, pooling: Pooling, xla: bool) -> tuple
     for precision in (Precision.FLOAT32, Precision.BFLOAT16):
         job = job_spec(options, precision, guided=False)
         objective = Objective(vgg, job.loss, xla=xla)
-        args = objective.placeholder_targets(size, size, job.weights).args()
+        args = objective.placeholder_targets(size, size, job.weights).args
         steps[precision] = tf.function(_evaluation(objective), input_signature=[IMAGE, *objective.target_specs])
     losses: dict[Precision, float] = {}
     for precision, step in steps.items():

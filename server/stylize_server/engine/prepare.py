@@ -30,7 +30,6 @@ from PIL import Image
 from stylize_server.engine import color
 from stylize_server.engine.regions import Region, plan_regions
 from stylize_server.engine.vgg import IMAGENET_MEAN_RGB
-from stylize_server.job import images
 from stylize_server.job.options import ColorControl, Init, Inputs, JobOptions
 
 
@@ -61,7 +60,7 @@ def job_images(options: JobOptions, inputs: Inputs, output_shape: tuple[int, int
 
 
 def at_scale(job: JobImages, shape: tuple[int, int], first: bool) -> ScaleImages:
-    content = images.resize(job.inputs.content, shape)
+    content = resize(job.inputs.content, shape)
     start = initial_image(job.options, job.inputs, job.styles, shape, content) if first else None
     return ScaleImages(content, start)
 
@@ -69,18 +68,21 @@ def at_scale(job: JobImages, shape: tuple[int, int], first: bool) -> ScaleImages
 def output(job: JobImages, pixels: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
     """The result at `shape` (the output's) in the job's colours: `pixels`
     (float RGB at that shape), or the starting image when no iteration ran."""
-    content = images.resize(job.inputs.content, shape)
+    content = resize(job.inputs.content, shape)
     if pixels is None:
         pixels = initial_image(job.options, job.inputs, job.styles, shape, content)
     return finish(pixels, job.options, content)
 
 
 def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Resize an RGB image to (height, width): uint8 as images.resize does,
-    float per channel with the same filter and without clipping or rounding."""
-    if image.dtype == np.uint8:
-        return images.resize(image, shape)
+    """Resize an RGB image to (height, width) with Lanczos: uint8 as Pillow
+    rounds it (as images.resize, the serving side's), float per channel
+    without clipping or rounding. The one resize of a job's images."""
     h, w = shape
+    if image.dtype == np.uint8:
+        if image.shape[:2] == (h, w):
+            return image
+        return np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.LANCZOS), dtype=np.uint8)
     if image.shape[:2] == (h, w):
         return image.astype(np.float32, copy=False)
     channels = [

@@ -213,6 +213,7 @@ class Engine:
         the iterations (optimize); then the output's colours (prepare)."""
         hooks = hooks or RunHooks()
         start = time.perf_counter()
+        progress = _Progress(hooks, plan.total_iterations, start, plan.options)
         inputs = plan.decoded
         guided = any(s.mask is not None for s in inputs.styles)
         job = job_spec(plan.options, self.precision, guided, plan.estimate)
@@ -240,8 +241,7 @@ class Engine:
                 hooks.on_iteration(iteration, seconds)
 
         ema = options.ema_decay if options.iterate_average.value == "ema" else None
-        carry = Carry()  # Adam's moments from scale to scale
-        x: tf.Tensor | None = None
+        carry = Carry()  # the image and Adam's moments, from scale to scale
         done = 0
         for index, (scale, scale_steps) in enumerate(zip(plan.scales, job.scales)):
             if hooks.on_phase is not None:
@@ -249,7 +249,7 @@ class Engine:
             if stop_requested():
                 break
             shape = (scale.height, scale.width)
-            images_at = prepare.at_scale(job_images, shape, first=x is None)
+            images_at = prepare.at_scale(job_images, shape, first=carry.image is None)
             evaluator, optimizer = steps.scale(scale_steps)
             scale_targets = targets.build(
                 evaluator,
@@ -264,21 +264,19 @@ class Engine:
             if scale_targets is None:
                 break
             if images_at.start is not None:
-                x = targets.batch(images_at.start)
-            else:
-                x = tf.image.resize(x, shape, method="bicubic")
-            report = _Reporter(hooks, total, start, index, scale.size, options, images_at.content)
-            x, ran, losses = run_scale(
+                carry.image = targets.batch(images_at.start)
+            report = functools.partial(progress.report, index, scale.size, images_at.content)
+            ran, losses = run_scale(
                 optimizer,
                 evaluator,
-                x,
                 scale_targets,
+                shape,
                 options.learning_rate,
                 scale.iterations,
                 done + 1,
                 LoopHooks(on_report=report, should_stop=stop_requested, on_iteration=on_iteration),
+                carry,
                 average=ema,
-                carry=carry,
             )
             done += ran
             latest = losses or latest
@@ -286,11 +284,9 @@ class Engine:
                 break
 
         final_shape = plan.output_shape
-        pixels = None
-        if x is not None:  # else stopped before the first iteration: the starting image
-            if tuple(x.shape[1:3]) != final_shape:  # stopped at a coarser scale
-                x = tf.image.resize(x, final_shape, method="bicubic")
-            pixels = x[0].numpy()
+        # Upsampled where it stopped at a coarser scale; None where it stopped
+        # before the first scale began (prepare.output then starts it).
+        pixels = None if carry.image is None else carry.image_at(final_shape)[0].numpy()
         return Result(
             pixels=prepare.output(job_images, pixels, final_shape),
             losses=latest,  # of the image returned (at its scale, if stopped at a coarser one)
@@ -315,22 +311,20 @@ class Engine:
         log.debug("compiled in %.2fs (%.2fs by the profile): factor %.2f", seconds, units, self._compile_factor)
 
 
-class _Reporter:
-    """A scale's progress frames: each reported iteration with its losses and
-    a preview drawn on demand (the optimized image in the job's colours)."""
+class _Progress:
+    """A job's progress frames: each reported iteration with its losses and
+    a preview drawn on demand (the optimized image in the job's colours),
+    bound to its scale (`report`'s first three arguments) by the runner."""
 
-    def __init__(
-        self, hooks: RunHooks, total: int, start: float, index: int, size: int, options: JobOptions, content: np.ndarray
-    ) -> None:
-        self.hooks, self.total, self.start = hooks, total, start
-        self.index, self.size, self.options, self.content = index, size, options, content
+    def __init__(self, hooks: RunHooks, total: int, start: float, options: JobOptions) -> None:
+        self.hooks, self.total, self.start, self.options = hooks, total, start, options
 
-    def __call__(self, iteration: int, losses: Losses, x: tf.Tensor) -> None:
+    def report(self, index: int, size: int, content: np.ndarray, iteration: int, losses: Losses, x: tf.Tensor) -> None:
         if self.hooks.on_progress is None:
             return
         elapsed = time.perf_counter() - self.start
-        draw = functools.partial(self._draw, x)
-        self.hooks.on_progress(Progress(iteration, self.total, losses, elapsed, self.index, self.size, draw))
+        draw = functools.partial(self._draw, x, content)
+        self.hooks.on_progress(Progress(iteration, self.total, losses, elapsed, index, size, draw))
 
-    def _draw(self, x: tf.Tensor) -> np.ndarray:
-        return images.to_uint8(prepare.finish(x[0].numpy(), self.options, self.content))
+    def _draw(self, x: tf.Tensor, content: np.ndarray) -> np.ndarray:
+        return images.to_uint8(prepare.finish(x[0].numpy(), self.options, content))

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from stylize_server.engine import terms
-from stylize_server.job.layout import BLOCK_CHANNELS, INPUT_CHANNELS, Pooling, block_of, layer_index
+from stylize_server.job.layout import Pooling, layer_index
 from stylize_server.job.options import JobOptions, Layers, Optimizer
 from stylize_server.job.precision import Precision
 from stylize_server.job.types import Estimate, ScaleEstimate
@@ -62,51 +62,20 @@ class LossSpec:
 @dataclasses.dataclass(frozen=True)
 class Targets:
     """Per-scale inputs of the objective: each term's targets (in the spec's
-    term order, each as its term lays them out) and the terms' weights."""
+    term order, each as its term lays them out) and the terms' weights, in
+    the nesting of the traced functions' signatures (lists), so that every
+    step passes them as they are (`args`)."""
 
-    per_term: tuple[tuple[tf.Tensor, ...], ...]
+    per_term: Sequence[Sequence[tf.Tensor]]
     weights: tf.Tensor  # [terms]
 
-    def args(self) -> tuple[list[list[tf.Tensor]], tf.Tensor]:
-        return [list(t) for t in self.per_term], self.weights
-
-
-@dataclasses.dataclass(frozen=True)
-class Stage:
-    """Blocks first..last of the network, the spec's slots whose layers lie
-    among them (indices into spec.slots), and whether it hands the pooled map
-    on to a next stage."""
-
-    first_block: int
-    last_block: int
-    slots: tuple[int, ...]
-    emit_next: bool
-
-    def stride(self, layer: str) -> int:
-        """Positions of this stage's input per position of `layer`."""
-        return 1 << (block_of(layer) - self.first_block)
+    def __post_init__(self) -> None:
+        # Once per scale, not at every step: the signatures' lists, whatever sequences were given.
+        object.__setattr__(self, "per_term", [list(t) for t in self.per_term])
 
     @property
-    def next_stride(self) -> int:
-        return 1 << (self.last_block - self.first_block + 1)
-
-    @property
-    def in_channels(self) -> int:
-        return INPUT_CHANNELS if self.first_block == 1 else BLOCK_CHANNELS[self.first_block - 2]
-
-
-def stages_for(spec: LossSpec, splits: Sequence[int]) -> tuple[Stage, ...]:
-    """The spec's network cut after each block in `splits` (those before its
-    deepest block); one stage when `splits` is empty."""
-    deepest = max((block_of(n) for n in spec.layers), default=1)
-    ends = sorted({s for s in splits if 1 <= s < deepest}) + [deepest]
-    stages, first = [], 1
-    slots = spec.slots
-    for last in ends:
-        inside = tuple(i for i, s in enumerate(slots) if first <= block_of(s.layer) <= last)
-        stages.append(Stage(first, last, inside, emit_next=last != deepest))
-        first = last + 1
-    return tuple(stages)
+    def args(self) -> tuple[Sequence[Sequence[tf.Tensor]], tf.Tensor]:
+        return self.per_term, self.weights
 
 
 @dataclasses.dataclass(frozen=True)

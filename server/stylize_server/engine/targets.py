@@ -84,4 +84,4 @@ def build(
             per_term.append(built)
     except Stopped:
         return None
-    return Targets(per_term=tuple(per_term), weights=tf.constant(job.weights, tf.float32))
+    return Targets(per_term=per_term, weights=tf.constant(job.weights, tf.float32))

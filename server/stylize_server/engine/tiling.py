@@ -188,7 +188,7 @@ class Evaluator:
         self, x: tf.Tensor, targets: Targets, should_stop: ShouldStop | None = None
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """(terms [n], gradient) at `x`; raises Stopped between tiles."""
-        args = targets.args()
+        args = targets.args
         objective = self.objective
         maps: list[tf.Tensor] = [x]
         sums: dict[int, list[tf.Tensor]] = {}
@@ -201,7 +201,7 @@ class Evaluator:
         self._check(should_stop)
         mults: dict[int, list[tf.Tensor]] = {}
         if len(self._tiles(len(self._plan) - 1, maps[-1])) == 1:
-            earlier = objective.earlier(last)
+            earlier = last.earlier
             values, grad, pixel_grad, prev = objective.function("final", last)(
                 maps[-1], x, [sums[i] for i in earlier], *args
             )
@@ -222,7 +222,7 @@ class Evaluator:
 
     def terms(self, x: tf.Tensor, targets: Targets) -> tf.Tensor:
         """The weighted terms [n] at `x` (forward only)."""
-        args = targets.args()
+        args = targets.args
         maps: list[tf.Tensor] = [x]
         sums: dict[int, list[tf.Tensor]] = {}
         for index in range(len(self._plan)):
