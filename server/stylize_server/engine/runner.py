@@ -250,7 +250,7 @@ class Engine:
                 break
             shape = (scale.height, scale.width)
             images_at = prepare.at_scale(job_images, shape, first=carry.image is None)
-            evaluator, optimizer = steps.scale(scale_steps)
+            evaluator = steps.evaluator(scale_steps.layout)
             scale_targets = targets.build(
                 evaluator,
                 job,
@@ -267,7 +267,7 @@ class Engine:
                 carry.image = targets.batch(images_at.start)
             report = functools.partial(progress.report, index, scale.size, images_at.content)
             ran, losses = run_scale(
-                optimizer,
+                steps.optimizer(scale_steps.optimizer, scale_steps.history),
                 evaluator,
                 scale_targets,
                 shape,

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 
 from stylize_server.engine.objective import LossSpec, Objective
 from stylize_server.engine.optimize import LBFGS, Adam
-from stylize_server.engine.spec import JobSpec, ScaleSteps
+from stylize_server.engine.spec import JobSpec
 from stylize_server.engine.tiling import Evaluator, TileLayout
 from stylize_server.job.options import Optimizer
 from stylize_server.job.profiles import Profile
@@ -55,10 +55,6 @@ class CompiledSteps:
         keys = {(kind, history if kind is Optimizer.LBFGS else 0) for kind, history in optimizers}
         with self._lock:
             return len(keys - self._optimizers.keys()) + len(set(layouts) - self._evaluators.keys())
-
-    def scale(self, scale: ScaleSteps) -> tuple[Evaluator, LBFGS | Adam]:
-        """A scale's evaluator and optimizer, built now where missing."""
-        return self.evaluator(scale.layout), self.optimizer(scale.optimizer, scale.history)
 
     def evaluator(self, layout: TileLayout) -> Evaluator:
         with self._lock:
