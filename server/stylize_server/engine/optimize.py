@@ -290,8 +290,8 @@ def run_scale(
     """Run up to `iterations` steps at `shape` from the carried image
     (Carry.image_at), leaving the image to keep in `carry.image`; return how
     many iterations ran (fewer when `hooks.should_stop` said so) and the
-    losses of the image kept (None when none ran: `carry.image` is then as
-    it was).
+    losses of the image kept (None when none ran: `carry.image` is then the
+    start, at this scale's size).
 
     With `average` (a decay in [0, 1)), the image reported at each iteration
     and kept at the end is the bias-corrected EMA of the reported points

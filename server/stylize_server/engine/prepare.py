@@ -4,8 +4,9 @@ before the optimization, the starting image, and the colours of the result.
 The runner asks three times, in the job's order: `job_images` once (the
 styles colour-controlled, the mask regions at the output size), `at_scale`
 once per scale (the content at that scale, and at the first scale the
-starting image), and `output` once at the end. Every resize of a job's images
-happens here, so nothing downstream reaches back for an input.
+starting image), and `output` once at the end; what they make is handed on,
+so nothing downstream reaches back for an input. `resize` is the one Lanczos
+the engine resizes RGB images with (the style terms use it at each scale).
 
 Colour control (Gatys et al. 2017, sec. 5; `color_control`):
 * `luminance`: the optimization sees luminance only. The content becomes

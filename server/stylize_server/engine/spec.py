@@ -1,8 +1,8 @@
 """What a job compiles and runs, derived once from its plan (`JobSpec`: the
 canonical options, the `LossSpec` that keys the compiled-step cache, the
-terms' weights and each scale's tile layout and optimizer), what the
-objective takes per scale (`Targets`), and how the network is cut into stages
-for tiling (`Stage`, `stages_for`).
+terms' weights and each scale's tile layout and optimizer), and what the
+objective takes per scale (`Targets`). How the network is cut into stages
+(`Stage`) belongs to the objective that traces them (objective.py).
 
 Everything downstream of the runner (the step cache, the targets, the
 optimizers) reads a JobSpec and never resolves the options again: naming the
