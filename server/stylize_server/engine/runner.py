@@ -213,6 +213,7 @@ class Engine:
         the iterations (optimize); then the output's colours (prepare)."""
         hooks = hooks or RunHooks()
         start = time.perf_counter()
+        # Previews read only the colour options, which job_spec leaves as planned.
         progress = _Progress(hooks, plan.total_iterations, start, plan.options)
         inputs = plan.decoded
         guided = any(s.mask is not None for s in inputs.styles)
