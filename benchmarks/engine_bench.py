@@ -108,16 +108,18 @@ def worker_quality(size: int, weights: str, baseline_iterations: int, engine_ite
     from stylize_server.engine import targets as job_targets
     from stylize_server.engine.regions import plan_regions
     from stylize_server.engine.runner import Engine, RunHooks
+    from stylize_server.engine.spec import job_spec
     from stylize_server.engine.tiling import WHOLE
     from stylize_server.job.options import Inputs, JobOptions, Optimizer, StyleSource, resolve
 
     engine = Engine(weights=weights)
     content, style = sample_images(size)
     inputs = Inputs(content, (StyleSource(style),))
-    options = job_targets.canonical(resolve(JobOptions(size=size, multiscale=False)))
-    evaluator = engine.compiled(job_targets.spec_for(options, engine.precision, False)).evaluator(WHOLE)
+    job = job_spec(resolve(JobOptions(size=size, multiscale=False)), engine.precision, False)
+    options = job.options
+    evaluator = engine.compiled(job.loss).evaluator(WHOLE)
     regions = plan_regions(inputs.styles, options.unmasked_region, (size, size))
-    targets = job_targets.build(evaluator, options, content, [style], regions, lambda: False)
+    targets = job_targets.build(evaluator, job, content, [style], regions, lambda: False)
     assert targets is not None
     args = targets.args()
     objective = evaluator.objective

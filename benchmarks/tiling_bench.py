@@ -100,20 +100,22 @@ def worker_time(
 
     from stylize_server.engine import regions
     from stylize_server.engine import targets as job_targets
-    from stylize_server.engine.runner import Engine, layout_of
+    from stylize_server.engine.runner import Engine
+    from stylize_server.engine.spec import job_spec, layout_of
 
     engine = Engine(weights=weights, precision=precision)
 
     def setup(side: int) -> tuple[Any, dict[str, Any], Any]:
         plans = {n: plan_for(engine, side, n, 1) for n in names}
         first = next(iter(plans.values()))
-        options = job_targets.canonical(first.options)
-        steps = engine.compiled(job_targets.spec_for(options, engine.precision, False))
+        job = job_spec(first.options, engine.precision, False)
+        options = job.options
+        steps = engine.compiled(job.loss)
         evaluators = {n: steps.evaluator(layout_of(p.scales[0])) for n, p in plans.items()}
         inputs = first.inputs
         found = regions.plan_regions(inputs.styles, options.unmasked_region, inputs.content.shape[:2])
         build_with = evaluators[names[-1]]  # the most tiled: the least memory
-        built = job_targets.build(build_with, options, inputs.content, [s.image for s in inputs.styles], found, bool)
+        built = job_targets.build(build_with, job, inputs.content, [s.image for s in inputs.styles], found, bool)
         x = job_targets.batch(inputs.content.astype(np.float32))
         return x, evaluators, built
 

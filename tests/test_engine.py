@@ -12,6 +12,7 @@ from stylize_server.engine import color
 from stylize_server.engine import targets as job_targets
 from stylize_server.engine.regions import plan_regions
 from stylize_server.engine.runner import Engine, RunHooks
+from stylize_server.engine.spec import job_spec
 from stylize_server.engine.tiling import WHOLE
 from stylize_server.job.errors import InvalidArgument
 from stylize_server.job.geometry import plan_scales
@@ -23,6 +24,7 @@ from stylize_server.job.options import (
     Optimizer,
     Pooling,
     StyleSource,
+    resolve,
 )
 from stylize_server.job.types import Result, StopReason
 from tests.support.terms import spec_of, style_targets
@@ -114,7 +116,8 @@ def test_style_blend_weights_one_zero_give_the_single_style_targets(engine: Engi
         options, inputs = job(styles=list(styles))
         regions = plan_regions(inputs.styles, options.unmasked_region, (64, 64))
         images = [s.image for s in inputs.styles]
-        built = job_targets.build(evaluator, options, content, images, regions, lambda: False)
+        job_of = job_spec(resolve(options), engine.precision, guided=False)
+        built = job_targets.build(evaluator, job_of, content, images, regions, lambda: False)
         assert built is not None
         return style_targets(built)
 

@@ -10,6 +10,7 @@ import tensorflow as tf
 from stylize_server.engine import color, losses, prepare, regions
 from stylize_server.engine import targets as job_targets
 from stylize_server.engine.runner import Engine, RunHooks
+from stylize_server.engine.spec import job_spec
 from stylize_server.engine.tiling import WHOLE
 from stylize_server.job.layout import Pooling
 from stylize_server.job.options import (
@@ -122,13 +123,11 @@ def test_complementary_masks_put_each_style_on_its_own_half(engine: Engine) -> N
 
 def _style_gradient(engine: Engine, options: JobOptions, inputs: Inputs, x: np.ndarray) -> np.ndarray:
     """The style term's gradient w.r.t. the pixels at `x` for this job."""
-    resolved = job_targets.canonical(resolve(options))
     guided = any(s.mask is not None for s in inputs.styles)
-    evaluator = engine.compiled(job_targets.spec_for(resolved, engine.precision, guided)).evaluator(WHOLE)
-    found = regions.plan_regions(inputs.styles, resolved.unmasked_region, x.shape[:2])
-    built = job_targets.build(
-        evaluator, resolved, inputs.content, [s.image for s in inputs.styles], found, lambda: False
-    )
+    job = job_spec(resolve(options), engine.precision, guided)
+    evaluator = engine.compiled(job.loss).evaluator(WHOLE)
+    found = regions.plan_regions(inputs.styles, job.options.unmasked_region, x.shape[:2])
+    built = job_targets.build(evaluator, job, inputs.content, [s.image for s in inputs.styles], found, lambda: False)
     assert built is not None
     _, grad = evaluator.value_and_grad(job_targets.batch(x), built)
     return np.abs(grad.numpy()[0]).sum(axis=(0, 2))  # per column
@@ -187,7 +186,7 @@ def test_masks_do_not_multiply_compiled_steps() -> None:
     ]
     for styles in jobs:  # 1, 2 and 3 regions
         run(engine, options, Inputs(content, styles))
-    spec = job_targets.spec_for(job_targets.canonical(resolve(options)), engine.precision, guided=True)
+    spec = job_spec(resolve(options), engine.precision, guided=True).loss
     step = engine.compiled(spec).optimizer(Optimizer.LBFGS, 20)._step
     assert step.experimental_get_tracing_count() == 1
     assert len(engine.step_cache) == 1  # the guided spec only: no mask count is part of a key
@@ -213,8 +212,7 @@ def test_luminance_control_optimizes_gray_images(engine: Engine) -> None:
     style = image_array(48, 48, seed=9)
     options = resolve(JobOptions(size=48, color_control=ColorControl.LUMINANCE))
     inputs = Inputs(content, (StyleSource(style),))
-    prepared = job_targets.canonical(options)
-    (gray_style,) = prepare.styles(prepared, inputs)
+    (gray_style,) = prepare.styles(options, inputs)
     np.testing.assert_allclose(gray_style[..., 0], gray_style[..., 2])
     assert gray_style.mean() == pytest.approx(color.luminance(content).mean(), abs=1e-3)
 
@@ -223,13 +221,13 @@ def test_histogram_control_matches_the_styles_before_their_grams(engine: Engine)
     content = image_array(48, 48, seed=8)
     style = np.clip(image_array(48, 48, seed=9).astype(np.float64) * [0.3, 1.0, 0.5] + [150, 0, 40], 0, 255)
     style = style.astype(np.uint8)
-    options = job_targets.canonical(resolve(JobOptions(size=48, color_control=ColorControl.HISTOGRAM)))
+    job = job_spec(resolve(JobOptions(size=48, color_control=ColorControl.HISTOGRAM)), engine.precision, False)
+    options = job.options
     inputs = Inputs(content, (StyleSource(style),))
-    spec = job_targets.spec_for(options, engine.precision, guided=False)
-    evaluator = engine.compiled(spec).evaluator(WHOLE)
+    evaluator = engine.compiled(job.loss).evaluator(WHOLE)
     found = regions.plan_regions(inputs.styles, options.unmasked_region, (48, 48))
     matched = prepare.styles(options, inputs)
-    built = job_targets.build(evaluator, options, content, matched, found, lambda: False)
+    built = job_targets.build(evaluator, job, content, matched, found, lambda: False)
     assert built is not None
     direct = style_grams(evaluator, job_targets.batch(color.match_histogram(style, content)))
     for got, want in zip(style_targets(built), direct):

@@ -110,8 +110,8 @@ def test_a_job_that_never_fits_says_what_would() -> None:
 def test_the_cost_model_tiles_and_halos_are_the_engines() -> None:
     """cost.py plans with the same parts, halos and tile counts that
     tiling.Evaluator runs (it imports TensorFlow, so only here)."""
-    from stylize_server.engine.runner import layout_of
-    from stylize_server.engine.spec import stages_for
+    from stylize_server.engine.objective import stages_for
+    from stylize_server.engine.spec import layout_of
     from stylize_server.engine.tiling import stage_halo, tile_grid
     from stylize_server.job.layout import Pooling
 

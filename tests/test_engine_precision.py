@@ -12,6 +12,7 @@ from stylize_server.engine import targets as job_targets
 from stylize_server.engine.objective import LossSpec
 from stylize_server.engine.regions import plan_regions
 from stylize_server.engine.runner import Engine, RunHooks
+from stylize_server.engine.spec import job_spec
 from stylize_server.engine.tiling import WHOLE
 from stylize_server.job.options import Init, Inputs, JobOptions, Optimizer, StyleSource, resolve
 from stylize_server.job.precision import Measurement, Precision, decide
@@ -39,13 +40,10 @@ def _run(engine: Engine, options: JobOptions, inputs: Inputs) -> Result:
 
 def _score(engine: Engine, options: JobOptions, inputs: Inputs, pixels: np.ndarray) -> float:
     """The total loss of `pixels` under `engine`'s objective for this job."""
-    resolved = job_targets.canonical(resolve(options))
-    spec = job_targets.spec_for(resolved, engine.precision, guided=False)
-    evaluator = engine.compiled(spec).evaluator(WHOLE)
-    regions = plan_regions(inputs.styles, resolved.unmasked_region, pixels.shape[:2])
-    built = job_targets.build(
-        evaluator, resolved, inputs.content, [s.image for s in inputs.styles], regions, lambda: False
-    )
+    job = job_spec(resolve(options), engine.precision, guided=False)
+    evaluator = engine.compiled(job.loss).evaluator(WHOLE)
+    regions = plan_regions(inputs.styles, job.options.unmasked_region, pixels.shape[:2])
+    built = job_targets.build(evaluator, job, inputs.content, [s.image for s in inputs.styles], regions, lambda: False)
     assert built is not None
     return float(tf.reduce_sum(evaluator.terms(job_targets.batch(pixels), built)))
 
@@ -77,7 +75,7 @@ def test_a_forced_precision_is_honoured_down_to_the_convolutions(f32: Engine, bf
     options = JobOptions(size=32, iterations=1, optimizer=Optimizer.ADAM, multiscale=False)
     for engine, dtype in ((f32, "float32"), (bf16, "bfloat16")):
         _run(engine, options, _inputs(32))
-        spec = job_targets.spec_for(job_targets.canonical(resolve(options)), engine.precision, guided=False)
+        spec = job_spec(resolve(options), engine.precision, guided=False).loss
         assert spec in engine.step_cache
         assert _conv_dtypes(engine, spec) == {dtype}
 

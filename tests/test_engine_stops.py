@@ -10,8 +10,8 @@ import weakref
 import numpy as np
 import pytest
 
-from stylize_server.engine import targets as job_targets
 from stylize_server.engine.runner import Engine, RunHooks
+from stylize_server.engine.spec import job_spec
 from stylize_server.job.options import Inputs, JobOptions, StyleSource, resolve
 from stylize_server.job.types import Result, StopReason
 from tests.support.images import image_array
@@ -33,7 +33,7 @@ def run(engine: Engine, job: tuple[JobOptions, Inputs], **hooks) -> Result:
 
 
 def spec_of(engine: Engine, options: JobOptions):
-    return job_targets.spec_for(job_targets.canonical(resolve(options)), engine.precision, guided=False)
+    return job_spec(resolve(options), engine.precision, guided=False).loss
 
 
 def test_layer_order_never_changes_the_loss_or_what_is_compiled(engine: Engine) -> None:

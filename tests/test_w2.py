@@ -13,7 +13,7 @@ import tensorflow as tf
 from stylize_server.engine import prepare, regions, targets
 from stylize_server.engine.optimize import Carry, IterateAverage
 from stylize_server.engine.runner import Engine
-from stylize_server.engine.spec import LossSpec, Targets
+from stylize_server.engine.spec import LossSpec, Targets, job_spec
 from stylize_server.engine.terms import meancov
 from stylize_server.engine.tiling import WHOLE, TileLayout
 from stylize_server.job.errors import InvalidArgument
@@ -56,7 +56,8 @@ def _targets(engine: Engine, x: np.ndarray, styles: list[StyleSource], layout: T
     guided = any(s.mask is not None for s in styles)
     evaluator = engine.compiled(_spec(guided)).evaluator(layout)
     job_regions = regions.plan_regions(inputs.styles, options.unmasked_region, x.shape[:2])
-    built = targets.build(evaluator, options, x, prepare.styles(options, inputs), job_regions, lambda: False)
+    job = job_spec(options, engine.precision, guided)
+    built = targets.build(evaluator, job, x, prepare.styles(options, inputs), job_regions, lambda: False)
     assert built is not None
     return built
 

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from stylize_server.engine.objective import IMAGE, Objective
-from stylize_server.engine.targets import spec_for
+from stylize_server.engine.spec import job_spec
 from stylize_server.engine.vgg import VGG19Features
 from stylize_server.job.layout import Pooling
 from stylize_server.job.options import JobOptions
@@ -85,9 +85,9 @@ def measure_precisions(vgg: VGG19Features, pooling: Pooling, xla: bool) -> tuple
     steps = {}
     args: tuple[Any, ...] = ()
     for precision in (Precision.FLOAT32, Precision.BFLOAT16):
-        objective = Objective(vgg, spec_for(options, precision, guided=False), xla=xla)
-        weights = [type(term).weight(options) for term in objective.terms]
-        args = objective.placeholder_targets(size, size, weights).args()
+        job = job_spec(options, precision, guided=False)
+        objective = Objective(vgg, job.loss, xla=xla)
+        args = objective.placeholder_targets(size, size, job.weights).args
         steps[precision] = tf.function(_evaluation(objective), input_signature=[IMAGE, *objective.target_specs])
     losses: dict[Precision, float] = {}
     for precision, step in steps.items():

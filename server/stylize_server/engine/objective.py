@@ -31,6 +31,7 @@ number of masks ever retraces a function.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -38,10 +39,10 @@ from typing import Any
 import tensorflow as tf
 
 from stylize_server.engine import terms as catalogue
-from stylize_server.engine.spec import LossSpec, Slot, Stage, Targets, stages_for
+from stylize_server.engine.spec import LossSpec, Slot, Targets
 from stylize_server.engine.terms.base import Term, View
 from stylize_server.engine.vgg import VGG19Features
-from stylize_server.job.layout import BLOCK_CHANNELS, BLOCK_SIZES, block_of
+from stylize_server.job.layout import BLOCK_CHANNELS, BLOCK_SIZES, INPUT_CHANNELS, block_of
 
 IMAGE = tf.TensorSpec([1, None, None, 3], tf.float32)
 BOX = tf.TensorSpec([4], tf.int32)
@@ -51,6 +52,46 @@ TensorList = list[tf.Tensor]
 Nested = list[TensorList]  # one list of tensors per slot (sums, multipliers) or per term (targets)
 
 __all__ = ["IMAGE", "LossSpec", "Objective", "Stage", "Targets", "stages_for"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """Blocks first..last of the network, the spec's slots whose layers lie
+    among them and those of the stages before it (indices into spec.slots,
+    in spec order), and whether it hands the pooled map on to a next stage."""
+
+    first_block: int
+    last_block: int
+    slots: tuple[int, ...]
+    emit_next: bool
+    earlier: tuple[int, ...] = ()
+
+    def stride(self, layer: str) -> int:
+        """Positions of this stage's input per position of `layer`."""
+        return 1 << (block_of(layer) - self.first_block)
+
+    @property
+    def next_stride(self) -> int:
+        return 1 << (self.last_block - self.first_block + 1)
+
+    @property
+    def in_channels(self) -> int:
+        return INPUT_CHANNELS if self.first_block == 1 else BLOCK_CHANNELS[self.first_block - 2]
+
+
+def stages_for(spec: LossSpec, splits: Sequence[int]) -> tuple[Stage, ...]:
+    """The spec's network cut after each block in `splits` (those before its
+    deepest block); one stage when `splits` is empty."""
+    deepest = max((block_of(n) for n in spec.layers), default=1)
+    ends = sorted({s for s in splits if 1 <= s < deepest}) + [deepest]
+    stages, first = [], 1
+    slots = spec.slots
+    for last in ends:
+        inside = tuple(i for i, s in enumerate(slots) if first <= block_of(s.layer) <= last)
+        earlier = tuple(i for i, s in enumerate(slots) if block_of(s.layer) < first)
+        stages.append(Stage(first, last, inside, emit_next=last != deepest, earlier=earlier))
+        first = last + 1
+    return tuple(stages)
 
 
 class Objective:
@@ -75,10 +116,6 @@ class Objective:
 
     # ------------------------------------------------------------ slots
 
-    def earlier(self, stage: Stage) -> tuple[int, ...]:
-        """The slots of the stages before `stage`, in spec order."""
-        return tuple(i for i, s in enumerate(self.slots) if block_of(s.layer) < stage.first_block)
-
     def _sum_specs(self, indices: Sequence[int]) -> list[list[tf.TensorSpec]]:
         return [self.terms[self.slots[i].term].sum_specs(self.slots[i].index) for i in indices]
 
@@ -88,7 +125,7 @@ class Objective:
     def placeholder_targets(self, height: int, width: int, weights: Sequence[float] | None = None) -> Targets:
         """Zero targets for a height × width image (timing, tracing)."""
         w = weights if weights is not None else [1.0] * len(self.terms)
-        per_term = tuple(term.placeholder_targets(height, width) for term in self.terms)
+        per_term = [term.placeholder_targets(height, width) for term in self.terms]
         return Targets(per_term, tf.constant(list(w), tf.float32))
 
     # --------------------------------------------------------- signatures
@@ -118,7 +155,7 @@ class Objective:
             return self._trace(self._global_fn, signature)
         assert stage is not None
         x = self._input_spec(stage)
-        earlier = self.earlier(stage)
+        earlier = stage.earlier
         bodies: dict[str, tuple[Callable[..., Any], list[Any]]] = {
             "forward": (bind(self._forward_fn, stage), [x, ORIGIN, BOX, *targets]),
             "backward": (
@@ -248,7 +285,7 @@ class Objective:
             tape.watch(x)
             feats, _ = self._run(stage, x, self.spec.layers)
         own = self._stage_sums(stage, feats, origin, box, per_term)
-        earlier = self.earlier(stage)
+        earlier = stage.earlier
         by_slot = dict(zip(earlier, prev)) | dict(zip(stage.slots, own))
         values, mults, pixel_grad = self._global([by_slot[i] for i in range(len(self.slots))], x_img, per_term, weights)
         cots = self._cotangents(stage, feats, origin, box, per_term, stage.slots, [mults[i] for i in stage.slots])

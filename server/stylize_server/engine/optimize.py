@@ -87,7 +87,7 @@ class LBFGS:
 
     def step(self, x: tf.Tensor, state: tuple[Any, ...], lr: tf.Tensor, targets: Targets) -> Stepped:
         """Evaluate the whole image at `x` and update (one fused call)."""
-        x_new, *rest = self._step(x, *state, lr, *targets.args())
+        x_new, *rest = self._step(x, *state, lr, *targets.args)
         return x_new, tuple(rest), rest[1], rest[0]
 
     def update(self, x: tf.Tensor, terms: tf.Tensor, grad: tf.Tensor, state: tuple[Any, ...], lr: tf.Tensor) -> Stepped:
@@ -197,7 +197,7 @@ class Adam:
     def step(self, x: tf.Tensor, state: tuple[Any, ...], lr: tf.Tensor, targets: Targets) -> Stepped:
         """-> (next point, state, terms at `x`, `x`)."""
         m, v, t = state
-        x_new, m, v, t, terms = self._step(x, m, v, t, lr, *targets.args())
+        x_new, m, v, t, terms = self._step(x, m, v, t, lr, *targets.args)
         return x_new, (m, v, t), terms, x
 
     def update(self, x: tf.Tensor, terms: tf.Tensor, grad: tf.Tensor, state: tuple[Any, ...], lr: tf.Tensor) -> Stepped:
@@ -245,16 +245,27 @@ class IterateAverage:
 
 @dataclasses.dataclass
 class Carry:
-    """Optimizer state handed from one scale to the next: Adam's moments,
-    resized (Adam.resized); L-BFGS's history is not carried (its pairs are
-    vectors of the old size), so each scale starts it afresh."""
+    """What one scale hands the next: its image, upsampled (bicubic) to the
+    next scale's size, and Adam's moments, resized (Adam.resized). L-BFGS's
+    history is not carried (its pairs are vectors of the old size), so each
+    scale starts it afresh. The runner puts the first scale's starting image
+    in `image`; run_scale leaves each scale's kept image there."""
 
     state: tuple[Any, ...] | None = None
+    image: tf.Tensor | None = None
 
     def start(self, optimizer: Optimizer, x: tf.Tensor) -> tuple[Any, ...]:
         if isinstance(optimizer, Adam) and self.state is not None:
             return Adam.resized(self.state, (int(x.shape[1]), int(x.shape[2])))
         return optimizer.init(x)
+
+    def image_at(self, shape: tuple[int, int]) -> tf.Tensor:
+        """The image at `shape`: as kept where it is that size already, else
+        upsampled from the coarser scale it was kept at."""
+        assert self.image is not None
+        if tuple(self.image.shape[1:3]) == shape:
+            return self.image
+        return tf.image.resize(self.image, shape, method="bicubic")
 
 
 @dataclasses.dataclass
@@ -267,24 +278,29 @@ class LoopHooks:
 def run_scale(
     optimizer: Optimizer,
     evaluator: Evaluator,
-    x: tf.Tensor,
     targets: Targets,
+    shape: tuple[int, int],
     learning_rate: float,
     iterations: int,
     first_iteration: int,
     hooks: LoopHooks,
+    carry: Carry,
     average: float | None = None,
-    carry: Carry | None = None,
-) -> tuple[tf.Tensor, int]:
-    """Run up to `iterations` steps from `x`; return the image to keep and how
-    many iterations ran (fewer when `hooks.should_stop` said so).
+) -> tuple[int, Losses | None]:
+    """Run up to `iterations` steps at `shape` from the carried image
+    (Carry.image_at), leaving the image to keep in `carry.image`; return how
+    many iterations ran (fewer when `hooks.should_stop` said so) and the
+    losses of the image kept (None when none ran: `carry.image` is then the
+    start, at this scale's size).
 
     With `average` (a decay in [0, 1)), the image reported at each iteration
     and kept at the end is the bias-corrected EMA of the reported points
     (IterateAverage), restarted at each scale; the losses reported stay the
-    evaluated point's (the average is never evaluated inside the loop).
-    With `carry`, the optimizer starts from its state (Carry.start) and leaves
-    its last state there.
+    evaluated point's (the average is never evaluated inside the loop), and
+    the average kept is evaluated once at the end (forward only), so that
+    the losses returned are the kept image's.
+    The optimizer starts from the carried state (Carry.start) and leaves its
+    last state there.
 
     The image kept is the last one reported, an evaluated point whose losses
     the caller already has: L-BFGS's best accepted point, Adam's last
@@ -298,14 +314,15 @@ def run_scale(
     within one iteration.
     """
     lr = tf.constant(learning_rate, tf.float32)
-    state = carry.start(optimizer, x) if carry is not None else optimizer.init(x)
+    x = carry.image_at(shape)
+    state = carry.start(optimizer, x)
     pending: tuple[int, tf.Tensor, tf.Tensor] | None = None
     last_time = time.perf_counter()
     fused = evaluator.layout.whole
     names = evaluator.objective.names
     ema = IterateAverage(average) if average is not None else None
 
-    def settle(item: tuple[int, tf.Tensor, tf.Tensor]) -> None:
+    def settle(item: tuple[int, tf.Tensor, tf.Tensor]) -> Losses:
         nonlocal last_time
         iteration, terms, x_in = item
         losses = Losses.of(zip(names, (float(v) for v in terms.numpy())))  # waits for that iteration only
@@ -317,6 +334,7 @@ def run_scale(
             raise NumericalError(f"the loss became {losses.total} at iteration {iteration}: the optimization diverged")
         if hooks.on_report:
             hooks.on_report(iteration, losses, x_in)
+        return losses
 
     done = 0
     for k in range(iterations):
@@ -336,9 +354,13 @@ def run_scale(
             settle(pending)
         pending = (first_iteration + k, terms, x_reported)
         done = k + 1
-    if carry is not None:  # L-BFGS's history is dropped now, not held beside the next scale's
-        carry.state = state if isinstance(optimizer, Adam) else None
-    if pending is None:
-        return x, 0
-    settle(pending)
-    return pending[2], done
+    # L-BFGS's history is dropped now, not held beside the next scale's.
+    carry.state = state if isinstance(optimizer, Adam) else None
+    if pending is None:  # stopped before the first step: the start, at this scale's size
+        carry.image = x
+        return 0, None
+    losses = settle(pending)
+    carry.image = pending[2]
+    if ema is not None:
+        losses = Losses.of(zip(names, evaluator.terms(carry.image, targets).numpy().tolist()))
+    return done, losses

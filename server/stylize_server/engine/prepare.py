@@ -1,6 +1,13 @@
 """A job's images as the network sees them (numpy only): colour control
 before the optimization, the starting image, and the colours of the result.
 
+The runner asks three times, in the job's order: `job_images` once (the
+styles colour-controlled, the mask regions at the output size), `at_scale`
+once per scale (the content at that scale, and at the first scale the
+starting image), and `output` once at the end; what they make is handed on,
+so nothing downstream reaches back for an input. `resize` is the one Lanczos
+the engine resizes RGB images with (the style terms use it at each scale).
+
 Colour control (Gatys et al. 2017, sec. 5; `color_control`):
 * `luminance`: the optimization sees luminance only. The content becomes
   gray(Y_content), each style gray(Y_style with its mean and standard
@@ -16,21 +23,67 @@ Colour control (Gatys et al. 2017, sec. 5; `color_control`):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from PIL import Image
 
 from stylize_server.engine import color
+from stylize_server.engine.regions import Region, plan_regions
 from stylize_server.engine.vgg import IMAGENET_MEAN_RGB
-from stylize_server.job import images
 from stylize_server.job.options import ColorControl, Init, Inputs, JobOptions
 
 
+@dataclass(frozen=True)
+class JobImages:
+    """What every scale of a job starts from."""
+
+    options: JobOptions
+    inputs: Inputs
+    styles: tuple[np.ndarray, ...]  # colour-controlled (`styles`), full size
+    regions: tuple[Region, ...]  # guides at the output size
+
+
+@dataclass(frozen=True)
+class ScaleImages:
+    """A scale's images: the content resized to it (uint8) and, at the first
+    scale only, the starting image (float32); later scales start from the
+    previous scale's result."""
+
+    content: np.ndarray
+    start: np.ndarray | None
+
+
+def job_images(options: JobOptions, inputs: Inputs, output_shape: tuple[int, int]) -> JobImages:
+    return JobImages(
+        options, inputs, styles(options, inputs), plan_regions(inputs.styles, options.unmasked_region, output_shape)
+    )
+
+
+def at_scale(job: JobImages, shape: tuple[int, int], first: bool) -> ScaleImages:
+    content = resize(job.inputs.content, shape)
+    start = initial_image(job.options, job.inputs, job.styles, shape, content) if first else None
+    return ScaleImages(content, start)
+
+
+def output(job: JobImages, pixels: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """The result at `shape` (the output's) in the job's colours: `pixels`
+    (float RGB at that shape), or the starting image when no iteration ran."""
+    content = resize(job.inputs.content, shape)
+    if pixels is None:
+        pixels = initial_image(job.options, job.inputs, job.styles, shape, content)
+    return finish(pixels, job.options, content)
+
+
 def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Resize an RGB image to (height, width): uint8 as images.resize does,
-    float per channel with the same filter and without clipping or rounding."""
-    if image.dtype == np.uint8:
-        return images.resize(image, shape)
+    """Resize an RGB image to (height, width) with Lanczos: uint8 as Pillow
+    rounds it (as images.resize, the serving side's), float per channel
+    without clipping or rounding. The one resize of a job's images."""
     h, w = shape
+    if image.dtype == np.uint8:
+        if image.shape[:2] == (h, w):
+            return image
+        return np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.LANCZOS), dtype=np.uint8)
     if image.shape[:2] == (h, w):
         return image.astype(np.float32, copy=False)
     channels = [

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -24,8 +24,8 @@ from stylize_server.engine import prepare, regions, targets, terms
 from stylize_server.engine.device import describe_device, enable_memory_growth, gpu_total_memory, measure_precisions
 from stylize_server.engine.objective import LossSpec, Objective
 from stylize_server.engine.optimize import Carry, LoopHooks, run_scale
+from stylize_server.engine.spec import job_spec, layout_of
 from stylize_server.engine.stepcache import CompiledSteps, StepCache
-from stylize_server.engine.tiling import WHOLE, TileLayout
 from stylize_server.engine.vgg import VGG19Features
 from stylize_server.job import images, profiles
 from stylize_server.job.cost import TermCost
@@ -34,22 +34,13 @@ from stylize_server.job.options import Inputs, JobOptions, Limits, Optimizer, St
 from stylize_server.job.plan import UNLIMITED, JobPlan, make_plan
 from stylize_server.job.port import RunHooks
 from stylize_server.job.precision import Precision, choose
+from stylize_server.job.types import Estimate, Losses, ModelInfo, Progress, Result, StopReason
 
 __all__ = ["Engine", "RunHooks", "layout_of"]
-from stylize_server.job.types import Estimate, Losses, ModelInfo, Progress, Result, ScaleEstimate, StopReason
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_COMPILED = 8
-
-
-def layout_of(scale: ScaleEstimate) -> TileLayout:
-    """How the cost model said to run a scale."""
-    if scale.tile_size <= 0:
-        return WHOLE
-    if scale.split_block <= 0:
-        return TileLayout((), (scale.tile_size,))
-    return TileLayout((scale.split_block,), (scale.tile_size, scale.deep_tile_size))
 
 
 class Engine:
@@ -130,23 +121,12 @@ class Engine:
 
     def compile_seconds(self, options: JobOptions, estimate: Estimate, guided: bool) -> float:
         """Seconds of tracing a job with these resolved options would pay
-        before its iterations: a new loss specification, or the optimizers
-        (history per scale) and tile layouts its cached specification lacks,
-        by the profile's figures times what this engine measured of its own
-        compiles (`_learn_compile`). 0.0 when everything is compiled.
-        Admission adds it to the estimate (a job's time limit counts it)."""
-        return self._compile_units(options, estimate, guided) * self._compile_factor
-
-    def _compile_units(self, options: JobOptions, estimate: Estimate, guided: bool) -> float:
-        options = targets.canonical(options)
-        spec = targets.spec_for(options, self.precision, guided)
-        optimizers = [(options.optimizer, s.lbfgs_history or options.lbfgs_history) for s in estimate.scales]
-        layouts = [layout_of(s) for s in estimate.scales if s.tile_size > 0]
-        steps = self._steps.peek(spec)
-        if steps is None:  # its first optimizer and the whole-image functions come with the spec
-            missing = len(set(optimizers)) - 1 + len(set(layouts))
-            return self.profile.compile_seconds + missing * self.profile.step_compile_seconds
-        return steps.missing(optimizers, layouts) * self.profile.step_compile_seconds
+        before its iterations (StepCache.compile_units), times what this
+        engine measured of its own compiles (`_learn_compile`). 0.0 when
+        everything is compiled. Admission adds it to the estimate (a job's
+        time limit counts it)."""
+        job = job_spec(options, self.precision, guided, estimate)
+        return self._steps.compile_units(job, self.profile) * self._compile_factor
 
     @property
     def step_cache(self) -> StepCache:
@@ -227,18 +207,25 @@ class Engine:
     # ------------------------------------------------------------------ run
 
     def run(self, plan: JobPlan, hooks: RunHooks | None = None) -> Result:
+        """Run a planned job. The plan flows one way: its JobSpec (spec.py)
+        is derived once; then, scale by scale, the images at the scale
+        (prepare), the compiled steps (stepcache), the targets (targets) and
+        the iterations (optimize); then the output's colours (prepare)."""
         hooks = hooks or RunHooks()
-        options, inputs = targets.canonical(plan.options), plan.decoded
-        assert options.learning_rate is not None
         start = time.perf_counter()
-        out_shape = plan.output_shape
-        job_regions = regions.plan_regions(inputs.styles, options.unmasked_region, out_shape)
+        # Previews read only the colour options, which job_spec leaves as planned.
+        progress = _Progress(hooks, plan.total_iterations, start, plan.options)
+        inputs = plan.decoded
         guided = any(s.mask is not None for s in inputs.styles)
-        compiling = self._compile_units(options, plan.estimate, guided)
-        steps = self.compiled(targets.spec_for(options, self.precision, guided))
+        job = job_spec(plan.options, self.precision, guided, plan.estimate)
+        options = job.options
+        assert options.learning_rate is not None
+        compiling = self._steps.compile_units(job, self.profile)
+        steps = self._steps.get(job.loss)
+        job_images = prepare.job_images(options, inputs, plan.output_shape)
         total = plan.total_iterations
         stopped: StopReason | None = None
-        latest = [Losses.of((name, 0.0) for name, _ in steps.objective.spec.terms)]  # the returned image's
+        latest = Losses.of((name, 0.0) for name in steps.objective.names)  # the returned image's
 
         def stop_requested() -> bool:
             nonlocal stopped
@@ -254,87 +241,56 @@ class Engine:
             if hooks.on_iteration is not None:
                 hooks.on_iteration(iteration, seconds)
 
-        def phase(name: str) -> None:
-            if hooks.on_phase is not None:
-                hooks.on_phase(name)
-
-        styles = prepare.styles(options, inputs)
-        ema = options.iterate_average.value == "ema"
-        carry = Carry()  # Adam's moments from scale to scale
-        x: tf.Tensor | None = None
-        content = inputs.content
+        ema = options.ema_decay if options.iterate_average.value == "ema" else None
+        carry = Carry()  # the image and Adam's moments, from scale to scale
         done = 0
-        for index, scale in enumerate(plan.scales):
-            phase(f"scale {index + 1} of {len(plan.scales)}")
+        for index, (scale, scale_steps) in enumerate(zip(plan.scales, job.scales)):
+            if hooks.on_phase is not None:
+                hooks.on_phase(f"scale {index + 1} of {len(plan.scales)}")
             if stop_requested():
                 break
             shape = (scale.height, scale.width)
-            content = images.resize(inputs.content, shape)
-            evaluator = steps.evaluator(layout_of(scale))
+            images_at = prepare.at_scale(job_images, shape, first=carry.image is None)
+            evaluator = steps.evaluator(scale_steps.layout)
             scale_targets = targets.build(
-                evaluator, options, content, styles, job_regions, stop_requested, hooks.on_phase, inputs.temporal
+                evaluator,
+                job,
+                images_at.content,
+                job_images.styles,
+                job_images.regions,
+                stop_requested,
+                hooks.on_phase,
+                inputs.temporal,
             )
             if scale_targets is None:
                 break
-            if x is None:
-                x = targets.batch(prepare.initial_image(options, inputs, styles, shape, content))
-            else:
-                x = tf.image.resize(x, shape, method="bicubic")
-            render = functools.partial(_render, options=options, content=content)
-
-            def report(
-                iteration: int,
-                losses: Losses,
-                x_in: tf.Tensor,
-                _index: int = index,
-                _size: int = scale.size,
-                _draw: Callable[[tf.Tensor], np.ndarray] = render,
-            ) -> None:
-                latest[0] = losses
-                if hooks.on_progress is not None:
-                    hooks.on_progress(
-                        Progress(
-                            iteration,
-                            total,
-                            losses,
-                            time.perf_counter() - start,
-                            _index,
-                            _size,
-                            functools.partial(_draw, x_in),
-                        )
-                    )
-
-            optimizer = steps.optimizer(options.optimizer, scale.lbfgs_history or options.lbfgs_history)
-            x, ran = run_scale(
-                optimizer,
+            if images_at.start is not None:
+                carry.image = targets.batch(images_at.start)
+            report = functools.partial(progress.report, index, scale.size, images_at.content)
+            ran, losses = run_scale(
+                steps.optimizer(scale_steps.optimizer, scale_steps.history),
                 evaluator,
-                x,
                 scale_targets,
+                shape,
                 options.learning_rate,
                 scale.iterations,
                 done + 1,
                 LoopHooks(on_report=report, should_stop=stop_requested, on_iteration=on_iteration),
-                average=options.ema_decay if ema else None,
-                carry=carry,
+                carry,
+                average=ema,
             )
             done += ran
-            if ran and ema:
-                # The losses reported were the iterates'; the image kept is their average.
-                latest[0] = Losses.of(zip(steps.objective.names, evaluator.terms(x, scale_targets).numpy().tolist()))
+            latest = losses or latest
             if ran < scale.iterations:
                 break
 
-        last = plan.scales[-1]
-        final_shape = (last.height, last.width)
-        if tuple(content.shape[:2]) != final_shape:
-            content = images.resize(inputs.content, final_shape)
-        if x is None:  # stopped before the first iteration: the starting image
-            x = targets.batch(prepare.initial_image(options, inputs, styles, final_shape, content))
-        elif tuple(x.shape[1:3]) != final_shape:  # stopped at a coarser scale
-            x = tf.image.resize(x, final_shape, method="bicubic")
+        final_shape = plan.output_shape
+        # Upsampled where it stopped at a coarser scale; None where it stopped
+        # before the first scale began (prepare.output then starts it).
+        pixels = None if carry.image is None else carry.image_at(final_shape)[0].numpy()
         return Result(
-            pixels=prepare.finish(x[0].numpy(), options, content),
-            losses=latest[0],  # of the image returned (at its scale, if stopped at a coarser one)
+            pixels=prepare.output(job_images, pixels, final_shape),
+            losses=latest,  # of the image returned (at its scale, if stopped at a coarser one)
             iterations=done,
             iterations_requested=total,
             compute_seconds=time.perf_counter() - start,
@@ -356,5 +312,20 @@ class Engine:
         log.debug("compiled in %.2fs (%.2fs by the profile): factor %.2f", seconds, units, self._compile_factor)
 
 
-def _render(x: tf.Tensor, options: JobOptions, content: np.ndarray) -> np.ndarray:
-    return images.to_uint8(prepare.finish(x[0].numpy(), options, content))
+class _Progress:
+    """A job's progress frames: each reported iteration with its losses and
+    a preview drawn on demand (the optimized image in the job's colours),
+    bound to its scale (`report`'s first three arguments) by the runner."""
+
+    def __init__(self, hooks: RunHooks, total: int, start: float, options: JobOptions) -> None:
+        self.hooks, self.total, self.start, self.options = hooks, total, start, options
+
+    def report(self, index: int, size: int, content: np.ndarray, iteration: int, losses: Losses, x: tf.Tensor) -> None:
+        if self.hooks.on_progress is None:
+            return
+        elapsed = time.perf_counter() - self.start
+        draw = functools.partial(self._draw, x, content)
+        self.hooks.on_progress(Progress(iteration, self.total, losses, elapsed, index, size, draw))
+
+    def _draw(self, x: tf.Tensor, content: np.ndarray) -> np.ndarray:
+        return images.to_uint8(prepare.finish(x[0].numpy(), self.options, content))

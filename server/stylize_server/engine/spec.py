@@ -1,6 +1,12 @@
-"""What a compiled objective depends on (`LossSpec`, the compiled-step
-cache's key), what it takes per scale (`Targets`), and how the network is cut
-into stages for tiling (`Stage`, `stages_for`)."""
+"""What a job compiles and runs, derived once from its plan (`JobSpec`: the
+canonical options, the `LossSpec` that keys the compiled-step cache, the
+terms' weights and each scale's tile layout and optimizer), and what the
+objective takes per scale (`Targets`). How the network is cut into stages
+(`Stage`) belongs to the objective that traces them (objective.py).
+
+Everything downstream of the runner (the step cache, the targets, the
+optimizers) reads a JobSpec and never resolves the options again: naming the
+same layers in another order, or asking twice, compiles nothing new."""
 
 from __future__ import annotations
 
@@ -9,8 +15,11 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from stylize_server.job.layout import BLOCK_CHANNELS, INPUT_CHANNELS, Pooling, block_of, layer_index
+from stylize_server.engine import terms
+from stylize_server.job.layout import Pooling, layer_index
+from stylize_server.job.options import JobOptions, Layers, Optimizer
 from stylize_server.job.precision import Precision
+from stylize_server.job.types import Estimate, ScaleEstimate
 
 TermKey = tuple[str, tuple[str, ...]]  # a term's name and the layers it reads (network order)
 
@@ -53,48 +62,99 @@ class LossSpec:
 @dataclasses.dataclass(frozen=True)
 class Targets:
     """Per-scale inputs of the objective: each term's targets (in the spec's
-    term order, each as its term lays them out) and the terms' weights."""
+    term order, each as its term lays them out) and the terms' weights, in
+    the nesting of the traced functions' signatures (lists), so that every
+    step passes them as they are (`args`)."""
 
-    per_term: tuple[tuple[tf.Tensor, ...], ...]
+    per_term: Sequence[Sequence[tf.Tensor]]
     weights: tf.Tensor  # [terms]
 
-    def args(self) -> tuple[list[list[tf.Tensor]], tf.Tensor]:
-        return [list(t) for t in self.per_term], self.weights
+    def __post_init__(self) -> None:
+        # Once per scale, not at every step: the signatures' lists, whatever sequences were given.
+        object.__setattr__(self, "per_term", [list(t) for t in self.per_term])
+
+    @property
+    def args(self) -> tuple[Sequence[Sequence[tf.Tensor]], tf.Tensor]:
+        return self.per_term, self.weights
 
 
 @dataclasses.dataclass(frozen=True)
-class Stage:
-    """Blocks first..last of the network, the spec's slots whose layers lie
-    among them (indices into spec.slots), and whether it hands the pooled map
-    on to a next stage."""
+class TileLayout:
+    """How a scale runs: the network cut after the blocks in `splits`, and the
+    tile side (image pixels; 0 = whole) of each part, shallow first."""
 
-    first_block: int
-    last_block: int
-    slots: tuple[int, ...]
-    emit_next: bool
-
-    def stride(self, layer: str) -> int:
-        """Positions of this stage's input per position of `layer`."""
-        return 1 << (block_of(layer) - self.first_block)
+    splits: tuple[int, ...] = ()
+    tiles: tuple[int, ...] = (0,)
 
     @property
-    def next_stride(self) -> int:
-        return 1 << (self.last_block - self.first_block + 1)
+    def whole(self) -> bool:
+        return not any(self.tiles)
+
+
+WHOLE = TileLayout()
+
+
+def layout_of(scale: ScaleEstimate) -> TileLayout:
+    """How the cost model said to run a scale."""
+    if scale.tile_size <= 0:
+        return WHOLE
+    if scale.split_block <= 0:
+        return TileLayout((), (scale.tile_size,))
+    return TileLayout((scale.split_block,), (scale.tile_size, scale.deep_tile_size))
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleSteps:
+    """What one scale runs on: its tile layout and its optimizer. `history`
+    is L-BFGS's pairs (0 for Adam, whose steps do not depend on it), so that
+    equal keys share one compiled optimizer."""
+
+    layout: TileLayout
+    optimizer: Optimizer
+    history: int
 
     @property
-    def in_channels(self) -> int:
-        return INPUT_CHANNELS if self.first_block == 1 else BLOCK_CHANNELS[self.first_block - 2]
+    def optimizer_key(self) -> tuple[Optimizer, int]:
+        return self.optimizer, self.history
 
 
-def stages_for(spec: LossSpec, splits: Sequence[int]) -> tuple[Stage, ...]:
-    """The spec's network cut after each block in `splits` (those before its
-    deepest block); one stage when `splits` is empty."""
-    deepest = max((block_of(n) for n in spec.layers), default=1)
-    ends = sorted({s for s in splits if 1 <= s < deepest}) + [deepest]
-    stages, first = [], 1
-    slots = spec.slots
-    for last in ends:
-        inside = tuple(i for i, s in enumerate(slots) if first <= block_of(s.layer) <= last)
-        stages.append(Stage(first, last, inside, emit_next=last != deepest))
-        first = last + 1
-    return tuple(stages)
+@dataclasses.dataclass(frozen=True)
+class JobSpec:
+    """A job as the engine compiles and runs it (see the module docstring)."""
+
+    options: JobOptions  # resolved, every term's layer list canonical
+    loss: LossSpec
+    weights: tuple[float, ...]  # each term's weight, in the loss's term order
+    scales: tuple[ScaleSteps, ...] = ()  # in the estimate's order
+
+
+def canonical_layers(layers: Layers) -> Layers:
+    """Layers in network order, weights carried along: the order a request
+    names them in never changes the loss or what is compiled."""
+    return tuple(sorted(layers, key=lambda lw: layer_index(lw[0])))
+
+
+def canonical(options: JobOptions) -> JobOptions:
+    """Every term's layer list in network order."""
+    for cls in terms.catalogue():
+        if cls.layers_option is not None:
+            layers = cls.layer_weights(options)
+            if layers:
+                options = options.with_value(cls.layers_option, canonical_layers(layers))
+    return options
+
+
+def job_spec(options: JobOptions, precision: Precision, guided: bool, estimate: Estimate | None = None) -> JobSpec:
+    """The JobSpec of resolved options (and of the estimate's scales, where
+    given: tests and benchmarks that build targets need none)."""
+    options = canonical(options)
+    assert options.pooling is not None
+    active = terms.active(options)
+    keys = tuple((cls.name, tuple(n for n, _ in cls.layer_weights(options))) for cls in active)
+    loss = LossSpec(terms=keys, pooling=options.pooling, precision=precision, guided=guided)
+    lbfgs = options.optimizer is Optimizer.LBFGS
+    scales = tuple(
+        ScaleSteps(layout_of(s), options.optimizer, (s.lbfgs_history or options.lbfgs_history) if lbfgs else 0)
+        for s in (estimate.scales if estimate is not None else ())
+    )
+    return JobSpec(options, loss, tuple(cls.weight(options) for cls in active), scales)

@@ -7,9 +7,11 @@ tracing and megabytes of graphs each. The cache keeps the most recently used
 optimizers and its tile evaluators), so that once the jobs still running with
 it end, nothing references its functions and TensorFlow frees them.
 
-Layer lists are canonicalized before they get here (objective.LossSpec), so
-naming the same layers in another order is the same entry; the layer weights
-are tensor inputs and never part of a key.
+A job arrives as a JobSpec (spec.py), derived once from its plan: its
+LossSpec has canonical layer lists, so naming the same layers in another
+order is the same entry; the layer weights are tensor inputs and never part
+of a key. The cache also answers admission's question, what compiling a job
+would cost, from the same JobSpec (`compile_units`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from collections.abc import Callable, Iterable
 
 from stylize_server.engine.objective import LossSpec, Objective
 from stylize_server.engine.optimize import LBFGS, Adam
+from stylize_server.engine.spec import JobSpec
 from stylize_server.engine.tiling import Evaluator, TileLayout
 from stylize_server.job.options import Optimizer
+from stylize_server.job.profiles import Profile
 
 
 class CompiledSteps:
@@ -47,7 +51,7 @@ class CompiledSteps:
     def missing(self, optimizers: Iterable[tuple[Optimizer, int]], layouts: Iterable[TileLayout]) -> int:
         """How many of these optimizers ((kind, history)) and tile layouts
         would be built (and traced) on first use: the cost model counts each
-        as a compile (engine.compile_seconds)."""
+        as a compile (StepCache.compile_units)."""
         keys = {(kind, history if kind is Optimizer.LBFGS else 0) for kind, history in optimizers}
         with self._lock:
             return len(keys - self._optimizers.keys()) + len(set(layouts) - self._evaluators.keys())
@@ -84,11 +88,20 @@ class StepCache:
                 self.evictions += 1
             return entry
 
-    def peek(self, spec: LossSpec) -> CompiledSteps | None:
-        """The entry of `spec` if cached, without building it or making it
-        the most recently used (admission asks this of jobs it may refuse)."""
+    def compile_units(self, job: JobSpec, profile: Profile) -> float:
+        """Seconds of tracing `job` would pay before its iterations, at the
+        profile's figures: a new LossSpec (which brings its first optimizer
+        and the whole-image functions), then each optimizer and tile layout
+        its entry lacks. Asked without building the entry or making it the
+        most recently used: admission asks this of jobs it may refuse."""
+        optimizers = [s.optimizer_key for s in job.scales]
+        layouts = [s.layout for s in job.scales if not s.layout.whole]
         with self._lock:
-            return self._entries.get(spec)
+            entry = self._entries.get(job.loss)
+        if entry is None:
+            missing = len(set(optimizers)) - 1 + len(set(layouts))
+            return profile.compile_seconds + missing * profile.step_compile_seconds
+        return entry.missing(optimizers, layouts) * profile.step_compile_seconds
 
     def put(self, spec: LossSpec, entry: CompiledSteps) -> None:
         with self._lock:

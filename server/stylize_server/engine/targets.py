@@ -1,4 +1,4 @@
-"""What the objective matches at one scale: each term builds its own targets
+"""What the objective matches at one scale, for a JobSpec (spec.py): each term builds its own targets
 (engine/terms) through a `ScaleContext`, which gives it the scale's images
 and the evaluator's tiled forward passes (feature maps, image statistics).
 Computed with the scale's tiling (forward only), one image at a time,
@@ -14,39 +14,13 @@ import numpy as np
 import tensorflow as tf
 
 from stylize_server.engine import regions as region_plan
-from stylize_server.engine import terms
-from stylize_server.engine.spec import LossSpec, Targets
+from stylize_server.engine.spec import JobSpec, Targets
 from stylize_server.engine.terms.base import Term
 from stylize_server.engine.tiling import Evaluator, Stopped
-from stylize_server.job.layout import layer_index
-from stylize_server.job.options import JobOptions, Layers
-from stylize_server.job.precision import Precision
+from stylize_server.job.options import JobOptions
 from stylize_server.job.temporal import Temporal
 
 Phase = Callable[[str], None]
-
-
-def canonical_layers(layers: Layers) -> Layers:
-    """Layers in network order, weights carried along: the order a request
-    names them in never changes the loss or what is compiled."""
-    return tuple(sorted(layers, key=lambda lw: layer_index(lw[0])))
-
-
-def canonical(options: JobOptions) -> JobOptions:
-    """Every term's layer list in network order."""
-    for cls in terms.catalogue():
-        if cls.layers_option is not None:
-            layers = cls.layer_weights(options)
-            if layers:
-                options = options.with_value(cls.layers_option, canonical_layers(layers))
-    return options
-
-
-def spec_for(options: JobOptions, precision: Precision, guided: bool) -> LossSpec:
-    """The LossSpec of canonical, resolved options: their active terms."""
-    assert options.pooling is not None
-    keys = tuple((cls.name, tuple(n for n, _ in cls.layer_weights(options))) for cls in terms.active(options))
-    return LossSpec(terms=keys, pooling=options.pooling, precision=precision, guided=guided)
 
 
 def batch(image: np.ndarray) -> tf.Tensor:
@@ -83,7 +57,7 @@ class ScaleContext:
 
 def build(
     evaluator: Evaluator,
-    options: JobOptions,
+    job: JobSpec,
     content: np.ndarray,
     styles: Sequence[np.ndarray],
     job_regions: Sequence[region_plan.Region],
@@ -92,12 +66,14 @@ def build(
     temporal: Temporal | None = None,
 ) -> Targets | None:
     """The scale's Targets (`content` is the content resized to the scale,
-    `styles` the colour-controlled style images); None when a stop was asked
-    for meanwhile. Stops are polled before each image and between tiles."""
+    `styles` the colour-controlled style images, the weights the job's);
+    None when a stop was asked for meanwhile. Stops are polled before each
+    image and between tiles."""
     objective = evaluator.objective
     shape = (int(content.shape[0]), int(content.shape[1]))
+    guided = objective.spec.guided
     ctx = ScaleContext(
-        evaluator, options, shape, content, styles, job_regions, objective.spec.guided, should_stop, on_phase, temporal
+        evaluator, job.options, shape, content, styles, job_regions, guided, should_stop, on_phase, temporal
     )
     per_term = []
     try:
@@ -108,5 +84,4 @@ def build(
             per_term.append(built)
     except Stopped:
         return None
-    weights = tf.constant([type(term).weight(options) for term in objective.terms], tf.float32)
-    return Targets(per_term=tuple(per_term), weights=weights)
+    return Targets(per_term=per_term, weights=tf.constant(job.weights, tf.float32))

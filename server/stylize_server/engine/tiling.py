@@ -31,25 +31,12 @@ from typing import Any
 import tensorflow as tf
 
 from stylize_server.engine.objective import Objective, Stage, Targets, stages_for
+from stylize_server.engine.spec import WHOLE, TileLayout
 from stylize_server.job.layout import ALIGN, BLOCK_CHANNELS, block_of, last_conv, layer_index, stage_reach
 
 ShouldStop = Callable[[], bool]
 
-
-@dataclasses.dataclass(frozen=True)
-class TileLayout:
-    """How a scale runs: the network cut after the blocks in `splits`, and the
-    tile side (image pixels; 0 = whole) of each part, shallow first."""
-
-    splits: tuple[int, ...] = ()
-    tiles: tuple[int, ...] = (0,)
-
-    @property
-    def whole(self) -> bool:
-        return not any(self.tiles)
-
-
-WHOLE = TileLayout()
+__all__ = ["WHOLE", "Evaluator", "Stopped", "Tile", "TileLayout", "tile_grid"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,7 +188,7 @@ class Evaluator:
         self, x: tf.Tensor, targets: Targets, should_stop: ShouldStop | None = None
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """(terms [n], gradient) at `x`; raises Stopped between tiles."""
-        args = targets.args()
+        args = targets.args
         objective = self.objective
         maps: list[tf.Tensor] = [x]
         sums: dict[int, list[tf.Tensor]] = {}
@@ -214,7 +201,7 @@ class Evaluator:
         self._check(should_stop)
         mults: dict[int, list[tf.Tensor]] = {}
         if len(self._tiles(len(self._plan) - 1, maps[-1])) == 1:
-            earlier = objective.earlier(last)
+            earlier = last.earlier
             values, grad, pixel_grad, prev = objective.function("final", last)(
                 maps[-1], x, [sums[i] for i in earlier], *args
             )
@@ -235,7 +222,7 @@ class Evaluator:
 
     def terms(self, x: tf.Tensor, targets: Targets) -> tf.Tensor:
         """The weighted terms [n] at `x` (forward only)."""
-        args = targets.args()
+        args = targets.args
         maps: list[tf.Tensor] = [x]
         sums: dict[int, list[tf.Tensor]] = {}
         for index in range(len(self._plan)):
