@@ -18,9 +18,8 @@ from typing import ClassVar
 import numpy as np
 import tensorflow as tf
 
-from stylize_server.engine import losses, prepare
-from stylize_server.engine import regions as job_regions
-from stylize_server.engine.terms import register
+from stylize_server.engine import losses
+from stylize_server.engine.terms import register, styles
 from stylize_server.engine.terms.base import (
     TargetContext,
     TensorList,
@@ -30,7 +29,7 @@ from stylize_server.engine.terms.base import (
     weights_tensor,
 )
 from stylize_server.job import layout
-from stylize_server.job.options import JobOptions, style_shape
+from stylize_server.job.options import JobOptions
 
 
 @register
@@ -61,11 +60,7 @@ class Gram(Term):
         return [self._gram_spec(j)]
 
     def _guide(self, targets: Sequence[tf.Tensor], j: int, view: View) -> tf.Tensor | None:
-        """Layer j's guides under the interior, as [R, positions]."""
-        if not self.guided:
-            return None
-        g = view.crop(targets[len(self.layers) + j], spatial_first=True)
-        return tf.reshape(g, [tf.shape(g)[0], -1])
+        return styles.guide_rows(targets[len(self.layers) + j], view) if self.guided else None
 
     def tile_sums(self, j: int, features: tf.Tensor, view: View, targets: Sequence[tf.Tensor]) -> TensorList:
         return [losses.gram_sums(losses.flatten(features), self._guide(targets, j, view))]
@@ -105,18 +100,14 @@ class Gram(Term):
         blended = self._blend(ctx)
         if blended is None:
             return None
-        guides: list[tf.Tensor] = []
-        if self.guided:
-            planes = job_regions.guides_at_scale(ctx.regions, ctx.shape)
-            guides = [tf.constant(g) for g in job_regions.guides_per_layer(planes, self.layers)]
+        guides = styles.region_guides(ctx, self.layers) if self.guided else []
         return (*blended, *guides, weights)
 
     def _grams(self, ctx: TargetContext, image: np.ndarray) -> TensorList:
         height, width = int(image.shape[0]), int(image.shape[1])
         grams = []
         for name, sums in zip(self.layers, ctx.image_sums(self, image)):
-            k = layout.stride(name)
-            grams.append(sums[0] / float((height // k) * (width // k) * int(sums[0].shape[-1])))
+            grams.append(sums[0] / float(styles.positions(name, height, width) * int(sums[0].shape[-1])))
         return grams
 
     def _blend(self, ctx: TargetContext) -> TensorList | None:
@@ -124,19 +115,15 @@ class Gram(Term):
         regions' blended Grams stacked [R, C, C] (guided). Each style image's
         Grams are computed once, whatever region it belongs to."""
         per_region: list[TensorList | None] = [None] * len(ctx.regions)
-        wanted = sorted({i for r in ctx.regions for i, _ in r.styles})
-        for n, index in enumerate(wanted):
-            if ctx.phase(f"style {n + 1} of {len(wanted)}"):
+        for image in styles.style_images(ctx):
+            if image is None:
                 return None
-            style = ctx.styles[index]
-            shaped = prepare.resize(style, style_shape(style.shape[:2], ctx.shape, ctx.options.style_scale))
+            shaped, uses = image
             grams = self._grams(ctx, shaped)
-            for r, region in enumerate(ctx.regions):
-                for member, weight in region.styles:
-                    if member == index:
-                        scaled = [weight * g for g in grams]
-                        current = per_region[r]
-                        per_region[r] = scaled if current is None else [a + b for a, b in zip(current, scaled)]
+            for r, weight in uses:
+                scaled = [weight * g for g in grams]
+                current = per_region[r]
+                per_region[r] = scaled if current is None else [a + b for a, b in zip(current, scaled)]
         if not self.guided:
             only = per_region[0]
             assert only is not None  # validate() guarantees a positive weight

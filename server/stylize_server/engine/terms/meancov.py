@@ -28,14 +28,13 @@ from typing import ClassVar
 import numpy as np
 import tensorflow as tf
 
-from stylize_server.engine import losses, prepare, wasserstein
-from stylize_server.engine import regions as job_regions
-from stylize_server.engine.terms import register
+from stylize_server.engine import losses, wasserstein
+from stylize_server.engine.terms import register, styles
 from stylize_server.engine.terms.base import TargetContext, TensorList, Term, View, layer_values_per_pixel
 from stylize_server.engine.terms.gram import Gram
 from stylize_server.job import layout
 from stylize_server.job.errors import InvalidArgument
-from stylize_server.job.options import JobOptions, Layers, style_shape
+from stylize_server.job.options import JobOptions, Layers
 
 STYLE_LOSS = "style_loss"
 STYLE_LOSSES = ("gram", "mean_cov")
@@ -103,10 +102,7 @@ class MeanCov(Term):
         return [self._mean_spec(j), self._matrix_spec(j)]
 
     def _guide(self, targets: Sequence[tf.Tensor], j: int, view: View) -> tf.Tensor | None:
-        if not self.guided:
-            return None
-        g = view.crop(targets[2 * len(self.layers) + j], spatial_first=True)
-        return tf.reshape(g, [tf.shape(g)[0], -1])
+        return styles.guide_rows(targets[2 * len(self.layers) + j], view) if self.guided else None
 
     def tile_sums(self, j: int, features: tf.Tensor, view: View, targets: Sequence[tf.Tensor]) -> TensorList:
         s1, s2 = wasserstein.moment_sums(losses.flatten(features), targets[j], self._guide(targets, j, view))
@@ -160,10 +156,7 @@ class MeanCov(Term):
             means.append(tf.constant(mean if self.guided else mean[0], tf.float32))
             roots.append(tf.constant(root if self.guided else root[0], tf.float32))
             eps.append(e)
-        guides: list[tf.Tensor] = []
-        if self.guided:
-            planes = job_regions.guides_at_scale(ctx.regions, ctx.shape)
-            guides = [tf.constant(g) for g in job_regions.guides_per_layer(planes, self.layers)]
+        guides = styles.region_guides(ctx, self.layers) if self.guided else []
         return (*means, *roots, *guides, tf.constant(eps, tf.float32), weights)
 
     def _blend(self, ctx: TargetContext) -> list[tuple[np.ndarray, np.ndarray]] | None:
@@ -174,23 +167,18 @@ class MeanCov(Term):
             (np.zeros((n_regions, self._c(j))), np.zeros((n_regions, self._c(j), self._c(j))))
             for j in range(len(self.layers))
         ]
-        wanted = sorted({i for r in ctx.regions for i, _ in r.styles})
-        for count, index in enumerate(wanted):
-            if ctx.phase(f"style {count + 1} of {len(wanted)}"):
+        for image in styles.style_images(ctx):
+            if image is None:
                 return None
-            style = ctx.styles[index]
-            shaped = prepare.resize(style, style_shape(style.shape[:2], ctx.shape, ctx.options.style_scale))
+            shaped, uses = image
             h, w = int(shaped.shape[0]), int(shaped.shape[1])
             for j, (name, sums) in enumerate(zip(self.layers, ctx.image_sums(self, shaped))):
-                k = layout.stride(name)
-                positions = float((h // k) * (w // k))
+                positions = float(styles.positions(name, h, w))
                 mean = sums[0].numpy().astype(np.float64) / positions
                 second = sums[1].numpy().astype(np.float64) / positions
-                for r, region in enumerate(ctx.regions):
-                    for member, b in region.styles:
-                        if member == index:
-                            out[j][0][r] += b * mean
-                            out[j][1][r] += b * second
+                for r, b in uses:
+                    out[j][0][r] += b * mean
+                    out[j][1][r] += b * second
         return out
 
     def placeholder_targets(self, height: int, width: int) -> tuple[tf.Tensor, ...]:
