@@ -1,7 +1,10 @@
 """The demo path a newcomer takes: the sample images and `scripts/demo.py`
 (what `make demo` runs, and `make demo CONTROLS=1`), end to end against a
 real `stylize-server` subprocess and the real `stylize` CLI, with random
-weights at a tiny size; and the offline failure, which says once what to do."""
+weights at a tiny size; and the offline failure, which says once what to do.
+The plain demo's end-to-end run is the README's quick start
+(test_readme.py::test_the_quick_start_demo_runs_as_written), which runs it
+through `make demo` as a newcomer does."""
 
 from __future__ import annotations
 
@@ -78,61 +81,6 @@ def test_make_samples_refuses_a_silly_size(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "--size" in proc.stderr
-
-
-def test_demo_end_to_end_with_random_weights(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPTS / "demo.py"),
-            "--weights",
-            "random:0",
-            "--size",
-            "48",
-            "--iterations",
-            "6",
-            "--out",
-            str(out),
-            "--sample-size",
-            "96",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-        cwd=tmp_path,
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-4000:]
-    assert "NOT an artistic" in proc.stderr, "random weights must be announced loudly"
-    assert "stopping the server (SIGTERM)" in output
-    assert "exited with code" not in output, "the server must stop cleanly on SIGTERM"
-
-    result = Image.open(out / "result.png")
-    assert result.format == "PNG" and max(result.size) == 48
-    frames = sorted((out / "frames").glob("*.png"))
-    assert len(frames) >= 2
-    gif = Image.open(out / "timelapse.gif")
-    assert gif.format == "GIF" and gif.n_frames >= 2
-    assert (out / "samples" / "content.png").is_file() and (out / "samples" / "style.png").is_file()
-    assert (out / "server.log").stat().st_size > 0
-    for path in (out / "result.png", out / "timelapse.gif", out / "demo.png"):
-        assert str(path) in proc.stdout, "the demo says where its outputs are"
-    # The result and the picture say what made them, random weights included.
-    assert "48 px, 6 iterations (Made with RANDOM weights (random:0)" in proc.stdout
-    assert "RANDOM weights (random:0)" in result.text["Warning"]
-    assert result.text["Description"] == "stylize demo: 48 px, 6 iterations, weights random:0"
-    with Image.open(out / "demo.png") as picture:
-        assert picture.text["Title"] == "stylize demo: 48 px, 6 iterations, weights random:0"
-        assert "RANDOM weights (random:0)" in picture.text["Warning"]
-        labels = [item.split(": ")[0] for item in picture.text["Description"].split("; ")]
-        assert labels[:2] == ["content", "style"] and labels[-1] == "result, 6 iterations"
-        assert len(labels) == 6 and all(label.startswith("iteration ") for label in labels[2:5])
-    if (out / "losses.png").exists():  # matplotlib installed (the dev extra has it)
-        with Image.open(out / "losses.png") as plot:
-            assert "next scale" not in plot.text["Title"], "a 48 px run has one scale"
-    assert "grace-seconds is shorter" not in (out / "server.log").read_text()
 
 
 def test_demo_fails_fast_and_shows_the_log_when_the_server_cannot_start(tmp_path: Path) -> None:

@@ -128,6 +128,12 @@ def write_tls_secret(directory: Path, dns_names: list[str]) -> None:
     )
 
 
+# The probes answer the same whatever the server compiled or measured before
+# serving; the ConfigMap's warm-up and its precision=auto start-up measurement
+# (7 s each start on 2 cores; tested in test_engine_precision.py) are skipped.
+FAST_START = ("--warmup-sizes", "", "--precision", "float32")
+
+
 def test_native_grpc_probes_pass_on_a_server_run_with_the_rendered_config(tmp_path: Path) -> None:
     """What kubelet does: a plaintext grpc.health.v1 Check with no credentials,
     against a server started from the rendered ConfigMap (auth token on)."""
@@ -135,7 +141,7 @@ def test_native_grpc_probes_pass_on_a_server_run_with_the_rendered_config(tmp_pa
     container = server_container(objs)
     write_token(tmp_path)
     env = local_env(server_config(objs), tmp_path)
-    with server_process("--warmup-sizes", "", env=env) as proc, grpc.insecure_channel(proc.address) as channel:
+    with server_process(*FAST_START, env=env) as proc, grpc.insecure_channel(proc.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             spec = container[probe]
@@ -164,7 +170,7 @@ def test_tls_exec_probes_pass_on_a_tls_server_and_check_the_certificate(tmp_path
         local = [str(stylize_cli)] + [arg.replace("127.0.0.1:50051", f"127.0.0.1:{port}") for arg in command[1:]]
         return [local_env({"arg": arg}, secrets)["arg"] for arg in local]
 
-    with server_process("--warmup-sizes", "", env=env) as proc:
+    with server_process(*FAST_START, env=env) as proc:
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             result = subprocess.run(
                 probe_command(probe, proc.port),

@@ -32,18 +32,42 @@ def test_quick_start_is_two_commands_and_ci_runs_them() -> None:
 
 
 def test_the_quick_start_demo_runs_as_written(tmp_path: pathlib.Path) -> None:
+    """The README's first command, offline and small: what a newcomer types
+    plus the README's offline variables. It is also the demo's own end-to-end
+    test (scripts/demo.py behind `make demo`; test_demo.py has its other paths)."""
     demo = quick_start_commands()[0]
-    # The same command, offline and small: what a newcomer types plus the README's offline variables.
-    command = shlex.split(demo) + ["WEIGHTS=random:0", "SIZE=48", "ITERATIONS=6", f"OUT={tmp_path / 'out'}"]
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = tmp_path / "out"
+    command = shlex.split(demo) + ["WEIGHTS=random:0", "SIZE=48", "ITERATIONS=6", f"OUT={out}"]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=280, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    assert "NOT an artistic" in proc.stderr, "random weights must be announced loudly"
+    assert "stopping the server (SIGTERM)" in output
+    assert "exited with code" not in output, "the server must stop cleanly on SIGTERM"
+
     with Image.open(out / "result.png") as result:
-        assert max(result.size) == 48
-    assert sorted((out / "frames").glob("*.png")), "no preview frames"
+        assert result.format == "PNG" and max(result.size) == 48
+        # The result says what made it, random weights included.
+        assert "RANDOM weights (random:0)" in result.text["Warning"]
+        assert result.text["Description"] == "stylize demo: 48 px, 6 iterations, weights random:0"
+    assert len(sorted((out / "frames").glob("*.png"))) >= 2, "no preview frames"
     with Image.open(out / "timelapse.gif") as gif:
-        assert gif.n_frames >= 2
-    assert "RANDOM" in proc.stdout + proc.stderr  # the demo says the result is not artistic
+        assert gif.format == "GIF" and gif.n_frames >= 2
+    assert (out / "samples" / "content.png").is_file() and (out / "samples" / "style.png").is_file()
+    assert (out / "server.log").stat().st_size > 0
+    for path in (out / "result.png", out / "timelapse.gif", out / "demo.png"):
+        assert str(path) in proc.stdout, "the demo says where its outputs are"
+    assert "48 px, 6 iterations (Made with RANDOM weights (random:0)" in proc.stdout
+    with Image.open(out / "demo.png") as picture:
+        assert picture.text["Title"] == "stylize demo: 48 px, 6 iterations, weights random:0"
+        assert "RANDOM weights (random:0)" in picture.text["Warning"]
+        labels = [item.split(": ")[0] for item in picture.text["Description"].split("; ")]
+        assert labels[:2] == ["content", "style"] and labels[-1] == "result, 6 iterations"
+        assert len(labels) == 6 and all(label.startswith("iteration ") for label in labels[2:5])
+    if (out / "losses.png").exists():  # matplotlib installed (the dev extra has it)
+        with Image.open(out / "losses.png") as plot:
+            assert "next scale" not in plot.text["Title"], "a 48 px run has one scale"
+    assert "grace-seconds is shorter" not in (out / "server.log").read_text()
 
 
 def makefile_default(name: str) -> str:

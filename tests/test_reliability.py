@@ -19,12 +19,18 @@ import pytest
 from tests.reliability import calls, cancel, fairslots, faults, frontdoor, fuzz, load, memory, security, work
 from tests.reliability.harness import FAST, ServerProc, main_server_args, spawn_server
 
-# Scenarios that measure latency and order under load: alone on the machine (make test's second run).
-pytestmark = [pytest.mark.slow, pytest.mark.serial]
+pytestmark = pytest.mark.slow
+
+# Scenarios whose hard checks read latency, order or time (health p99, who
+# started first, within the grace) run alone on the machine: make test's
+# second pass. The others (faults, security, memory) run in the first, beside
+# other tests.
+serial = pytest.mark.serial
 
 
 # Tests with their own servers come first, so that at most two servers are
 # alive at once (the shared one starts with the first test that needs it).
+@serial
 def test_sigterm_drains_running_and_refuses_queued() -> None:
     faults.run_sigterm(FAST).assert_ok()
 
@@ -37,10 +43,12 @@ def test_token_and_mtls_let_nobody_in_and_logs_keep_secrets() -> None:
     security.run_security(FAST).assert_ok()
 
 
+@serial
 def test_header_only_streams_cost_nothing_and_health_answers() -> None:
     frontdoor.run_header_only(FAST).assert_ok()
 
 
+@serial
 def test_unread_streams_end_and_their_results_stay_retrievable() -> None:
     frontdoor.run_unread(FAST).assert_ok()
 
@@ -51,26 +59,31 @@ def test_the_issue_s_decompression_bomb_costs_less_than_300_mb() -> None:
     assert result.figures["decoded_code"] == "OK"
 
 
+@serial
 def test_fair_share_and_a_deadline_within_the_style_pass() -> None:
     for result in work.run_fair(FAST):
         result.assert_ok()
 
 
+@serial
 def test_fair_share_on_two_slots_never_lets_the_flooder_overtake() -> None:
     for result in fairslots.run_fair_slots(FAST):
         result.assert_ok()
 
 
+@serial
 def test_partial_result_at_the_time_limit() -> None:
     work.run_partial_at_time_limit(FAST).assert_ok()
 
 
+@serial
 def test_a_client_holding_open_calls_leaves_another_client_served() -> None:
     result = calls.run_call_hog(FAST)
     result.assert_ok()
     assert result.figures["bob_success"] == 1.0
 
 
+@serial
 def test_a_client_attaching_streams_to_one_job_leaves_another_client_served() -> None:
     result = calls.run_stream_hog(FAST)
     result.assert_ok()
@@ -83,6 +96,7 @@ def shared_server():
         yield server
 
 
+@serial
 def test_load_then_overload(shared_server: ServerProc) -> None:
     loaded = load.run_load(shared_server, FAST)
     loaded.assert_ok()
@@ -91,30 +105,36 @@ def test_load_then_overload(shared_server: ServerProc) -> None:
     assert overloaded.figures["rejected"] > 0
 
 
+@serial
 def test_cancellation_storm_frees_every_slot(shared_server: ServerProc) -> None:
     result = cancel.run_cancel_storm(shared_server, FAST)
     result.assert_ok()
     assert result.figures["stopped_while_queued"] > 0 and result.figures["stopped_while_running"] > 0
 
 
+@serial
 def test_stalled_client_is_not_buffered_and_job_ends(shared_server: ServerProc) -> None:
     faults.run_stalled_client(shared_server, FAST).assert_ok()
 
 
+@serial
 def test_slow_clients_get_whole_results(shared_server: ServerProc) -> None:
     faults.run_slow_clients(shared_server, FAST).assert_ok()
 
 
+@serial
 def test_fuzzed_requests_get_clean_status_codes(shared_server: ServerProc) -> None:
     result = fuzz.run_fuzz(shared_server, FAST)
     result.assert_ok()
     assert result.figures["requests"] >= FAST.fuzz_examples
 
 
+@serial
 def test_message_of_exactly_the_limit_is_served_one_byte_more_is_refused(shared_server: ServerProc) -> None:
     security.run_message_limit(shared_server, FAST).assert_ok()
 
 
+@serial
 def test_reattach_to_running_and_finished_jobs(shared_server: ServerProc) -> None:
     work.run_reattach(shared_server, FAST).assert_ok()
 
@@ -123,10 +143,12 @@ def test_reattach_to_running_and_finished_jobs(shared_server: ServerProc) -> Non
 # `make reliability` only: `make test` has the engine's own RSS test over 60 lists.
 
 
+@serial
 def test_memory_flat_over_mixed_jobs(shared_server: ServerProc) -> None:
     memory.run_memory(shared_server, FAST).assert_ok()
 
 
+@serial
 def test_no_image_bytes_in_server_output(shared_server: ServerProc) -> None:
     # Runs after the tests above in this module, so the output holds their traffic.
     security.run_log_scan(shared_server, FAST).assert_ok()

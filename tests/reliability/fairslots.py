@@ -19,7 +19,7 @@ Two variants, one server each:
   soon as her running jobs are done.
 
 Estimates are budget-independent (Adam: no L-BFGS history), read from the
-`started` frames of a first server.
+`started` frames of two jobs on the plain variant's server before its flood.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import time
 
 from stylize_api.v1 import stylize_pb2 as pb
 
-from .harness import Profile, ScenarioResult, make_request, ms, percentile, scenario, spawn_server, stylize
+from .harness import Profile, ScenarioResult, ServerProc, make_request, ms, percentile, scenario, spawn_server, stylize
 
 CLOCK_SLACK = 0.05  # seconds; see where the overtakes are counted
 ALICE, BOB = [("authorization", "Bearer token-a")], [("authorization", "Bearer token-b")]
@@ -61,11 +61,10 @@ def _args(tmp: pathlib.Path, *extra: str) -> list[str]:
     ]
 
 
-def _estimates(tmp: pathlib.Path) -> tuple[int, int]:
+def _estimates(server: ServerProc) -> tuple[int, int]:
     """Device memory of one of Alice's jobs and of Bob's big one, as the server estimates them."""
-    with spawn_server(*_args(tmp)) as server:
-        alice = stylize(server.stub(), _alice(1), metadata=ALICE, timeout=300)
-        bob = stylize(server.stub(), _bob(2, big=True), metadata=BOB, timeout=300)
+    alice = stylize(server.stub(), _alice(1), metadata=ALICE, timeout=300)
+    bob = stylize(server.stub(), _bob(2, big=True), metadata=BOB, timeout=300)
     assert alice.started is not None and bob.started is not None, (alice.details, bob.details)
     return alice.started.estimate.device_memory_bytes, bob.started.estimate.device_memory_bytes
 
@@ -73,30 +72,24 @@ def _estimates(tmp: pathlib.Path) -> tuple[int, int]:
 def run_fair_slots(profile: Profile) -> list[ScenarioResult]:
     with tempfile.TemporaryDirectory() as tmp:
         path = pathlib.Path(tmp)
-        s, b = _estimates(path)
+        # The plain variant's server first tells the two estimates (they do not depend on the budget).
+        with spawn_server(*_args(path)) as server:
+            s, b = _estimates(server)
+            plain = _run(profile, server, "fair share, two slots", big=False)
         budget = (max(2 * s, b) + s + b) // 2  # two of Alice's fit, or Bob's alone; not his beside one of hers
-        return [
-            _run(profile, path, "fair share, two slots", big=False, extra=()),
-            _run(
-                profile,
-                path,
-                "fair share, memory-bound",
-                big=True,
-                extra=("--device-memory-budget", str(budget)),
-                fits=(s, b, budget),
-            ),
-        ]
+        with spawn_server(*_args(path, "--device-memory-budget", str(budget))) as server:
+            memory = _run(profile, server, "fair share, memory-bound", big=True, fits=(s, b, budget))
+        return [plain, memory]
 
 
 def _run(
     profile: Profile,
-    tmp: pathlib.Path,
+    server: ServerProc,
     name: str,
     big: bool,
-    extra: tuple[str, ...],
     fits: tuple[int, int, int] | None = None,
 ) -> ScenarioResult:
-    with scenario(name) as res, spawn_server(*_args(tmp, *extra)) as server:
+    with scenario(name) as res:
         if fits is not None:
             s, b, budget = fits
             res.figures.update(alice_job_mb=round(s / 2**20, 1), bob_job_mb=round(b / 2**20, 1))
