@@ -43,7 +43,7 @@ def test_sigterm_with_a_job_running_completes_the_stream_then_exits_0():
 
 @pytest.mark.slow
 def test_sigint_when_idle_exits_0():
-    with server_process() as proc:
+    with server_process("--warmup-sizes", "") as proc:  # idle from the start: nothing compiled
         proc.popen.send_signal(signal.SIGINT)
         assert proc.wait_exit(60) == 0
     assert proc.records[-1]["event"] == "stopped"
