@@ -23,8 +23,8 @@ pytestmark = pytest.mark.slow
 
 # Scenarios whose hard checks read latency, order or time (health p99, who
 # started first, within the grace) run alone on the machine: make test's
-# second pass. The others (faults, security, memory) run in the first, beside
-# other tests.
+# second pass. The others (SIGKILL and restart, token and mTLS, the
+# decompression bomb's RSS) run in the first, beside other tests.
 serial = pytest.mark.serial
 
 
