@@ -48,14 +48,10 @@ demo: $(VENV)/.installed ## start a server, stylize the sample pair into out/, s
 # at most 4; a test file stays on one worker, with its module's servers), then
 # the `serial` ones alone, since they measure latency and ordering under load.
 # Both always run; the target fails if either did.
-# In the first pass each worker's TensorFlow (and the servers it starts) gets
-# its share of the cores for an op's threads: two runs of the tiling tests side
-# by side on 2 cores took 169 s at two threads each, 150 s at one.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ "$$n" -gt 4 ] && n=4; echo $$n)
-TEST_THREADS ?= $(shell n=$$(( $$(nproc 2>/dev/null || echo 2) / $(TEST_WORKERS) )); [ "$$n" -lt 1 ] && n=1; echo $$n)
 test: $(VENV)/.installed ## run the whole test suite (TEST_WORKERS=n parallel workers, default min(cores, 4))
 	@status=0; \
-	TF_NUM_INTRAOP_THREADS=$(TEST_THREADS) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" || status=1; \
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" || status=1; \
 	$(PY) -m pytest -m serial || status=1; \
 	exit $$status
 
