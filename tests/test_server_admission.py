@@ -111,10 +111,13 @@ def test_fair_share_between_two_clients(engine, tmp_path):
         stub = srv.stub()
         port = srv.metrics_port
         quota0 = value(scrape(port), "stylize_refusals_total", reason="CLIENT_QUOTA")
-        flood = [StreamReader(stub.Stylize(long_request(seed=i), timeout=120, metadata=alice)) for i in range(4)]
+        # One call at a time: calls sent together reach the queue in any order, and the test
+        # needs Alice's first job running and the other three queued behind it in her order.
+        flood = [StreamReader(stub.Stylize(long_request(seed=0), timeout=120, metadata=alice))]
         flood[0].wait_for(is_kind("progress"))
-        for reader in flood[1:]:
-            reader.wait_for(is_kind("queued"))
+        for i in range(1, 4):
+            flood.append(StreamReader(stub.Stylize(long_request(seed=i), timeout=120, metadata=alice)))
+            assert flood[-1].wait_for(is_kind("queued")).queued.position == i
         # Alice holds her quota: her fifth job is refused, with a delay to retry after.
         with pytest.raises(grpc.RpcError) as caught:
             list(stub.Stylize(small_request(), timeout=30, metadata=alice))
