@@ -23,8 +23,9 @@ pytestmark = pytest.mark.slow
 
 # Scenarios whose hard checks read latency, order or time (health p99, who
 # started first, within the grace) run alone on the machine: make test's
-# second pass. The others (SIGKILL and restart, token and mTLS, the
-# decompression bomb's RSS) run in the first, beside other tests.
+# second pass, and so do those that share their server (shared_server below).
+# The others (SIGKILL and restart, token and mTLS, the decompression bomb's
+# RSS) run in the first, beside other tests.
 serial = pytest.mark.serial
 
 
