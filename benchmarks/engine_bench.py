@@ -121,7 +121,7 @@ def worker_quality(size: int, weights: str, baseline_iterations: int, engine_ite
     regions = plan_regions(inputs.styles, options.unmasked_region, (size, size))
     targets = job_targets.build(evaluator, job, content, [style], regions, lambda: False)
     assert targets is not None
-    args = targets.args()
+    args = targets.args
     objective = evaluator.objective
 
     # The TensorFlow tutorial's loop: a 0..1 image variable, Adam(0.02, 0.99, 0.1), clip after each step.
