@@ -103,11 +103,17 @@ def layout_of(scale: ScaleEstimate) -> TileLayout:
     return TileLayout((scale.split_block,), (scale.tile_size, scale.deep_tile_size))
 
 
+def optimizer_key(kind: Optimizer, history: int) -> tuple[Optimizer, int]:
+    """What a compiled optimizer depends on: its kind and, for L-BFGS only,
+    its history (Adam's steps do not depend on it, so its key says 0)."""
+    return kind, history if kind is Optimizer.LBFGS else 0
+
+
 @dataclasses.dataclass(frozen=True)
 class ScaleSteps:
-    """What one scale runs on: its tile layout and its optimizer. `history`
-    is L-BFGS's pairs (0 for Adam, whose steps do not depend on it), so that
-    equal keys share one compiled optimizer."""
+    """What one scale runs on: its tile layout and its optimizer, keyed as the
+    step cache keys it (`optimizer_key`: Adam's history is 0), so that equal
+    keys share one compiled optimizer."""
 
     layout: TileLayout
     optimizer: Optimizer
@@ -152,9 +158,8 @@ def job_spec(options: JobOptions, precision: Precision, guided: bool, estimate: 
     active = terms.active(options)
     keys = tuple((cls.name, tuple(n for n, _ in cls.layer_weights(options))) for cls in active)
     loss = LossSpec(terms=keys, pooling=options.pooling, precision=precision, guided=guided)
-    lbfgs = options.optimizer is Optimizer.LBFGS
     scales = tuple(
-        ScaleSteps(layout_of(s), options.optimizer, (s.lbfgs_history or options.lbfgs_history) if lbfgs else 0)
+        ScaleSteps(layout_of(s), *optimizer_key(options.optimizer, s.lbfgs_history or options.lbfgs_history))
         for s in (estimate.scales if estimate is not None else ())
     )
     return JobSpec(options, loss, tuple(cls.weight(options) for cls in active), scales)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 
 from stylize_server.engine.objective import LossSpec, Objective
 from stylize_server.engine.optimize import LBFGS, Adam
-from stylize_server.engine.spec import JobSpec
+from stylize_server.engine.spec import JobSpec, optimizer_key
 from stylize_server.engine.tiling import Evaluator, TileLayout
 from stylize_server.job.options import Optimizer
 from stylize_server.job.profiles import Profile
@@ -39,7 +39,7 @@ class CompiledSteps:
         self._lock = threading.Lock()
 
     def optimizer(self, kind: Optimizer, history: int) -> LBFGS | Adam:
-        key = (kind, history if kind is Optimizer.LBFGS else 0)
+        key = optimizer_key(kind, history)
         with self._lock:
             if key not in self._optimizers:
                 if kind is Optimizer.LBFGS:
@@ -52,7 +52,7 @@ class CompiledSteps:
         """How many of these optimizers ((kind, history)) and tile layouts
         would be built (and traced) on first use: the cost model counts each
         as a compile (StepCache.compile_units)."""
-        keys = {(kind, history if kind is Optimizer.LBFGS else 0) for kind, history in optimizers}
+        keys = {optimizer_key(kind, history) for kind, history in optimizers}
         with self._lock:
             return len(keys - self._optimizers.keys()) + len(set(layouts) - self._evaluators.keys())
 
