@@ -66,10 +66,17 @@ def at_scale(job: JobImages, shape: tuple[int, int], first: bool) -> ScaleImages
     return ScaleImages(content, start)
 
 
-def output(job: JobImages, pixels: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+def output(
+    job: JobImages, pixels: np.ndarray | None, shape: tuple[int, int], last: ScaleImages | None = None
+) -> np.ndarray:
     """The result at `shape` (the output's) in the job's colours: `pixels`
-    (float RGB at that shape), or the starting image when no iteration ran."""
-    content = resize(job.inputs.content, shape)
+    (float RGB at that shape), or the starting image when no iteration ran.
+    `last` is the last scale's images: its content is reused where it is at
+    `shape` already (a job that ran every scale), not resized again."""
+    if last is not None and last.content.shape[:2] == shape:
+        content = last.content
+    else:
+        content = resize(job.inputs.content, shape)
     if pixels is None:
         pixels = initial_image(job.options, job.inputs, job.styles, shape, content)
     return finish(pixels, job.options, content)

@@ -243,6 +243,7 @@ class Engine:
 
         ema = options.ema_decay if options.iterate_average.value == "ema" else None
         carry = Carry()  # the image and Adam's moments, from scale to scale
+        images_at: prepare.ScaleImages | None = None
         done = 0
         for index, (scale, scale_steps) in enumerate(zip(plan.scales, job.scales)):
             if hooks.on_phase is not None:
@@ -289,7 +290,7 @@ class Engine:
         # before the first scale began (prepare.output then starts it).
         pixels = None if carry.image is None else carry.image_at(final_shape)[0].numpy()
         return Result(
-            pixels=prepare.output(job_images, pixels, final_shape),
+            pixels=prepare.output(job_images, pixels, final_shape, images_at),
             losses=latest,  # of the image returned (at its scale, if stopped at a coarser one)
             iterations=done,
             iterations_requested=total,
